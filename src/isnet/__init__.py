@@ -1,0 +1,1 @@
+"""ISNet: image-level and semantic-level context for semantic segmentation."""
