@@ -1,0 +1,33 @@
+"""The training objective: weighted cross-entropy over the model's outputs (paper eq. 20)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch.nn.functional as F
+from torch import Tensor
+
+DEFAULT_LOSS_WEIGHTS: dict[str, float] = {"aux": 0.4, "stage1": 0.4, "out": 1.0}
+
+
+def segmentation_loss(
+    outputs: Mapping[str, Tensor],
+    target: Tensor,
+    *,
+    weights: Mapping[str, float] = DEFAULT_LOSS_WEIGHTS,
+    ignore_index: int = 255,
+) -> dict[str, Tensor]:
+    """Cross-entropy on each output, upsampled to the label size, and their weighted sum.
+
+    Returns the per-output losses under the outputs' names and their weighted sum under
+    ``"total"``. Outputs without a weight are not part of the objective.
+    """
+    losses: dict[str, Tensor] = {}
+    for name, logits in outputs.items():
+        if name not in weights:
+            continue
+        if logits.shape[2:] != target.shape[1:]:
+            logits = F.interpolate(logits, size=target.shape[1:], mode="bilinear", align_corners=False)
+        losses[name] = F.cross_entropy(logits.float(), target, ignore_index=ignore_index)
+    losses["total"] = sum(weights[name] * loss for name, loss in losses.items())
+    return losses
