@@ -1,0 +1,67 @@
+"""A user's own data: a folder of images and a folder of index-map masks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from isnet.data.base import SegmentationDataset, Transform, label_lut, list_files, pair_files
+from isnet.data.base import require_dir
+from isnet.data.info import RGB, DatasetInfo, make_palette
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+def read_class_names(path: Path) -> tuple[str, ...]:
+    """Class names from a text file, one per line in label order; blank lines are skipped."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no class list given and {path} not found (one class name per line)")
+    names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    if not names:
+        raise ValueError(f"class list {path} is empty")
+    return names
+
+
+class FolderDataset(SegmentationDataset):
+    """Images in ``root/images_dir``, masks in ``root/masks_dir``, paired by file stem.
+
+    A mask is a single-channel PNG (``<stem><mask_suffix>``) whose pixel values are class
+    indices 0..N−1, with 255 = ignore. ``classes`` names the N classes; when omitted they are
+    read from ``root/classes.txt``. With ``reduce_zero_label`` the stored value 0 is ignored
+    and 1..N become 0..N−1 (for masks where 0 means "unlabelled", as in ADE20K). Splits are
+    just different folders, e.g. ``images_dir="images/train"``.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        classes: Sequence[str] | None = None,
+        images_dir: str = "images",
+        masks_dir: str = "masks",
+        transform: Transform | None = None,
+        *,
+        palette: Sequence[RGB] | None = None,
+        mask_suffix: str = ".png",
+        reduce_zero_label: bool = False,
+        name: str = "folder",
+    ) -> None:
+        root = require_dir(Path(root), f"{name} root")
+        classes = tuple(classes) if classes is not None else read_class_names(root / "classes.txt")
+        if not 0 < len(classes) <= 255:
+            raise ValueError(f"{name}: need 1..255 classes (255 is the ignore value), got {len(classes)}")
+        palette = tuple(palette) if palette is not None else make_palette(len(classes))
+        info = DatasetInfo(name=name, classes=classes, palette=palette)
+
+        image_dir = require_dir(root / images_dir, f"{name} images")
+        mask_dir = require_dir(root / masks_dir, f"{name} masks")
+        images = list_files(image_dir, IMAGE_SUFFIXES)
+        stems: dict[str, Path] = {}
+        for image in images:
+            if image.stem in stems:
+                raise ValueError(f"two images share the stem {image.stem!r}: {stems[image.stem]} and {image}")
+            stems[image.stem] = image
+        pairs = pair_files(images, lambda image: mask_dir / f"{image.stem}{mask_suffix}")
+
+        num = len(classes)
+        mapping = {0: 255} | {k: k - 1 for k in range(1, num + 1)} if reduce_zero_label else {k: k for k in range(num)}
+        super().__init__(pairs, info, label_lut(mapping), transform)

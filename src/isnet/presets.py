@@ -1,0 +1,90 @@
+"""Named model configurations: the 12 released ISNets, ISNet‡ and the Table 1 ablations.
+
+A preset is a plain function returning a :class:`ModelConfig`; :func:`create_model` builds
+one by name, optionally loading weights from a local file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .config import AuxConfig, BackboneConfig, HeadConfig, ModelConfig
+
+NUM_CLASSES = {"ade20k": 150, "cityscapes": 19, "cocostuff10k": 182, "lip": 20, "camvid": 11}
+
+BACKBONES = {
+    "resnet50": BackboneConfig(type="resnet", depth=50),
+    "resnet101": BackboneConfig(type="resnet", depth=101),
+    "resnest101": BackboneConfig(type="resnest", depth=101, stem_channels=128),
+}
+
+# Where the authors published the 12 checkpoints (sssegmentation model zoo). Fetching needs
+# a network; :func:`create_model` with ``weights=<local path>`` is the tested way to load.
+RELEASED_URL = "https://github.com/SegmentationBLWX/modelstore/releases/download/ssseg_isnet/{name}.pth"
+
+
+def isnet(num_classes: int, backbone: str = "resnet50", *, shortcut: bool = False, **head: Any) -> ModelConfig:
+    """ISNet (ILCM + SLCM) on a dilated backbone at output stride 8."""
+    return ModelConfig(
+        num_classes=num_classes,
+        backbone=BACKBONES[backbone],
+        head=HeadConfig(shortcut=shortcut, **head),
+        aux=AuxConfig(),
+    )
+
+
+PRESETS: dict[str, Callable[[], ModelConfig]] = {}
+
+for _backbone in BACKBONES:
+    for _dataset, _classes in NUM_CLASSES.items():
+        if _dataset == "camvid":
+            continue
+        # The released LIP models carry the layer1 shortcut; the others do not.
+        PRESETS[f"isnet_{_backbone}os8_{_dataset}"] = (
+            lambda b=_backbone, k=_classes, s=(_dataset == "lip"): isnet(k, b, shortcut=s)
+        )
+    # ISNet‡: ASPP as the image-level module (the paper's best LIP and Cityscapes models).
+    for _dataset in ("cityscapes", "lip"):
+        PRESETS[f"isnet_dagger_{_backbone}os8_{_dataset}"] = (
+            lambda b=_backbone, k=NUM_CLASSES[_dataset], s=(_dataset == "lip"): isnet(
+                k, b, shortcut=s, image_context="aspp"
+            )
+        )
+
+# Table 1 ablations (ADE20K, ResNet-50-D8).
+ABLATIONS = {
+    "baseline": dict(image_context="none", semantic_context=False),
+    "ilcm": dict(image_context="ilcm", semantic_context=False),
+    "slcm": dict(image_context="none", semantic_context=True),
+    "isnet": dict(image_context="ilcm", semantic_context=True),
+}
+for _name, _head in ABLATIONS.items():
+    PRESETS[f"ablation_{_name}_resnet50os8_ade20k"] = lambda h=_head: isnet(150, "resnet50", **h)
+
+RELEASED = tuple(name for name in PRESETS if name.startswith("isnet_") and "dagger" not in name)
+
+
+def get_config(name: str, **overrides: Any) -> ModelConfig:
+    """The configuration of a preset; ``overrides`` replace top-level fields (e.g. num_classes)."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; available: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]().replace(**overrides) if overrides else PRESETS[name]()
+
+
+def create_model(name: str, *, weights: str | Path | None = None, **overrides: Any) -> nn.Module:
+    """Build a preset by name. ``weights``: a released ``.pth`` or one of our ``.safetensors``."""
+    from .checkpoint import load_released_checkpoint, load_state_dict_strict, read_safetensors
+    from .segmentor import build_model
+
+    model = build_model(get_config(name, **overrides))
+    if weights is not None:
+        if str(weights).endswith(".safetensors"):
+            tensors, _ = read_safetensors(weights)
+            load_state_dict_strict(model, tensors, source=weights)
+        else:
+            load_released_checkpoint(model, weights)
+    return model

@@ -1,0 +1,120 @@
+"""Equivalence with the authors' implementation, proven on their fixtures.
+
+Parametrised over every fixture in a directory: the project's own copy by default, or the
+directory named by ``ISNET_REFERENCE_FIXTURES``. A fixture is ``STEM.{json,npz,pth}``
+(format: shared/reference/README.md). Tolerances are the float32 round-off the fixtures'
+README states: logits within 1e-4 of the array's largest magnitude, losses and the gradient
+norm within a relative 1e-4.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from isnet.checkpoint import load_released_checkpoint
+from isnet.config import from_released_config
+from isnet.inference import InferenceConfig, predict
+from isnet.losses import segmentation_loss
+from isnet.segmentor import build_model
+
+DEFAULT_DIR = Path(__file__).parent / "fixtures" / "reference"
+FIXTURE_DIR = Path(os.environ.get("ISNET_REFERENCE_FIXTURES", DEFAULT_DIR))
+STEMS = sorted(p.stem for p in FIXTURE_DIR.glob("*.npz") if p.with_suffix(".pth").exists())
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+LOGIT_TOLERANCE = 1e-4
+SCALAR_TOLERANCE = 1e-4
+
+
+def test_fixtures_found():
+    assert STEMS, f"no reference fixtures (STEM.npz + STEM.pth) in {FIXTURE_DIR}"
+
+
+class Fixture:
+    def __init__(self, stem: str, device: str) -> None:
+        self.meta = json.loads((FIXTURE_DIR / f"{stem}.json").read_text())
+        self.arrays = dict(np.load(FIXTURE_DIR / f"{stem}.npz"))
+        self.checkpoint = FIXTURE_DIR / f"{stem}.pth"
+        self.device = device
+
+    def model(self) -> nn.Module:
+        model = build_model(from_released_config(self.meta))
+        load_released_checkpoint(model, self.checkpoint)
+        return model.to(self.device).eval()
+
+    def tensor(self, name: str) -> torch.Tensor:
+        return torch.from_numpy(self.arrays[name]).to(self.device)
+
+
+@pytest.fixture(params=[(s, d) for s in STEMS for d in DEVICES], ids=lambda p: f"{p[0]}-{p[1]}")
+def fixture(request) -> Fixture:
+    stem, device = request.param
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return Fixture(stem, device)
+
+
+def assert_close_to_reference(actual: torch.Tensor, expected: np.ndarray, name: str) -> None:
+    actual = actual.detach().cpu().numpy()
+    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} vs reference {expected.shape}"
+    error = np.abs(actual - expected).max() / np.abs(expected).max()
+    assert error <= LOGIT_TOLERANCE, f"{name}: max error {error:.2e} of the largest magnitude"
+
+
+def test_eval_logits(fixture: Fixture):
+    model = fixture.model()
+    with torch.no_grad():
+        outputs = model(fixture.tensor("image"))
+    assert_close_to_reference(outputs["out"], fixture.arrays["logits_stage2"], "logits_stage2")
+    assert_close_to_reference(outputs["stage1"], fixture.arrays["logits_stage1"], "logits_stage1")
+    assert_close_to_reference(outputs["aux"], fixture.arrays["logits_aux"], "logits_aux")
+
+
+def test_multiscale_flip(fixture: Fixture):
+    settings = fixture.meta["msflip"]
+    config = InferenceConfig(
+        mode="whole",
+        scales=tuple(settings["scales"]),
+        flip=settings["flip"],
+        flip_pairs=tuple(tuple(pair) for pair in fixture.meta.get("flip_pairs") or ()),
+        probs_before_resize=settings["probs_before_resize"],
+    )
+    scores = predict(fixture.model(), fixture.tensor("image"), config)
+    assert_close_to_reference(scores, fixture.arrays["seg_logit_msflip"], "seg_logit_msflip")
+
+
+def test_sliding_window(fixture: Fixture):
+    settings = fixture.meta["slide"]
+    config = InferenceConfig(mode="slide", crop=tuple(settings["crop"]), stride=tuple(settings["stride"]))
+    scores = predict(fixture.model(), fixture.tensor("slide_image"), config)
+    assert_close_to_reference(scores, fixture.arrays["seg_logit_slide"], "seg_logit_slide")
+
+
+def test_training_losses_and_gradient(fixture: Fixture):
+    model = fixture.model().train()
+    for module in model.modules():  # the fixtures were made with dropout off
+        if isinstance(module, nn.Dropout2d):
+            module.p = 0.0
+    outputs = model(fixture.tensor("train_images"))
+    weights = dict(zip(("aux", "stage1", "out"), fixture.meta["losses"]["weights"]))
+    losses = segmentation_loss(outputs, fixture.tensor("train_target"), weights=weights)
+    losses["total"].backward()
+    grad_norm = torch.sqrt(sum((p.grad.double() ** 2).sum() for p in model.parameters() if p.grad is not None))
+
+    expected = {
+        "aux": fixture.arrays["loss_aux"],
+        "stage1": fixture.arrays["loss_stage1"],
+        "out": fixture.arrays["loss_stage2"],
+        "total": fixture.arrays["loss_total"],
+    }
+    for name, value in expected.items():
+        assert losses[name].item() == pytest.approx(float(value), rel=SCALAR_TOLERANCE), name
+    assert grad_norm.item() == pytest.approx(float(fixture.arrays["grad_norm"]), rel=SCALAR_TOLERANCE)
