@@ -32,9 +32,10 @@ def region_representations(feats: Tensor, logits: Tensor) -> Tensor:
     num_classes = logits.shape[1]
     if logits.shape[2:] != feats.shape[2:]:
         logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
-    # Aggregate in float32: the softmax sums and region sums are reductions over many pixels.
-    feats32 = feats.float().flatten(2).transpose(1, 2).reshape(batch * height * width, channels)
-    logits32 = logits.float().flatten(2)  # (N, K, hw)
+    # Aggregate in at least float32: the softmax and region sums reduce over many pixels.
+    dtype = torch.promote_types(feats.dtype, torch.float32)
+    feats32 = feats.to(dtype).flatten(2).transpose(1, 2).reshape(batch * height * width, channels)
+    logits32 = logits.to(dtype).flatten(2)  # (N, K, hw)
 
     labels = logits32.argmax(dim=1, keepdim=True)  # (N, 1, hw)
     own_logit = logits32.gather(1, labels).flatten()  # class-k logit of each pixel, (N·hw,)

@@ -47,8 +47,8 @@ class FolderDataset(SegmentationDataset):
     ) -> None:
         root = require_dir(Path(root), f"{name} root")
         classes = tuple(classes) if classes is not None else read_class_names(root / "classes.txt")
-        if not 0 < len(classes) <= 255:
-            raise ValueError(f"{name}: need 1..255 classes (255 is the ignore value), got {len(classes)}")
+        if not 0 < len(classes) + reduce_zero_label <= 255:
+            raise ValueError(f"{name}: {len(classes)} classes do not fit below the ignore value 255")
         palette = tuple(palette) if palette is not None else make_palette(len(classes))
         info = DatasetInfo(name=name, classes=classes, palette=palette)
 
@@ -62,6 +62,8 @@ class FolderDataset(SegmentationDataset):
             stems[image.stem] = image
         pairs = pair_files(images, lambda image: mask_dir / f"{image.stem}{mask_suffix}")
 
-        num = len(classes)
-        mapping = {0: 255} | {k: k - 1 for k in range(1, num + 1)} if reduce_zero_label else {k: k for k in range(num)}
+        if reduce_zero_label:
+            mapping = {0: 255} | {k: k - 1 for k in range(1, len(classes) + 1)}
+        else:
+            mapping = {k: k for k in range(len(classes))}
         super().__init__(pairs, info, label_lut(mapping), transform)
