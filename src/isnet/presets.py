@@ -75,12 +75,26 @@ def get_config(name: str, **overrides: Any) -> ModelConfig:
     return PRESETS[name]().replace(**overrides) if overrides else PRESETS[name]()
 
 
-def create_model(name: str, *, weights: str | Path | None = None, **overrides: Any) -> nn.Module:
-    """Build a preset by name. ``weights``: a released ``.pth`` or one of our ``.safetensors``."""
+def create_model(
+    name: str,
+    *,
+    weights: str | Path | None = None,
+    weights_backbone: str | Path | None = None,
+    **overrides: Any,
+) -> nn.Module:
+    """Build a preset by name.
+
+    ``weights``: a released ``.pth`` or one of our ``.safetensors`` for the whole model;
+    ``weights_backbone``: an ImageNet checkpoint for the backbone (open-mmlab or torchvision
+    layout, see :mod:`isnet.backbones.pretrained`), the start of training.
+    """
+    from .backbones.pretrained import load_imagenet_weights
     from .checkpoint import load_released_checkpoint, load_state_dict_strict, read_safetensors
     from .segmentor import build_model
 
     model = build_model(get_config(name, **overrides))
+    if weights_backbone is not None:
+        load_imagenet_weights(model.backbone, weights_backbone)
     if weights is not None:
         if str(weights).endswith(".safetensors"):
             tensors, _ = read_safetensors(weights)

@@ -1,0 +1,66 @@
+"""Datasets, class metadata and augmentation pipelines.
+
+Readers return ``{"image": float32 3×H×W normalised RGB, "label": int64 H×W (255 = ignore),
+"path": str}`` samples; ``train_transforms()`` / ``eval_transforms()`` plug into their
+``transform`` argument.
+"""
+
+from isnet.data.ade20k import ADE20KDataset
+from isnet.data.base import (
+    IGNORE_INDEX,
+    IMAGE_MEAN,
+    IMAGE_STD,
+    SegmentationDataset,
+    Transform,
+    read_image,
+    to_tensors,
+)
+from isnet.data.camvid import CamVidDataset
+from isnet.data.cityscapes import LABEL_ID_TO_TRAIN_ID, CityscapesDataset
+from isnet.data.coco_stuff import COCOStuff10kDataset
+from isnet.data.folder import FolderDataset
+from isnet.data.info import (
+    ADE20K,
+    CAMVID,
+    CITYSCAPES,
+    COCO_STUFF,
+    COCO_STUFF_171,
+    COCO_STUFF_UNUSED,
+    COCO_STUFF_USED,
+    LIP,
+    DatasetInfo,
+    make_palette,
+)
+from isnet.data.lip import LIPDataset
+from isnet.data.transforms import eval_transforms, lip_eval_transforms, lip_train_transforms, train_transforms
+
+__all__ = [
+    "ADE20K",
+    "ADE20KDataset",
+    "CAMVID",
+    "CITYSCAPES",
+    "COCO_STUFF",
+    "COCO_STUFF_171",
+    "COCO_STUFF_UNUSED",
+    "COCO_STUFF_USED",
+    "COCOStuff10kDataset",
+    "CamVidDataset",
+    "CityscapesDataset",
+    "DatasetInfo",
+    "FolderDataset",
+    "IGNORE_INDEX",
+    "IMAGE_MEAN",
+    "IMAGE_STD",
+    "LABEL_ID_TO_TRAIN_ID",
+    "LIP",
+    "LIPDataset",
+    "SegmentationDataset",
+    "Transform",
+    "eval_transforms",
+    "lip_eval_transforms",
+    "lip_train_transforms",
+    "make_palette",
+    "read_image",
+    "to_tensors",
+    "train_transforms",
+]

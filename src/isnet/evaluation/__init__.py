@@ -1,0 +1,5 @@
+"""Evaluation: confusion-matrix metrics (mIoU, pixel and class accuracy)."""
+
+from isnet.evaluation.metrics import ConfusionMatrix, SegmentationScores
+
+__all__ = ["ConfusionMatrix", "SegmentationScores"]
