@@ -1,0 +1,65 @@
+"""Pictures of predictions: colour label maps and overlays with a legend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+IGNORE_COLOUR = (0, 0, 0)
+
+
+def colourise(labels: np.ndarray, palette: Sequence[Sequence[int]], ignore_index: int = 255) -> np.ndarray:
+    """(H, W) class indices → (H, W, 3) uint8 colours; ignored pixels are black."""
+    table = np.zeros((256, 3), np.uint8)
+    table[: len(palette)] = np.asarray(palette, np.uint8)
+    table[ignore_index] = IGNORE_COLOUR
+    return table[labels.astype(np.uint8)]
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, palette: Sequence[Sequence[int]], alpha: float = 0.5) -> np.ndarray:
+    """Blend the colour label map over the RGB image."""
+    colours = colourise(labels, palette).astype(np.float32)
+    return (image.astype(np.float32) * (1 - alpha) + colours * alpha).round().astype(np.uint8)
+
+
+def save_overlay_with_legend(
+    path: str | Path,
+    image: np.ndarray,
+    labels: np.ndarray,
+    classes: Sequence[str],
+    palette: Sequence[Sequence[int]],
+    *,
+    title: str | None = None,
+) -> Path:
+    """Write image | overlay side by side, with a legend of the classes present."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    height, width = labels.shape
+    figure, axes = plt.subplots(1, 2, figsize=(2 * width / 100 + 2.2, height / 100 + 0.6), dpi=100)
+    axes[0].imshow(image)
+    axes[0].set_title("image", fontsize=8)
+    axes[1].imshow(overlay(image, labels, palette))
+    axes[1].set_title(title or "prediction", fontsize=8)
+    for axis in axes:
+        axis.axis("off")
+    present = [int(k) for k in np.unique(labels) if k < len(classes)]
+    handles = [Patch(color=np.asarray(palette[k]) / 255, label=classes[k]) for k in present]
+    figure.legend(handles=handles, loc="center right", fontsize=7, frameon=False)
+    figure.tight_layout(rect=(0, 0, 0.8, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def generic_palette(num_classes: int, seed: int = 0) -> list[tuple[int, int, int]]:
+    """Distinct-looking colours for any number of classes, the same on every call."""
+    rng = np.random.default_rng(seed)
+    return [tuple(int(c) for c in rng.integers(30, 256, 3)) for _ in range(num_classes)]
