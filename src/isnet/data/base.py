@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -20,10 +19,11 @@ from torch.utils.data import Dataset
 
 from isnet.data.info import DatasetInfo
 
+from isnet.data.image import MEAN as IMAGE_MEAN
+from isnet.data.image import STD as IMAGE_STD
+from isnet.data.image import read_image
+
 IGNORE_INDEX = 255
-# ImageNet statistics in 0..255 RGB, as used by the released ISNet models.
-IMAGE_MEAN = (123.675, 116.28, 103.53)
-IMAGE_STD = (58.395, 57.12, 57.375)
 
 Transform = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 """(image uint8 H×W×3 RGB, label uint8 H×W) → the same, possibly resized or cropped."""
@@ -79,14 +79,6 @@ def pair_files(images: Sequence[Path], label_for: Callable[[Path], Path]) -> lis
         shown = "; ".join(f"{image} (expected {label})" for image, label in missing[:3])
         raise FileNotFoundError(f"{len(missing)} image(s) without a label file: {shown}")
     return pairs
-
-
-def read_image(path: Path) -> np.ndarray:
-    """Decode an image file to uint8 H×W×3 RGB."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise OSError(f"cannot read image {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_label_png(path: Path) -> np.ndarray:

@@ -26,6 +26,7 @@ class CamVidDataset(SegmentationDataset):
         root = require_dir(Path(root), "CamVid root")
         image_dir = require_dir(root / "images" / split, f"CamVid split {split!r} images")
         label_dir = require_dir(root / "annotations" / split, f"CamVid split {split!r} annotations")
-        pairs = pair_files(list_files(image_dir, (".jpg", ".png")), lambda image: label_dir / f"{image.stem}.png")
+        images = list_files(image_dir, (".jpg", ".png"))
+        pairs = pair_files(images, lambda image: label_dir / f"{image.stem}.png")
         lut = label_lut({k: k for k in range(CAMVID.num_classes)} | {UNLABELLED: 255})
         super().__init__(pairs, CAMVID, lut, transform)

@@ -67,7 +67,9 @@ class COCOStuff10kDataset(SegmentationDataset):
         images = [image_dir / f"{name}.jpg" for name in names]
         absent = [image for image in images if not image.is_file()]
         if absent:
-            raise FileNotFoundError(f"{len(absent)} image(s) listed in {list_file} not found, e.g. {absent[0]}")
+            raise FileNotFoundError(
+                f"{len(absent)} image(s) listed in {list_file} not found, e.g. {absent[0]}"
+            )
 
         def label_for(image: Path) -> Path:
             mat = label_dir / f"{image.stem}.mat"

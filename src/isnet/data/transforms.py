@@ -37,7 +37,9 @@ class RandomResize(A.DualTransform):
     Either way the target is first multiplied by a ratio drawn from ``scale_range``.
     """
 
-    def __init__(self, size: Size, scale_range: tuple[float, float] = (1.0, 1.0), keep_ratio: bool = True) -> None:
+    def __init__(
+        self, size: Size, scale_range: tuple[float, float] = (1.0, 1.0), keep_ratio: bool = True
+    ) -> None:
         super().__init__(p=1.0)
         self.size = size
         self.scale_range = scale_range
@@ -47,7 +49,8 @@ class RandomResize(A.DualTransform):
         height, width = params["shape"][:2]
         ratio = self.py_random.uniform(*self.scale_range)
         if self.keep_ratio:
-            scale = min(max(self.size) * ratio / max(height, width), min(self.size) * ratio / min(height, width))
+            long_side, short_side = max(self.size) * ratio, min(self.size) * ratio
+            scale = min(long_side / max(height, width), short_side / min(height, width))
             out_size = (int(height * scale + 0.5), int(width * scale + 0.5))
         else:
             out_size = (int(self.size[0] * ratio + 0.5), int(self.size[1] * ratio + 0.5))
@@ -97,7 +100,9 @@ class CatMaxRatioCrop(A.DualTransform):
             top = self.py_random.randint(0, height - crop_h)
             left = self.py_random.randint(0, width - crop_w)
             box = (top, left, top + crop_h, left + crop_w)
-            if label is None or self.cat_max_ratio >= 1 or self._balanced(label[box[0] : box[2], box[1] : box[3]]):
+            if label is None or self.cat_max_ratio >= 1:
+                break
+            if self._balanced(label[box[0] : box[2], box[1] : box[3]]):
                 break
         return {"box": box}
 
@@ -135,15 +140,16 @@ def photometric_distortion() -> A.BaseCompose:
     """
 
     def brightness() -> A.BasicTransform:
-        return A.RandomBrightnessContrast(brightness_limit=(-32 / 255, 32 / 255), contrast_limit=(0, 0), p=0.5)
+        delta = 32 / 255  # a fraction of the maximum value
+        return A.RandomBrightnessContrast(brightness_limit=(-delta, delta), contrast_limit=(0, 0), p=0.5)
 
     def contrast() -> A.BasicTransform:
         return A.RandomBrightnessContrast(brightness_limit=(0, 0), contrast_limit=(-0.5, 0.5), p=0.5)
 
     def colour() -> list[A.BasicTransform]:
-        unchanged = (1.0, 1.0)
-        saturation = A.ColorJitter(brightness=unchanged, contrast=unchanged, saturation=(0.5, 1.5), hue=(0, 0), p=0.5)
-        hue = A.ColorJitter(brightness=unchanged, contrast=unchanged, saturation=unchanged, hue=(-0.1, 0.1), p=0.5)
+        same = (1.0, 1.0)
+        saturation = A.ColorJitter(brightness=same, contrast=same, saturation=(0.5, 1.5), hue=(0, 0), p=0.5)
+        hue = A.ColorJitter(brightness=same, contrast=same, saturation=same, hue=(-0.1, 0.1), p=0.5)
         return [saturation, hue]
 
     contrast_first = A.Sequential([contrast(), *colour()], p=1.0)
@@ -176,11 +182,23 @@ class _SeededPipeline:
         self.compose = compose
         self._reseed(seed)
         self._worker_seed: int | None = None
+        self._seeded_per_sample = False
 
     def _reseed(self, seed: int | None) -> None:
         self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
+    def reseed(self, seed: int) -> None:
+        """Seed the stream for the next sample; from then on worker seeds are not followed.
+
+        The training engine seeds every sample from its position in the run, so that a
+        resumed run or a different number of processes or workers draws the same crops.
+        """
+        self._reseed(seed)
+        self._seeded_per_sample = True
+
     def _follow_worker_seed(self) -> None:
+        if self._seeded_per_sample:
+            return
         worker = torch.utils.data.get_worker_info()
         if worker is not None and worker.seed != self._worker_seed:
             self._worker_seed = worker.seed

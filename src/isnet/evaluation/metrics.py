@@ -61,7 +61,9 @@ class ConfusionMatrix:
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         """Add a batch: integer class maps of equal shape (any number of dimensions)."""
         if pred.shape != target.shape:
-            raise ValueError(f"prediction shape {tuple(pred.shape)} differs from label shape {tuple(target.shape)}")
+            raise ValueError(
+                f"prediction shape {tuple(pred.shape)} differs from label shape {tuple(target.shape)}"
+            )
         if pred.is_floating_point() or target.is_floating_point():
             raise TypeError("pred and target must be integer class maps (take argmax of the logits first)")
         k = self.num_classes
