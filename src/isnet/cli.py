@@ -1,8 +1,9 @@
-"""The ``isnet`` command line: ``demo``, ``predict``, ``presets``."""
+"""The ``isnet`` command line: ``demo``, ``train``, ``eval``, ``predict``, ``presets``, ``recipes``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from importlib import resources
 from pathlib import Path
@@ -26,10 +27,24 @@ def _load_model(args: argparse.Namespace) -> torch.nn.Module:
     return create_model(args.model, weights=args.weights)
 
 
-def _class_names(num_classes: int, args: argparse.Namespace) -> tuple[list[str], list[tuple[int, int, int]]]:
-    from .visualize import generic_palette
+def _class_names(model: torch.nn.Module, args: argparse.Namespace) -> tuple[list[str], list[tuple[int, int, int]]]:
+    """Class names and colours: from the checkpoint, else the preset's dataset, else generic."""
+    from . import data
+    from .checkpoint import read_safetensors
 
-    return [f"class {k}" for k in range(num_classes)], generic_palette(num_classes)
+    num_classes = model.config.num_classes
+    if getattr(args, "checkpoint", None):
+        _, metadata = read_safetensors(args.checkpoint)
+        if "classes" in metadata:
+            names = json.loads(metadata["classes"])
+            if len(names) == num_classes:
+                return names, list(data.make_palette(num_classes))
+    infos = {"ade20k": data.ADE20K, "cityscapes": data.CITYSCAPES, "cocostuff10k": data.COCO_STUFF,
+             "lip": data.LIP, "camvid": data.CAMVID}
+    info = infos.get(str(getattr(args, "model", "")).rsplit("_", 1)[-1])
+    if info is not None and info.num_classes == num_classes:
+        return list(info.classes), list(info.palette)
+    return [f"class {k}" for k in range(num_classes)], list(data.make_palette(num_classes))
 
 
 def _add_inference_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +101,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .data.image import find_images
 
     model = _load_model(args)
-    classes, palette = _class_names(model.config.num_classes, args)
+    classes, palette = _class_names(model, args)
     paths = find_images(args.inputs)
     if not paths:
         print(f"no images found in {', '.join(map(str, args.inputs))}", file=sys.stderr)
@@ -101,16 +116,77 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Build a preset model, segment the bundled sample image, write labels and an overlay."""
-    from .inference import InferenceConfig
-    from .presets import create_model
+    """Train a small ISNet on generated scenes and compare it with the untrained model."""
+    from .demo import run_demo
 
-    torch.manual_seed(0)
-    model = create_model(args.model)
-    classes, palette = _class_names(model.config.num_classes, args)
-    print(f"model {args.model} (random weights: pass real ones to `isnet predict --weights`)")
-    failures = segment_files(model, [_sample_path()], Path(args.output), InferenceConfig(), classes, palette)
-    return 1 if failures else 0
+    result = run_demo(args.output, max_iters=args.iters)
+    return 0 if result["trained_mIoU"] > result["untrained_mIoU"] else 1
+
+
+def _parse_value(text: str):
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _train_config(args: argparse.Namespace):
+    from .recipes import recipe
+    from .train import with_overrides
+
+    config = recipe(args.recipe)
+    overrides = {}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        overrides[key] = _parse_value(value)
+    for flag, key in (("data_root", "data.root"), ("output", "output_dir"), ("max_iters", "max_iters"),
+                      ("batch_size", "batch_size"), ("precision", "precision"), ("weights_backbone", "weights_backbone"),
+                      ("workers", "num_workers"), ("seed", "seed")):
+        if getattr(args, flag, None) is not None:
+            overrides[key] = getattr(args, flag)
+    return with_overrides(config, overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    config = _train_config(args)
+    summary = train(config)
+    if summary:
+        print(f"final mIoU {100 * summary['mIoU']:.2f}; run in {config.output_dir}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .evaluation import evaluate, write_report
+    from .recipes import DATASETS, EVAL_PROTOCOLS, DataConfig
+
+    model = _load_model(args)
+    data = DataConfig(dataset=args.dataset, **{**DATASETS.get(args.dataset, {}), "root": args.data_root})
+    if args.fit is not None:
+        data = replace(data, eval_fit_size=tuple(args.fit))
+    dataset = data.build(args.split or data.val_split, train=False)
+    config = EVAL_PROTOCOLS.get(args.dataset) if args.protocol == "released" else None
+    config = config or _inference_config(args, dataset.info.flip_pairs)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    matrix = evaluate(model.to(device), dataset, model.config.num_classes, config, device=device, progress=True)
+    summary = write_report(matrix, dataset.info.classes, args.output, title=f"{data.dataset} {args.split or data.val_split}")
+    print((Path(args.output) / "scores.txt").read_text())
+    print(f"report: {args.output} (per_class_iou.png, confusion_matrix.png, per_class.csv)")
+    return 0 if summary else 1
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from .recipes import recipe_names
+
+    for name in recipe_names():
+        print(name)
+    return 0
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -125,10 +201,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="isnet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="segment the bundled sample image")
-    demo.add_argument("--model", default="isnet_resnet50os8_ade20k")
+    demo = commands.add_parser("demo", help="train a small ISNet on generated scenes (offline, a few minutes)")
     demo.add_argument("--output", default="outputs/demo")
+    demo.add_argument("--iters", type=int, default=600)
     demo.set_defaults(run=cmd_demo)
+
+    train = commands.add_parser("train", help="train (or resume) a recipe; use torchrun for several processes")
+    train.add_argument("--recipe", required=True, help="see `isnet recipes`")
+    train.add_argument("--data-root")
+    train.add_argument("--output", help="run folder; an existing run there is resumed")
+    train.add_argument("--max-iters", type=int)
+    train.add_argument("--batch-size", type=int, help="global batch size")
+    train.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
+    train.add_argument("--weights-backbone", help="ImageNet checkpoint for the backbone")
+    train.add_argument("--workers", type=int)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override any TrainConfig field, e.g. --set lr=0.02 --set data.crop_size=[256,256]")
+    train.set_defaults(run=cmd_train)
+
+    evaluate = commands.add_parser("eval", help="score a model on a dataset; writes a report with plots")
+    source = evaluate.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", help="one of our .safetensors checkpoints")
+    source.add_argument("--model", default="isnet_resnet50os8_ade20k", help="preset name")
+    evaluate.add_argument("--weights", help="weights for --model: a released .pth or a .safetensors")
+    evaluate.add_argument("--dataset", required=True, help="ade20k, cityscapes, cocostuff10k, lip, camvid or folder")
+    evaluate.add_argument("--data-root", required=True)
+    evaluate.add_argument("--split", help="default: the dataset's validation split")
+    evaluate.add_argument("--fit", type=int, nargs=2, metavar=("LONG", "SHORT"), help="test-time resize box")
+    evaluate.add_argument("--protocol", choices=("released", "custom"), default="custom",
+                          help="released: the dataset's published ms+flip protocol; custom: the flags below")
+    evaluate.add_argument("--output", default="outputs/eval")
+    _add_inference_arguments(evaluate)
+    evaluate.set_defaults(run=cmd_eval)
+
+    recipes = commands.add_parser("recipes", help="list the training recipes")
+    recipes.set_defaults(run=cmd_recipes)
 
     predict = commands.add_parser("predict", help="segment images or folders of images")
     predict.add_argument("inputs", nargs="+", help="image files or folders")

@@ -63,3 +63,35 @@ def generic_palette(num_classes: int, seed: int = 0) -> list[tuple[int, int, int
     """Distinct-looking colours for any number of classes, the same on every call."""
     rng = np.random.default_rng(seed)
     return [tuple(int(c) for c in rng.integers(30, 256, 3)) for _ in range(num_classes)]
+
+
+def plot_training_curves(rows: Sequence[dict[str, str]], path: str | Path) -> Path:
+    """Loss (per output) and mIoU against iteration, from ``metrics.csv`` rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def series(name: str) -> tuple[list[int], list[float]]:
+        points = [(int(r["iteration"]), float(r[name])) for r in rows if r.get(name) not in (None, "", "nan")]
+        return [p[0] for p in points], [p[1] for p in points]
+
+    figure, (loss_axis, miou_axis) = plt.subplots(1, 2, figsize=(10, 3.5), dpi=100)
+    for name, label in (("loss", "total"), ("loss_out", "stage 2 (O)"), ("loss_stage1", "stage 1 (D)"), ("loss_aux", "aux")):
+        x, y = series(name)
+        if x:
+            loss_axis.plot(x, y, label=label)
+    loss_axis.set_xlabel("iteration")
+    loss_axis.set_ylabel("loss")
+    loss_axis.set_yscale("log")
+    loss_axis.legend(fontsize=7)
+    x, y = series("mIoU")
+    miou_axis.plot(x, [100 * v for v in y], marker="o", color="tab:green")
+    miou_axis.set_xlabel("iteration")
+    miou_axis.set_ylabel("mIoU (%)")
+    miou_axis.set_ylim(bottom=0)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path)
+    plt.close(figure)
+    return path

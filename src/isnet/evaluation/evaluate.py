@@ -1,0 +1,52 @@
+"""Scoring a model on a dataset with one of the inference protocols."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ..inference import InferenceConfig, predict
+from .metrics import ConfusionMatrix
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    num_classes: int,
+    config: InferenceConfig = InferenceConfig(),
+    *,
+    device: torch.device | str = "cpu",
+    rank: int = 0,
+    world_size: int = 1,
+    num_workers: int = 0,
+    progress: bool = False,
+) -> ConfusionMatrix:
+    """Accumulate the confusion matrix of ``model`` over ``dataset``.
+
+    Each process scores every ``world_size``-th image and the matrices are summed, so the
+    result is the whole set's. Predictions are resized to each label's size (the dataset's
+    eval transform may have resized the image) and scored against the original label.
+    """
+    shard = Subset(dataset, range(rank, len(dataset), world_size))
+    loader = DataLoader(shard, batch_size=1, num_workers=num_workers)
+    if progress:
+        from tqdm import tqdm
+
+        loader = tqdm(loader, desc="eval", leave=False, dynamic_ncols=True)
+    matrix = ConfusionMatrix(num_classes)
+    was_training = model.training
+    model.eval()
+    dtype = next(model.parameters()).dtype
+    with torch.no_grad():
+        for sample in loader:
+            images = sample["image"].to(device, dtype)
+            labels = sample["label"].to(device)
+            scores = predict(model, images, config)
+            if scores.shape[2:] != labels.shape[1:]:
+                scores = F.interpolate(scores, size=labels.shape[1:], mode="bilinear", align_corners=False)
+            matrix.update(scores.argmax(dim=1), labels)
+    model.train(was_training)
+    matrix.all_reduce()
+    return matrix

@@ -1,0 +1,436 @@
+"""The training loop, top to bottom: data, model, optimizer, schedule, step, eval, checkpoint, resume.
+
+Run it through ``isnet train`` (one process) or ``torchrun --nproc_per_node N -m isnet.cli
+train`` (DDP with synchronised BatchNorm). A run lives in ``output_dir``:
+``checkpoints/iter_*.pt`` (the newest ``keep_checkpoints``, written atomically),
+``metrics.csv``, ``curves.png``, ``events.*`` (TensorBoard, when installed), ``eval/`` (the
+last evaluation report) and ``model.safetensors`` (the final weights with their config).
+Starting again in the same ``output_dir`` resumes from the newest checkpoint exactly: the
+model, optimizer, schedule, random state and position in the data are restored, and every
+training sample is seeded by its position in the run, so the resumed run takes the same
+crops, flips and dropout masks as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .checkpoint import save_model
+from .config import ModelConfig
+from .distributed import DistributedContext, all_reduce_mean, barrier, convert_sync_batchnorm, init_distributed
+from .inference import InferenceConfig
+from .losses import DEFAULT_LOSS_WEIGHTS, segmentation_loss
+from .recipes import DataConfig
+from .segmentor import build_model
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    batch_size: int = 16  # global: summed over processes and accumulation steps
+    grad_accum_steps: int = 1
+    lr: float = 0.01
+    min_lr: float = 0.0
+    poly_power: float = 0.9
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    max_iters: int = 160_000
+    loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
+    precision: str = "fp32"  # fp32, bf16 (CPU or GPU), fp16 (GPU)
+    eval: InferenceConfig = InferenceConfig()
+    eval_interval: int = 4000  # 0: only at the end
+    checkpoint_interval: int = 1000
+    keep_checkpoints: int = 2
+    log_interval: int = 10
+    seed: int = 0
+    deterministic: bool = False
+    num_workers: int = 2
+    weights_backbone: str | None = None
+    output_dir: str = "runs/isnet"
+    device: str | None = None  # default: cuda when available
+    progress: bool = True
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, default=str)
+
+
+# ----------------------------------------------------------------------------- data order
+
+
+def sample_seed(run_seed: int, position: int) -> int:
+    """The augmentation seed of the sample at ``position`` in the run's global sample stream."""
+    return (run_seed * 1_000_003 + position * 7919 + 12345) % (2**31 - 1)
+
+
+class RunSampler(Sampler):
+    """An endless, resumable stream of ``(index, seed)`` for one process.
+
+    The run's global stream visits the dataset in a fresh permutation each epoch (seeded by
+    the run seed and the epoch). Global batch ``i`` is stream positions
+    ``[i·B, (i+1)·B)``; process ``r`` of ``W`` takes its contiguous ``B/W`` share, so the
+    union over processes is the single-process batch. Starting at ``start_batch`` is how a
+    resumed run continues where it stopped.
+    """
+
+    def __init__(self, dataset_size: int, batch_size: int, *, seed: int, rank: int, world_size: int, start_batch: int) -> None:
+        self.size, self.batch_size, self.seed = dataset_size, batch_size, seed
+        self.rank, self.world_size, self.start_batch = rank, world_size, start_batch
+        self.per_process = batch_size // world_size
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return torch.randperm(self.size, generator=generator)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        batch = self.start_batch
+        epoch, order = -1, None
+        while True:
+            first = batch * self.batch_size + self.rank * self.per_process
+            for position in range(first, first + self.per_process):
+                if position // self.size != epoch:
+                    epoch = position // self.size
+                    order = self._permutation(epoch)
+                yield int(order[position % self.size]), sample_seed(self.seed, position)
+            batch += 1
+
+
+class SeededSamples(Dataset):
+    """Looks samples up by ``(index, seed)``, seeding the dataset's augmentation first."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        index, seed = key
+        reseed = getattr(getattr(self.dataset, "transform", None), "reseed", None)
+        if reseed is not None:
+            reseed(seed)
+        return self.dataset[index]
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_dir(output_dir: str | Path) -> Path:
+    return Path(output_dir) / "checkpoints"
+
+
+def list_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Complete checkpoints, oldest first (a write in progress is a ``.tmp`` and not listed)."""
+    return sorted(checkpoint_dir(output_dir).glob("iter_*.pt"))
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write atomically: a temporary file, flushed to disk, then renamed over the target."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".pt.tmp")
+    with open(temporary, "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def poly_lr(config: TrainConfig, iteration: int) -> float:
+    progress = 1 - iteration / config.max_iters
+    return (config.lr - config.min_lr) * progress**config.poly_power + config.min_lr
+
+
+def autocast(config: TrainConfig, device: torch.device):
+    if config.precision == "fp32":
+        return nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[config.precision]
+    return torch.autocast(device.type, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- logging
+
+
+class MetricsLog:
+    """``metrics.csv`` (one row per logged iteration or evaluation), TensorBoard and curves."""
+
+    FIELDS = ["iteration", "lr", "loss", "loss_out", "loss_stage1", "loss_aux", "mIoU", "seconds"]
+
+    def __init__(self, output_dir: Path, resume_iteration: int, enabled: bool) -> None:
+        self.path = output_dir / "metrics.csv"
+        self.output_dir = output_dir
+        self.enabled = enabled
+        self.writer = None
+        if not enabled:
+            return
+        rows = self.rows()
+        # A resumed run repeats the iterations after its checkpoint: drop their old rows.
+        rows = [row for row in rows if int(row["iteration"]) <= resume_iteration]
+        with open(self.path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, self.FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(output_dir), purge_step=resume_iteration + 1)
+        except ImportError:  # TensorBoard is an optional extra
+            self.writer = None
+
+    def rows(self) -> list[dict[str, str]]:
+        if not self.path.exists():
+            return []
+        with open(self.path, newline="") as handle:
+            return list(csv.DictReader(handle))
+
+    def write(self, iteration: int, **values: float) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", newline="") as handle:
+            csv.DictWriter(handle, self.FIELDS).writerow({"iteration": iteration, **values})
+        if self.writer is not None:
+            for name, value in values.items():
+                self.writer.add_scalar(name, value, iteration)
+            self.writer.flush()
+
+    def plot(self) -> None:
+        if self.enabled:
+            from .visualize import plot_training_curves
+
+            plot_training_curves(self.rows(), self.output_dir / "curves.png")
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Train (or resume) the run described by ``config``; return the final evaluation summary."""
+    context = init_distributed(config.device)
+    device = context.device
+    output_dir = Path(config.output_dir)
+    if config.batch_size % (context.world_size * config.grad_accum_steps):
+        raise ValueError(
+            f"batch_size {config.batch_size} must divide into {context.world_size} process(es) × "
+            f"{config.grad_accum_steps} accumulation step(s)"
+        )
+    micro_batch = config.batch_size // (context.world_size * config.grad_accum_steps)
+    dtype = torch.get_default_dtype()  # float32, or float64 for numerical checks
+    if config.deterministic:
+        torch.use_deterministic_algorithms(True)
+    torch.manual_seed(config.seed + context.rank)
+
+    # Data.
+    train_set = config.data.build(config.data.train_split, train=True)
+    val_set = config.data.build(config.data.val_split, train=False)
+    class_names = list(val_set.info.classes)
+
+    # Model and optimizer.
+    model = build_model(config.model).to(device)
+    if config.weights_backbone:
+        from .backbones.pretrained import load_imagenet_weights
+
+        load_imagenet_weights(model.backbone, config.weights_backbone)
+    if context.enabled:
+        model = convert_sync_batchnorm(model, device)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, foreach=True
+    )
+
+    # Resume.
+    start_iteration = 0
+    checkpoints = list_checkpoints(output_dir)
+    if checkpoints:
+        state = load_checkpoint(checkpoints[-1])
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"][context.rank] if context.rank < len(state["rng"]) else state["rng"][0])
+        start_iteration = int(state["iteration"])
+        if context.is_main:
+            print(f"resuming {output_dir} from iteration {start_iteration} ({checkpoints[-1].name})")
+    if context.is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "config.json").write_text(config.to_json())
+    log = MetricsLog(output_dir, start_iteration, context.is_main)
+
+    trained = DistributedDataParallel(model) if context.enabled else model
+    sampler = RunSampler(
+        len(train_set),
+        config.batch_size // config.grad_accum_steps,
+        seed=config.seed,
+        rank=context.rank,
+        world_size=context.world_size,
+        start_batch=start_iteration * config.grad_accum_steps,
+    )
+    loader = DataLoader(
+        SeededSamples(train_set),
+        batch_size=micro_batch,
+        sampler=sampler,
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+        drop_last=True,
+        persistent_workers=config.num_workers > 0,
+        generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG for dropout
+    )
+    batches = iter(loader)
+
+    progress = None
+    if context.is_main and config.progress:
+        from tqdm import tqdm
+
+        progress = tqdm(total=config.max_iters, initial=start_iteration, desc="train", dynamic_ncols=True)
+    summary: dict[str, Any] = {}
+    started = time.perf_counter()
+    model.train()
+    for iteration in range(start_iteration, config.max_iters):
+        lr = poly_lr(config, iteration)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+        totals: dict[str, torch.Tensor] = {}
+        for micro_step in range(config.grad_accum_steps):
+            sample = next(batches)
+            images = sample["image"].to(device, dtype, non_blocking=True)
+            labels = sample["label"].to(device, non_blocking=True)
+            last_micro_step = micro_step == config.grad_accum_steps - 1
+            sync = nullcontext() if last_micro_step or not context.enabled else trained.no_sync()
+            with sync:
+                with autocast(config, device):
+                    outputs = trained(images)
+                losses = segmentation_loss(outputs, labels, weights=config.loss_weights)
+                (losses["total"] / config.grad_accum_steps).backward()
+            for name, value in losses.items():
+                totals[name] = totals.get(name, 0) + value.detach() / config.grad_accum_steps
+        if not torch.isfinite(totals["total"]):
+            raise FloatingPointError(
+                f"non-finite loss {totals['total'].item()} at iteration {iteration + 1}; "
+                f"the last good checkpoint is in {checkpoint_dir(output_dir)}"
+            )
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        done = iteration + 1
+
+        if done % config.log_interval == 0 or done == config.max_iters:
+            values = {name: all_reduce_mean(value).item() for name, value in totals.items()}
+            log.write(
+                done,
+                lr=lr,
+                loss=values["total"],
+                loss_out=values.get("out", math.nan),
+                loss_stage1=values.get("stage1", math.nan),
+                loss_aux=values.get("aux", math.nan),
+                seconds=time.perf_counter() - started,
+            )
+            if progress is not None:
+                progress.set_postfix(loss=f"{values['total']:.3f}", lr=f"{lr:.2e}")
+        if progress is not None:
+            progress.update(1)
+
+        if done % config.checkpoint_interval == 0 or done == config.max_iters:
+            save_run_checkpoint(output_dir, model, optimizer, done, context, config.keep_checkpoints)
+
+        if (config.eval_interval and done % config.eval_interval == 0) or done == config.max_iters:
+            summary = run_evaluation(model, val_set, class_names, config, context, done, output_dir)
+            log.write(done, mIoU=summary["mIoU"], seconds=time.perf_counter() - started)
+            log.plot()
+
+    if progress is not None:
+        progress.close()
+    if context.is_main:
+        save_model(model, output_dir / "model.safetensors", extra_metadata={"classes": json.dumps(class_names)})
+    barrier()
+    return summary
+
+
+def save_run_checkpoint(
+    output_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    iteration: int,
+    context: DistributedContext,
+    keep: int,
+) -> None:
+    """Save the run's state at ``iteration`` (process 0 writes; the random state of every process is kept)."""
+    rng = torch.get_rng_state()
+    if context.enabled:
+        gathered = [torch.empty_like(rng) for _ in range(context.world_size)]
+        torch.distributed.all_gather_object(gathered, rng)
+        rng_states = gathered
+    else:
+        rng_states = [rng]
+    if context.is_main:
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "iteration": iteration,
+            "rng": rng_states,
+            "config": model.config.to_json(),
+        }
+        save_checkpoint(checkpoint_dir(output_dir) / f"iter_{iteration:08d}.pt", state)
+        for old in list_checkpoints(output_dir)[:-keep]:
+            old.unlink()
+    barrier()
+
+
+def run_evaluation(
+    model: nn.Module,
+    dataset: Dataset,
+    class_names: list[str],
+    config: TrainConfig,
+    context: DistributedContext,
+    iteration: int,
+    output_dir: Path,
+) -> dict[str, Any]:
+    from .evaluation import evaluate, write_report
+
+    matrix = evaluate(
+        model,
+        dataset,
+        config.model.num_classes,
+        config.eval,
+        device=context.device,
+        rank=context.rank,
+        world_size=context.world_size,
+        progress=context.is_main and config.progress,
+    )
+    summary = {"mIoU": matrix.summary().mean_iou}
+    if context.is_main:
+        summary = write_report(matrix, class_names, output_dir / "eval", title=f"iteration {iteration}")
+        print(f"iteration {iteration}: mIoU {100 * summary['mIoU']:.2f}")
+    return summary
+
+
+def with_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """Replace fields by dotted names, e.g. ``{"lr": 0.02, "data.root": "/data/ade"}``."""
+    nested: dict[str, dict[str, Any]] = {}
+    flat: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if "." in key:
+            outer, inner = key.split(".", 1)
+            nested.setdefault(outer, {})[inner] = value
+        else:
+            flat[key] = value
+    for outer, values in nested.items():
+        flat[outer] = replace(getattr(config, outer), **values)
+    return replace(config, **flat)
