@@ -120,7 +120,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     result = run_demo(args.output, max_iters=args.iters)
-    return 0 if result["trained_mIoU"] > result["untrained_mIoU"] else 1
+    # The demo doubles as a smoke test of training: it fails unless training clearly helped.
+    return 0 if result["trained_mIoU"] >= result["untrained_mIoU"] + 0.2 else 1
 
 
 def _parse_value(text: str):
