@@ -1,0 +1,103 @@
+"""Model variants by configuration, output contract, and inference helpers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from isnet.config import AuxConfig, BackboneConfig, HeadConfig, ModelConfig, from_released_config
+from isnet.inference import InferenceConfig, predict, sliding_windows, slide_inference, whole_inference
+from isnet.segmentor import build_model
+
+SMALL = ModelConfig(
+    num_classes=7,
+    backbone=BackboneConfig("resnet", 50, base_channels=4, stem_channels=8),
+    head=HeadConfig(channels=16, transform_channels=8, aspp_dilations=(1, 2, 3, 4)),
+    aux=AuxConfig(channels=8),
+)
+
+
+@pytest.mark.parametrize(
+    "image_context, semantic_context, has_stage1",
+    [("ilcm", True, True), ("aspp", True, True), ("none", False, False), ("ilcm", False, False), ("none", True, True)],
+    ids=["isnet", "isnet-dagger", "baseline", "ilcm-only", "slcm-only"],
+)
+def test_variants_by_configuration(image_context, semantic_context, has_stage1):
+    config = replace(SMALL, head=replace(SMALL.head, image_context=image_context, semantic_context=semantic_context))
+    model = build_model(config).eval()
+    with torch.no_grad():
+        outputs = model(torch.randn(2, 3, 48, 40))
+    assert set(outputs) == ({"out", "aux", "stage1"} if has_stage1 else {"out", "aux"})
+    for logits in outputs.values():
+        assert logits.shape == (2, 7, 6, 5)
+    assert (model.head.semantic_context is not None) == semantic_context
+    kinds = {"ilcm": "ImageLevelContext", "aspp": "ASPP", "none": "Identity"}
+    assert type(model.head.image_context).__name__ == kinds[image_context]
+
+
+def test_shortcut_decoder_predicts_at_layer1_resolution():
+    config = replace(SMALL, head=replace(SMALL.head, shortcut=True))
+    with torch.no_grad():
+        outputs = build_model(config).eval()(torch.randn(1, 3, 64, 48))
+    assert outputs["out"].shape == (1, 7, 16, 12)
+    assert outputs["stage1"].shape == (1, 7, 8, 6)
+
+
+def test_output_stride_16():
+    config = replace(SMALL, backbone=replace(SMALL.backbone, output_stride=16))
+    with torch.no_grad():
+        assert build_model(config).eval()(torch.randn(1, 3, 64, 64))["out"].shape == (1, 7, 4, 4)
+
+
+def test_without_auxiliary_head():
+    model = build_model(replace(SMALL, aux=None)).eval()
+    with torch.no_grad():
+        assert "aux" not in model(torch.randn(1, 3, 32, 32))
+
+
+def test_released_config_with_inconsistent_channels_is_refused():
+    fixture = Path(__file__).parent / "fixtures" / "reference" / "isnet_r18w16_shortcut_lip20.json"
+    meta = json.loads(fixture.read_text())
+    assert from_released_config(meta).head.shortcut
+    meta["config"]["head"]["in_channels"] = 999
+    with pytest.raises(ValueError, match="head_in=999"):
+        from_released_config(meta)
+
+
+def test_sliding_windows_cover_the_image_with_crop_sized_windows():
+    windows = sliding_windows(100, 130, (64, 64), (48, 40))
+    assert all(b - t == 64 and r - l == 64 for t, b, l, r in windows)
+    covered = torch.zeros(100, 130)
+    for t, b, l, r in windows:
+        covered[t:b, l:r] += 1
+    assert covered.min() >= 1
+    assert sliding_windows(30, 20, (64, 64), (48, 48)) == [(0, 30, 0, 20)]  # smaller than one crop
+
+
+def test_slide_on_an_image_smaller_than_the_crop_is_whole_inference():
+    model = build_model(SMALL).eval()
+    images = torch.randn(1, 3, 40, 36)
+    torch.testing.assert_close(slide_inference(model, images, crop=(64, 64), stride=(32, 32)), whole_inference(model, images))
+
+
+def test_flip_pairs_are_swapped_on_the_mirrored_prediction():
+    class Mirror(nn.Module):
+        """A 'model' whose class-0 score is high on the left half, class 1 elsewhere."""
+
+        def logits(self, images: torch.Tensor) -> torch.Tensor:
+            width = images.shape[-1]
+            left = (torch.arange(width) < width // 2).float().expand(images.shape[0], 1, images.shape[2], width)
+            return torch.cat([left, 1 - left, torch.zeros_like(left)], dim=1) * 10
+
+    images = torch.zeros(1, 3, 8, 8)
+    plain = predict(Mirror(), images, InferenceConfig(probs_before_resize=True))
+    # The mirrored image's "left" is the true right; swapping (0, 1) restores agreement.
+    swapped = predict(Mirror(), images, InferenceConfig(flip=True, flip_pairs=((0, 1),), probs_before_resize=True))
+    torch.testing.assert_close(swapped, plain)
+    unswapped = predict(Mirror(), images, InferenceConfig(flip=True, probs_before_resize=True))
+    assert (unswapped - plain).abs().max() > 0.4
