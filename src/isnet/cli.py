@@ -236,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inference_arguments(evaluate)
     evaluate.set_defaults(run=cmd_eval)
 
+    complexity = commands.add_parser(
+        "complexity", help="Table 2: parameters, multiply-adds and latency of ILCM, SLCM and the peer modules",
+        add_help=False,
+    )
+    complexity.set_defaults(run=None)
+
     recipes = commands.add_parser("recipes", help="list the training recipes")
     recipes.set_defaults(run=cmd_recipes)
 
@@ -255,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["complexity"]:  # has its own argument parser
+        from .complexity import main as complexity_main
+
+        return complexity_main(argv[1:])
     args = build_parser().parse_args(argv)
     return args.run(args)
 

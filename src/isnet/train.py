@@ -297,9 +297,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     progress = None
     if context.is_main and config.progress:
-        from tqdm import tqdm
+        from .progress import progress_bar
 
-        progress = tqdm(total=config.max_iters, initial=start_iteration, desc="train", dynamic_ncols=True)
+        progress = progress_bar(total=config.max_iters, initial=start_iteration, desc="train")
     summary: dict[str, Any] = {}
     started = time.perf_counter()
     model.train()

@@ -88,7 +88,10 @@ class AsymmetricPyramidNonLocal(nn.Module):
     """APNB: self-attention over pyramid-pooled keys, fused with the input by a 1×1 CBR(2C→C)."""
 
     def __init__(
-        self, channels: int = 512, key_channels: int = 256, key_pool_scales: tuple[int, ...] = (1, 3, 6, 8)
+        self,
+        channels: int = 512,
+        key_channels: int = 256,
+        key_pool_scales: tuple[int, ...] = (1, 3, 6, 8),
     ) -> None:
         super().__init__()
         self.attention = AsymmetricNonLocal(

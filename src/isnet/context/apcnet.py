@@ -28,7 +28,8 @@ class AdaptiveContextModule(nn.Module):
         self.fuse = ConvBNReLU(channels, channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        regions = self.reduce_regions(F.adaptive_avg_pool2d(x, self.pool_scale)).flatten(2)  # (N, C, s²)
+        pooled = F.adaptive_avg_pool2d(x, self.pool_scale)
+        regions = self.reduce_regions(pooled).flatten(2)  # (N, C, s²)
         feats = self.reduce_input(x)  # (N, C, h, w)
         global_feature = self.global_project(F.adaptive_avg_pool2d(feats, 1))  # (N, C, 1, 1)
         weights = torch.sigmoid(self.affinity(feats + global_feature))  # (N, s², h, w)
@@ -44,10 +45,15 @@ class AdaptivePyramidContext(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int = 2048, channels: int = 512, pool_scales: tuple[int, ...] = (1, 2, 3, 6)
+        self,
+        in_channels: int = 2048,
+        channels: int = 512,
+        pool_scales: tuple[int, ...] = (1, 2, 3, 6),
     ) -> None:
         super().__init__()
-        self.scales = nn.ModuleList(AdaptiveContextModule(in_channels, channels, s) for s in pool_scales)
+        self.scales = nn.ModuleList(
+            AdaptiveContextModule(in_channels, channels, s) for s in pool_scales
+        )
         self.bottleneck = ConvBNReLU(in_channels + len(pool_scales) * channels, channels, 3)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -33,10 +33,11 @@ class SelfAttention(nn.Module):
 
     def forward(self, query_feats: Tensor, key_feats: Tensor) -> Tensor:
         batch, _, height, width = query_feats.shape
-        # (N, T, h, w) → (N, hw, T)
-        query = self.query_project(query_feats).flatten(2).transpose(1, 2)
-        key = self.key_project(key_feats).flatten(2).transpose(1, 2)
-        value = self.value_project(key_feats).flatten(2).transpose(1, 2)
+        # (N, T, h, w) → (N, 1, hw, T): one head. The 4-D layout selects the fused kernel
+        # on CPU too (3-D inputs fall back to the unfused path, which builds the HW×HW matrix).
+        query = self.query_project(query_feats).flatten(2).transpose(1, 2).unsqueeze(1)
+        key = self.key_project(key_feats).flatten(2).transpose(1, 2).unsqueeze(1)
+        value = self.value_project(key_feats).flatten(2).transpose(1, 2).unsqueeze(1)
         context = F.scaled_dot_product_attention(query, key, value)
-        context = context.transpose(1, 2).reshape(batch, -1, height, width)
+        context = context.squeeze(1).transpose(1, 2).reshape(batch, -1, height, width)
         return self.out_project(context)

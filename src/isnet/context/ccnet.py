@@ -25,18 +25,22 @@ class CrissCrossAttention(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: Tensor) -> Tensor:
-        height = x.shape[2]
-        query, key, value = self.query(x), self.key(x), self.value(x)
+        height, width = x.shape[2:]
+        projections = (self.query(x), self.key(x), self.value(x))
+        # Every row, and every column, as a batch of contiguous (pixels × channels) matrices:
+        # batched products over such layouts are several times faster than einsum's on CPU.
+        q_rows, k_rows, v_rows = (t.permute(0, 2, 3, 1).contiguous() for t in projections)
+        q_cols, k_cols, v_cols = (t.permute(0, 3, 2, 1).contiguous() for t in projections)
         # energy[b, h, w, j]: pixel (h, w) against (j, w) in its column / (h, j) in its row.
-        column_energy = torch.einsum("bchw,bcjw->bhwj", query, key)
+        column_energy = (q_cols @ k_cols.transpose(2, 3)).transpose(1, 2)
         self_in_column = torch.eye(height, dtype=torch.bool, device=x.device).unsqueeze(1)
         column_energy = column_energy.masked_fill(self_in_column, float("-inf"))
-        row_energy = torch.einsum("bchw,bchj->bhwj", query, key)
+        row_energy = q_rows @ k_rows.transpose(2, 3)
         attention = torch.cat([column_energy, row_energy], dim=-1).softmax(dim=-1)
-        column_attention, row_attention = attention.split([height, x.shape[3]], dim=-1)
-        context = torch.einsum("bcjw,bhwj->bchw", value, column_attention)
-        context = context + torch.einsum("bchj,bhwj->bchw", value, row_attention)
-        return self.gamma * context + x
+        column_attention, row_attention = attention.split([height, width], dim=-1)
+        context = (column_attention.transpose(1, 2).contiguous() @ v_cols).transpose(1, 2)
+        context = context + row_attention.contiguous() @ v_rows  # (N, h, w, C)
+        return self.gamma * context.permute(0, 3, 1, 2) + x
 
 
 class RecurrentCrissCrossAttention(nn.Module):
@@ -57,7 +61,7 @@ class RecurrentCrissCrossAttention(nn.Module):
 
 
 class CrissCrossContext(ConvWrappedContext):
-    """CCNet's context: 3×3 CBR(in→C) → criss-cross attention ×R → 3×3 CBR → concat-fuse."""
+    """CCNet's context: 3×3 CBR(in→C) → criss-cross attention ×R → 3×3 CBR → concat fuse."""
 
     def __init__(self, in_channels: int = 2048, channels: int = 512, recurrence: int = 2) -> None:
         super().__init__(in_channels, channels, RecurrentCrissCrossAttention(channels, recurrence))

@@ -43,8 +43,11 @@ class DisentangledNonLocalContext(ConvWrappedContext):
     """DNL's context: 3×3 CBR(in→C) → DisentangledNonLocal2d → 3×3 CBR → concat-fuse."""
 
     def __init__(
-        self, in_channels: int = 2048, channels: int = 512, reduction: int = 2, temperature: float = 0.05
+        self,
+        in_channels: int = 2048,
+        channels: int = 512,
+        reduction: int = 2,
+        temperature: float = 0.05,
     ) -> None:
-        super().__init__(
-            in_channels, channels, DisentangledNonLocal2d(channels, reduction, temperature=temperature)
-        )
+        block = DisentangledNonLocal2d(channels, reduction, temperature=temperature)
+        super().__init__(in_channels, channels, block)

@@ -38,7 +38,7 @@ class NonLocal2d(nn.Module):
 
 
 class NonLocalContext(ConvWrappedContext):
-    """The Non-local network's context: 3×3 CBR(in→C) → NonLocal2d → 3×3 CBR → concat-fuse."""
+    """Non-local network's context: 3×3 CBR(in→C) → NonLocal2d → 3×3 CBR → concat fuse."""
 
     def __init__(self, in_channels: int = 2048, channels: int = 512, reduction: int = 2) -> None:
         super().__init__(in_channels, channels, NonLocal2d(channels, reduction))

@@ -76,7 +76,9 @@ class ObjectContextualRepresentations(nn.Module):
     256 key channels.
     """
 
-    def __init__(self, in_channels: int = 2048, channels: int = 512, key_channels: int = 256) -> None:
+    def __init__(
+        self, in_channels: int = 2048, channels: int = 512, key_channels: int = 256
+    ) -> None:
         super().__init__()
         self.bottleneck = ConvBNReLU(in_channels, channels, 3)
         self.object_context = ObjectContext(channels, key_channels)

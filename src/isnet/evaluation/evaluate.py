@@ -32,9 +32,9 @@ def evaluate(
     shard = Subset(dataset, range(rank, len(dataset), world_size))
     loader = DataLoader(shard, batch_size=1, num_workers=num_workers)
     if progress:
-        from tqdm import tqdm
+        from ..progress import progress_bar
 
-        loader = tqdm(loader, desc="eval", leave=False, dynamic_ncols=True)
+        loader = progress_bar(loader, desc="eval", leave=False)
     matrix = ConfusionMatrix(num_classes)
     was_training = model.training
     model.eval()
