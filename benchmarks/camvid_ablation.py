@@ -1,9 +1,14 @@
-"""Table 1 in miniature on CamVid: baseline, ILCM only, SLCM only and ISNet, two seeds each.
+"""Tables 1 and 3 in miniature on CamVid, two seeds each.
 
-Every model is the ``camvid_<variant>`` recipe (a small ResNet-18 ISNet from scratch, one
-budget for all), trained on the train split and scored on val. Runs resume if interrupted.
+Every model is the ``camvid_<variant>`` recipe (a small ResNet-18 segmentor from scratch,
+one budget for all), trained on the train split and scored on val. Runs resume if
+interrupted, and finished runs are not repeated.
 
+    # Table 1: baseline, ILCM only, SLCM only, ISNet
     python benchmarks/camvid_ablation.py --data-root ../shared/data/camvid --output runs/camvid_ablation
+    # Table 3: the peer context modules beside ISNet, same budget
+    python benchmarks/camvid_ablation.py --data-root ../shared/data/camvid --output runs/camvid_table3 \
+        --variants ppm aspp ocr ccnet danet ann nonlocal dnl apcnet isnet
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from isnet.presets import PEERS
 from isnet.recipes import camvid_recipe
 from isnet.train import train, with_overrides
 
@@ -27,10 +33,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-root", default="../shared/data/camvid")
     parser.add_argument("--output", default="runs/camvid_ablation")
-    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=(*VARIANTS, *PEERS))
     parser.add_argument("--seeds", type=int, nargs="+", default=(0, 1))
     parser.add_argument("--iters", type=int, default=None, help="override the recipe's budget")
-    parser.add_argument("--model-recipe", default=None, help="use this recipe's model for every variant (e.g. a R50)")
     args = parser.parse_args()
 
     output = Path(args.output)

@@ -28,7 +28,13 @@ class HeadConfig:
 
     ISNet: ("ilcm", True); ISNet‡: ("aspp", True); Table 1 ablations: baseline ("none",
     False), ILCM only ("ilcm", False), SLCM only ("none", True).
+
+    ``type`` other than "isnet" replaces the whole head by one of the peer methods of
+    :data:`isnet.heads.peers.PEER_HEADS` (ppm, aspp, ocr, ccnet, danet, ann, nonlocal, dnl,
+    apcnet), with the same backbone, width, auxiliary head and loss (Table 3).
     """
+
+    type: str = "isnet"
 
     channels: int = 512  # C, the paper's feats_channels
     transform_channels: int = 256  # T

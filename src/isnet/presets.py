@@ -65,6 +65,11 @@ ABLATIONS = {
 for _name, _head in ABLATIONS.items():
     PRESETS[f"ablation_{_name}_resnet50os8_ade20k"] = lambda h=_head: isnet(150, "resnet50", **h)
 
+# Table 3 peers: the same R50-D8 segmentor with another context head (ADE20K).
+PEERS = ("ppm", "aspp", "ocr", "ccnet", "danet", "ann", "nonlocal", "dnl", "apcnet")
+for _peer in PEERS:
+    PRESETS[f"{_peer}_resnet50os8_ade20k"] = lambda p=_peer: isnet(150, "resnet50", type=p)
+
 RELEASED = tuple(name for name in PRESETS if name.startswith("isnet_") and "dagger" not in name)
 
 

@@ -28,7 +28,7 @@ from .data import (
 )
 from .data.info import DatasetInfo
 from .inference import MS_SCALES, InferenceConfig
-from .presets import ABLATIONS, RELEASED, get_config
+from .presets import ABLATIONS, PEERS, RELEASED, get_config
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,8 @@ def released_recipe(name: str, **overrides: Any):
 def camvid_recipe(variant: str = "isnet", **overrides: Any):
     """The CamVid miniature of Table 1: a small ResNet-18 ISNet trained from scratch.
 
-    ``variant`` is one of the Table 1 ablations (baseline, ilcm, slcm, isnet). Sized to
+    ``variant`` is one of the Table 1 ablations (baseline, ilcm, slcm, isnet) or a Table 3
+    peer head (ppm, aspp, ocr, ccnet, danet, ann, nonlocal, dnl, apcnet). Sized to
     train in about ten minutes on 2 CPU cores: half-resolution CamVid (180×240 crops of
     images fitted to 240×180 and rescaled by [0.5, 2]), 1600 iterations of batch 8 in bf16.
     """
@@ -135,7 +136,7 @@ def camvid_recipe(variant: str = "isnet", **overrides: Any):
     model = ModelConfig(
         num_classes=11,
         backbone=BackboneConfig("resnet", 18, base_channels=16, stem_channels=16),
-        head=HeadConfig(channels=64, transform_channels=32, **ABLATIONS[variant]),
+        head=HeadConfig(channels=64, transform_channels=32, **(ABLATIONS[variant] if variant in ABLATIONS else {"type": variant})),
         aux=AuxConfig(channels=32),
     )
     config = TrainConfig(
@@ -158,7 +159,7 @@ def recipe(name: str, **overrides: Any):
     """A training recipe by name: a released model's name, ``ablation_*``, or ``camvid_<variant>``."""
     if name in RELEASED:
         return released_recipe(name, **overrides)
-    if name.startswith("ablation_"):
+    if name.startswith("ablation_") or name.split("_", 1)[0] in PEERS:
         from .train import TrainConfig
 
         config = TrainConfig(
@@ -174,6 +175,9 @@ def recipe(name: str, **overrides: Any):
 
 
 def recipe_names() -> list[str]:
-    return sorted(RELEASED) + sorted(f"ablation_{v}_resnet50os8_ade20k" for v in ABLATIONS) + [
-        f"camvid_{v}" for v in ABLATIONS
-    ]
+    return (
+        sorted(RELEASED)
+        + sorted(f"ablation_{v}_resnet50os8_ade20k" for v in ABLATIONS)
+        + [f"{p}_resnet50os8_ade20k" for p in PEERS]
+        + [f"camvid_{v}" for v in (*ABLATIONS, *PEERS)]
+    )

@@ -11,6 +11,7 @@ from .context.ilcm import ImageLevelContext
 from .context.slcm import SemanticLevelContext
 from .heads.fcn import FCNAuxHead
 from .heads.isnet_head import ISNetHead, PlainDecoder, ShortcutDecoder
+from .heads.peers import build_peer_head
 
 
 class Segmentor(nn.Module):
@@ -41,8 +42,10 @@ class Segmentor(nn.Module):
         return self.head(self.backbone(images))["out"]
 
 
-def build_head(config: ModelConfig, stage_channels: list[int]) -> ISNetHead:
+def build_head(config: ModelConfig, stage_channels: list[int]) -> nn.Module:
     head = config.head
+    if head.type != "isnet":
+        return build_peer_head(head.type, stage_channels, head.channels, config.num_classes, head.dropout)
     channels, transform = head.channels, head.transform_channels
     if head.image_context == "ilcm":
         image_context: nn.Module = ImageLevelContext(channels, transform)

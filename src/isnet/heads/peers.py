@@ -223,3 +223,19 @@ PEER_HEADS: dict[str, type[nn.Module]] = {
     "dnl": DNLHead,
     "apcnet": APCNetHead,
 }
+
+
+def build_peer_head(name: str, stage_channels: list[int], channels: int, num_classes: int, dropout: float) -> nn.Module:
+    """A peer head on the given backbone, with its paper's configuration scaled to ``channels``.
+
+    At the paper's 512 head channels the key / projection widths are the standard 256; at
+    other widths they stay at half the head width, so a narrow comparison stays balanced.
+    """
+    if name not in PEER_HEADS:
+        raise ValueError(f"unknown head {name!r}: expected isnet or one of {', '.join(PEER_HEADS)}")
+    options: dict = {}
+    if name == "ocr":
+        options = dict(key_channels=channels // 2, layer3_channels=stage_channels[2])
+    elif name == "ann":
+        options = dict(project_channels=channels // 2, layer3_channels=stage_channels[2])
+    return PEER_HEADS[name](stage_channels[-1], channels, num_classes=num_classes, dropout=dropout, **options)
