@@ -7,6 +7,7 @@ one by name, optionally loading weights from a local file.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,20 +41,17 @@ def isnet(num_classes: int, backbone: str = "resnet50", *, shortcut: bool = Fals
 PRESETS: dict[str, Callable[[], ModelConfig]] = {}
 
 for _backbone in BACKBONES:
-    for _dataset, _classes in NUM_CLASSES.items():
-        if _dataset == "camvid":
-            continue
+    for _dataset in ("ade20k", "cityscapes", "cocostuff10k", "lip"):
         # The released LIP models carry the layer1 shortcut; the others do not.
-        PRESETS[f"isnet_{_backbone}os8_{_dataset}"] = (
-            lambda b=_backbone, k=_classes, s=(_dataset == "lip"): isnet(k, b, shortcut=s)
+        _shortcut = _dataset == "lip"
+        PRESETS[f"isnet_{_backbone}os8_{_dataset}"] = partial(
+            isnet, NUM_CLASSES[_dataset], _backbone, shortcut=_shortcut
         )
-    # ISNet‡: ASPP as the image-level module (the paper's best LIP and Cityscapes models).
-    for _dataset in ("cityscapes", "lip"):
-        PRESETS[f"isnet_dagger_{_backbone}os8_{_dataset}"] = (
-            lambda b=_backbone, k=NUM_CLASSES[_dataset], s=(_dataset == "lip"): isnet(
-                k, b, shortcut=s, image_context="aspp"
+        if _dataset in ("cityscapes", "lip"):
+            # ISNet‡: ASPP as the image-level module (the paper's best LIP and Cityscapes models).
+            PRESETS[f"isnet_dagger_{_backbone}os8_{_dataset}"] = partial(
+                isnet, NUM_CLASSES[_dataset], _backbone, shortcut=_shortcut, image_context="aspp"
             )
-        )
 
 # Table 1 ablations (ADE20K, ResNet-50-D8).
 ABLATIONS = {
@@ -63,14 +61,31 @@ ABLATIONS = {
     "isnet": dict(image_context="ilcm", semantic_context=True),
 }
 for _name, _head in ABLATIONS.items():
-    PRESETS[f"ablation_{_name}_resnet50os8_ade20k"] = lambda h=_head: isnet(150, "resnet50", **h)
+    PRESETS[f"ablation_{_name}_resnet50os8_ade20k"] = partial(isnet, 150, "resnet50", **_head)
 
 # Table 3 peers: the same R50-D8 segmentor with another context head (ADE20K).
 PEERS = ("ppm", "aspp", "ocr", "ccnet", "danet", "ann", "nonlocal", "dnl", "apcnet")
 for _peer in PEERS:
-    PRESETS[f"{_peer}_resnet50os8_ade20k"] = lambda p=_peer: isnet(150, "resnet50", type=p)
+    PRESETS[f"{_peer}_resnet50os8_ade20k"] = partial(isnet, 150, "resnet50", type=_peer)
 
 RELEASED = tuple(name for name in PRESETS if name.startswith("isnet_") and "dagger" not in name)
+
+
+def download_released(name: str, directory: str | Path = "~/.cache/isnet") -> Path:
+    """Fetch a released checkpoint once (needs a network) and return its local path.
+
+    Pass the path to :func:`create_model` (``weights=``); loading reads it with
+    ``weights_only=True`` and checks every key.
+    """
+    if name not in RELEASED:
+        raise KeyError(f"{name!r} is not a released model; released: {', '.join(RELEASED)}")
+    path = Path(directory).expanduser() / f"{name}.pth"
+    if not path.exists():
+        import torch.hub
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(RELEASED_URL.format(name=name), str(path), progress=True)
+    return path
 
 
 def get_config(name: str, **overrides: Any) -> ModelConfig:

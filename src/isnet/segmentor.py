@@ -24,11 +24,19 @@ class Segmentor(nn.Module):
     flip testing. :meth:`logits` skips the auxiliary head, which only serves training.
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, aux_head: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        aux_head: nn.Module | None = None,
+        *,
+        config: ModelConfig | None = None,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.aux_head = aux_head
+        self.config = config  # what build_model was given; saved with the weights
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         features = self.backbone(images)
@@ -84,6 +92,4 @@ def build_model(config: ModelConfig) -> Segmentor:
     aux_head = None
     if config.aux is not None:
         aux_head = FCNAuxHead(stage_channels[2], config.aux.channels, config.num_classes, config.aux.dropout)
-    model = Segmentor(backbone, build_head(config, stage_channels), aux_head)
-    model.config = config
-    return model
+    return Segmentor(backbone, build_head(config, stage_channels), aux_head, config=config)
