@@ -88,12 +88,14 @@ def _single_and_ddp(data_root: Path, tmp_path: Path, iterations: int, dtype: tor
     [
         # In float64 the two runs agree to round-off after many steps: the same algorithm.
         (torch.float64, 6, 1e-10),
-        # In float32 reduction order changes the last bit; a tiny random network amplifies
-        # that after a few steps (a stage-1 argmax or a near-constant BN channel flips), so
-        # the float32 comparison is made early.
-        (torch.float32, 2, 1e-5),
+        # In float32, the order of the cross-process reductions changes the last bits; a
+        # tiny random network amplifies that within a few steps (a stage-1 argmax or a
+        # near-constant BatchNorm channel flips: 1e-7 after step 1, up to 1e-4 by step 2-4
+        # depending on the kernels), so the float32 comparison is made after one step. The
+        # float64 case above shows the algorithm itself is identical.
+        (torch.float32, 1, 1e-5),
     ],
-    ids=["float64-6-steps", "float32-2-steps"],
+    ids=["float64-6-steps", "float32-1-step"],
 )
 def test_ddp_with_syncbn_matches_one_process(data_root, tmp_path, dtype, iterations, tolerance):
     single, distributed, worst = _single_and_ddp(data_root, tmp_path, iterations, dtype)

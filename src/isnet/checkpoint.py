@@ -1,16 +1,23 @@
-"""Loading the authors' released checkpoints and saving / loading our own (safetensors).
+"""Loading the authors' released checkpoints, saving / loading our own (safetensors), and the
+crash-safe files of a training run.
 
 Every loader is strict: each key of the file maps to exactly one parameter or buffer of the
 model, shapes match, and nothing is left over on either side. Errors name the file.
+PyTorch files are read with ``weights_only=True``, so a pickle that would run code is refused
+unexecuted. Files are written with ``write_atomically``: complete or absent, whenever the
+process is killed; training checkpoints also carry a sha256 checksum, verified on load.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import pickle
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -45,16 +52,12 @@ def released_to_ours(key: str) -> str:
     return key
 
 
-def read_torch_checkpoint(path: str | Path) -> dict[str, Tensor]:
-    """Read a ``.pth`` file safely (``weights_only=True``) and return its state dict.
-
-    Accepts a bare state dict or one stored under ``model`` / ``state_dict``.
-    """
-    path = Path(path)
+def safe_torch_load(path: Path) -> Any:
+    """``torch.load`` with ``weights_only=True``: tensors and plain containers, never code."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"{path}: refused to load: the file holds objects other than tensors and plain "
@@ -62,6 +65,15 @@ def read_torch_checkpoint(path: str | Path) -> dict[str, Tensor]:
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {error}") from None
+
+
+def read_torch_checkpoint(path: str | Path) -> dict[str, Tensor]:
+    """Read a ``.pth`` file safely (``weights_only=True``) and return its state dict.
+
+    Accepts a bare state dict or one stored under ``model`` / ``state_dict``.
+    """
+    path = Path(path)
+    content = safe_torch_load(path)
     if isinstance(content, Mapping):
         for wrapper in ("model", "state_dict"):
             if isinstance(content.get(wrapper), Mapping):
@@ -113,11 +125,7 @@ def save_model(model: nn.Module, path: str | Path, *, extra_metadata: Mapping[st
     path = Path(path)
     metadata = {CONFIG_METADATA_KEY: model.config.to_json(), **(extra_metadata or {})}
     tensors = {key: value.detach().contiguous() for key, value in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(temporary), metadata=metadata)
-    temporary.replace(path)
-    return path
+    return write_atomically(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
 
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -154,3 +162,114 @@ def load_model(path: str | Path) -> nn.Module:
     model = build_model(config)
     load_state_dict_strict(model, tensors, source=path)
     return model
+
+
+# ----------------------------------------------------------------------------- crash-safe files
+
+CHECKSUM_SUFFIX = ".sha256"
+TRAINING_CHECKPOINT_KEYS = ("model", "optimizer", "iteration", "rng", "config")
+
+
+def checksum_path(path: Path) -> Path:
+    """The sha256 sidecar of ``path``: ``<name>.sha256``, in ``sha256sum`` format."""
+    return path.with_name(path.name + CHECKSUM_SUFFIX)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's entries') data to the disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def write_atomically(path: str | Path, write: Callable[[Path], Any], *, checksum: bool = False) -> Path:
+    """Write ``path`` so that it is complete or absent, whenever the process is killed.
+
+    ``write(temporary)`` fills ``<name>.tmp`` beside ``path``; it is flushed to disk and renamed
+    over ``path`` (a rename within a folder is atomic). With ``checksum`` the file's sha256 is
+    written to ``<name>.sha256`` and put in place *before* the rename, so every complete file
+    has its checksum; a kill in between leaves a checksum without its file, which
+    ``remove_unfinished_writes`` deletes along with ``.tmp`` files.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    write(temporary)
+    _fsync(temporary)
+    if checksum:
+        sidecar = checksum_path(path)
+        sidecar_temporary = sidecar.with_name(sidecar.name + ".tmp")
+        sidecar_temporary.write_text(f"{file_sha256(temporary)}  {path.name}\n")
+        _fsync(sidecar_temporary)
+        os.replace(sidecar_temporary, sidecar)
+        _fsync(path.parent)
+    os.replace(temporary, path)
+    _fsync(path.parent)
+    return path
+
+
+def verify_checksum(path: Path) -> None:
+    """Raise a :class:`CheckpointError` unless ``path`` matches the sha256 in its sidecar."""
+    sidecar = checksum_path(path)
+    if not sidecar.is_file():
+        raise CheckpointError(
+            f"{path}: no checksum file {sidecar.name} beside it, so its integrity cannot be verified "
+            f"(for a checkpoint known to be good: sha256sum {path.name} > {sidecar.name})"
+        )
+    recorded = sidecar.read_text().split()
+    if not recorded:
+        raise CheckpointError(f"{path}: its checksum file {sidecar.name} is empty")
+    try:
+        actual = file_sha256(path)
+    except OSError as error:
+        raise CheckpointError(f"{path}: unreadable: {error}") from None
+    if actual != recorded[0]:
+        raise CheckpointError(
+            f"{path}: checksum mismatch: the file's sha256 is {actual[:16]}…, {sidecar.name} records "
+            f"{recorded[0][:16]}…; the file is truncated or corrupt"
+        )
+
+
+def remove_unfinished_writes(folder: Path) -> list[Path]:
+    """Delete what a killed ``write_atomically`` left in ``folder``; return the deleted paths."""
+    if not folder.is_dir():
+        return []
+    unfinished = sorted(folder.glob("*.tmp"))
+    unfinished += [
+        sidecar
+        for sidecar in sorted(folder.glob("*" + CHECKSUM_SUFFIX))
+        if not sidecar.with_name(sidecar.name.removesuffix(CHECKSUM_SUFFIX)).exists()
+    ]
+    for path in unfinished:
+        path.unlink(missing_ok=True)
+    return unfinished
+
+
+def save_training_checkpoint(path: Path, state: Mapping[str, Any]) -> Path:
+    """Write a training checkpoint atomically, with its sha256 sidecar."""
+    return write_atomically(path, lambda temporary: torch.save(dict(state), temporary), checksum=True)
+
+
+def load_training_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a training checkpoint: checksum verified, ``weights_only=True``, the expected entries.
+
+    Raises a :class:`CheckpointError` naming the file and the problem.
+    """
+    verify_checksum(path)
+    state = safe_torch_load(path)
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: not a training checkpoint (holds a {type(state).__name__})")
+    missing = [key for key in TRAINING_CHECKPOINT_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: not a training checkpoint of isnet.train: no {', '.join(missing)} entry")
+    return dict(state)

@@ -2,13 +2,17 @@
 
 Run it through ``isnet train`` (one process) or ``torchrun --nproc_per_node N -m isnet.cli
 train`` (DDP with synchronised BatchNorm). A run lives in ``output_dir``:
-``checkpoints/iter_*.pt`` (the newest ``keep_checkpoints``, written atomically),
-``metrics.csv``, ``curves.png``, ``events.*`` (TensorBoard, when installed), ``eval/`` (the
-last evaluation report) and ``model.safetensors`` (the final weights with their config).
+``checkpoints/iter_*.pt`` (the newest ``keep_checkpoints``, written atomically, each with a
+``.sha256`` checksum), ``metrics.csv``, ``curves.png``, ``events.*`` (TensorBoard, when
+installed), ``eval/`` (the last evaluation report), ``model.safetensors`` (the final weights
+with their config) and, when bad samples were skipped, ``bad_samples.txt``.
+
 Starting again in the same ``output_dir`` resumes from the newest checkpoint exactly: the
 model, optimizer, schedule, random state and position in the data are restored, and every
 training sample is seeded by its position in the run, so the resumed run takes the same
-crops, flips and dropout masks as an uninterrupted one.
+crops, flips and dropout masks as an uninterrupted one. A run may be killed at any moment:
+a checkpoint whose checksum fails is reported and the previous one is used, and what a
+killed write left behind is deleted. docs/reliability.md lists every guarantee and its test.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,8 +33,19 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .checkpoint import save_model
+from .checkpoint import (
+    CHECKSUM_SUFFIX,
+    CheckpointError,
+    load_state_dict_strict,
+    load_training_checkpoint,
+    remove_unfinished_writes,
+    save_model,
+    save_training_checkpoint,
+    write_atomically,
+)
 from .config import ModelConfig
+from .data.image import MAX_IMAGE_PIXELS, DataFileError
+from .data.validate import BadSampleLog, check_dataset
 from .distributed import DistributedContext, all_reduce_mean, barrier, convert_sync_batchnorm, init_distributed
 from .inference import InferenceConfig
 from .losses import DEFAULT_LOSS_WEIGHTS, segmentation_loss
@@ -64,6 +79,17 @@ class TrainConfig:
     output_dir: str = "runs/isnet"
     device: str | None = None  # default: cuda when available
     progress: bool = True
+    # Faults (docs/reliability.md).
+    nonfinite: str = "stop"  # a NaN/inf loss: "stop" (raise), or "skip" the step and go on
+    max_nonfinite_skips: int = 10  # with "skip": stop after this many skipped steps in a row
+    check_data: str = "headers"  # before training: "headers" (open every file), "full" (decode every file), "off"
+    skip_bad_samples: bool = False  # drop unusable samples (listed in bad_samples.txt) instead of stopping
+    max_image_pixels: int = MAX_IMAGE_PIXELS  # larger images are refused (decompression bombs)
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("nonfinite", ("stop", "skip")), ("check_data", ("headers", "full", "off"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"TrainConfig.{name} is {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, default=str)
@@ -110,10 +136,16 @@ class RunSampler(Sampler):
 
 
 class SeededSamples(Dataset):
-    """Looks samples up by ``(index, seed)``, seeding the dataset's augmentation first."""
+    """Looks samples up by ``(index, seed)``, seeding the dataset's augmentation first.
 
-    def __init__(self, dataset: Dataset) -> None:
+    A sample whose files fail to load raises the error naming the file, unless a
+    ``bad_samples`` log is given: then it is recorded there and replaced by the next sample
+    in dataset order, drawn with the same seed, so a resumed run makes the same replacement.
+    """
+
+    def __init__(self, dataset: Dataset, bad_samples: BadSampleLog | None = None) -> None:
         self.dataset = dataset
+        self.bad_samples = bad_samples
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -121,9 +153,16 @@ class SeededSamples(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         index, seed = key
         reseed = getattr(getattr(self.dataset, "transform", None), "reseed", None)
-        if reseed is not None:
-            reseed(seed)
-        return self.dataset[index]
+        for offset in range(len(self.dataset)):
+            if reseed is not None:
+                reseed(seed)
+            try:
+                return self.dataset[(index + offset) % len(self.dataset)]
+            except DataFileError as error:
+                if self.bad_samples is None:
+                    raise
+                self.bad_samples.record(str(error))
+        raise DataFileError(f"all {len(self.dataset)} training samples failed to load")
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -134,28 +173,65 @@ def checkpoint_dir(output_dir: str | Path) -> Path:
 
 
 def list_checkpoints(output_dir: str | Path) -> list[Path]:
-    """Complete checkpoints, oldest first (a write in progress is a ``.tmp`` and not listed)."""
+    """Checkpoints, oldest first (a write in progress is a ``.tmp`` and not listed)."""
     return sorted(checkpoint_dir(output_dir).glob("iter_*.pt"))
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write atomically: a temporary file, flushed to disk, then renamed over the target."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".pt.tmp")
-    with open(temporary, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+def newest_usable_checkpoint(
+    output_dir: Path, model_config: ModelConfig, report: Callable[[str], None]
+) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint that passes its checksum and loads, with its state; None for a new run.
+
+    A damaged checkpoint is reported (``report(message)``, naming the file and the problem)
+    and the previous one tried. If checkpoints exist but none can be used, or they were made
+    for another model configuration, the run stops rather than silently starting over.
+    """
+    checkpoints = list_checkpoints(output_dir)
+    for path in reversed(checkpoints):
+        try:
+            state = load_training_checkpoint(path)
+            saved = ModelConfig.from_json(state["config"])
+        except CheckpointError as error:
+            report(f"cannot resume from {error}; trying the previous checkpoint")
+            continue
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            report(f"cannot resume from {path}: unreadable model configuration ({error}); trying the previous one")
+            continue
+        if saved != model_config:
+            differences = "\n  ".join(config_differences(asdict(saved), asdict(model_config)))
+            raise CheckpointError(
+                f"{path}: checkpoint of another model configuration (checkpoint vs this run):\n  {differences}\n"
+                f"choose another output_dir, or the configuration that made {output_dir}"
+            )
+        return path, state
+    if checkpoints:
+        raise CheckpointError(
+            f"{output_dir}: none of its {len(checkpoints)} checkpoint(s) can be used (see above); move "
+            f"{checkpoint_dir(output_dir)} away to start the run over"
+        )
+    return None
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+def set_aside(checkpoint: Path) -> Path:
+    """Rename a damaged checkpoint (and its checksum) to ``*.corrupt``: kept for inspection, never loaded."""
+    kept = checkpoint.with_name(checkpoint.name + ".corrupt")
+    sidecar = checkpoint.with_name(checkpoint.name + CHECKSUM_SUFFIX)
+    if sidecar.exists():
+        sidecar.replace(kept.with_name(kept.name + CHECKSUM_SUFFIX))
+    checkpoint.replace(kept)
+    return kept
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """``"head.channels: 512 vs 256"`` for every field that differs between two config dicts."""
+    differences = []
+    for key in sorted(set(saved) | set(current)):
+        old, new = saved.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            differences += config_differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            differences.append(f"{prefix}{key}: {old!r} vs {new!r}")
+    return differences
 
 
 def poly_lr(config: TrainConfig, iteration: int) -> float:
@@ -188,10 +264,14 @@ class MetricsLog:
         rows = self.rows()
         # A resumed run repeats the iterations after its checkpoint: drop their old rows.
         rows = [row for row in rows if int(row["iteration"]) <= resume_iteration]
-        with open(self.path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, self.FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+
+        def rewrite(temporary: Path) -> None:
+            with open(temporary, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, self.FIELDS)
+                writer.writeheader()
+                writer.writerows(rows)
+
+        write_atomically(self.path, rewrite)  # a kill here must not lose the run's history
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -203,7 +283,8 @@ class MetricsLog:
         if not self.path.exists():
             return []
         with open(self.path, newline="") as handle:
-            return list(csv.DictReader(handle))
+            # A row cut short by a kill has missing fields (None): it is dropped.
+            return [row for row in csv.DictReader(handle) if None not in row.values() and row["iteration"].isdigit()]
 
     def write(self, iteration: int, **values: float) -> None:
         if not self.enabled:
@@ -241,9 +322,27 @@ def train(config: TrainConfig) -> dict[str, Any]:
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(config.seed + context.rank)
 
-    # Data.
-    train_set = config.data.build(config.data.train_split, train=True)
-    val_set = config.data.build(config.data.val_split, train=False)
+    def report(message: str) -> None:
+        if context.is_main:
+            print(message, file=sys.stderr, flush=True)
+
+    # Data: every file checked before the first step, so that a bad one cannot stop the run midway.
+    bad_samples = BadSampleLog(output_dir / "bad_samples.txt")
+    datasets = {}
+    for split, is_train in ((config.data.train_split, True), (config.data.val_split, False)):
+        dataset = config.data.build(split, train=is_train)
+        dataset.max_pixels = config.max_image_pixels
+        if config.check_data != "off":
+            dataset = check_dataset(
+                dataset,
+                name=f"{split} ({'training' if is_train else 'evaluation'})",
+                full=config.check_data == "full",
+                skip_bad=config.skip_bad_samples,
+                log=bad_samples if context.is_main else None,  # every process finds the same files
+                verbose=context.is_main and config.progress,
+            )
+        datasets[is_train] = dataset
+    train_set, val_set = datasets[True], datasets[False]
     class_names = list(val_set.info.classes)
 
     # Model and optimizer.
@@ -258,17 +357,26 @@ def train(config: TrainConfig) -> dict[str, Any]:
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, foreach=True
     )
 
-    # Resume.
+    # Resume, from the newest checkpoint that is complete and intact.
+    if context.is_main:
+        for unfinished in remove_unfinished_writes(checkpoint_dir(output_dir)) + remove_unfinished_writes(output_dir):
+            report(f"removed {unfinished}, left by a write that was interrupted")
+    barrier()
     start_iteration = 0
-    checkpoints = list_checkpoints(output_dir)
-    if checkpoints:
-        state = load_checkpoint(checkpoints[-1])
-        model.load_state_dict(state["model"])
+    resumed = newest_usable_checkpoint(output_dir, config.model, report)
+    if resumed is not None:
+        path, state = resumed
+        load_state_dict_strict(model, state["model"], source=path)
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"][context.rank] if context.rank < len(state["rng"]) else state["rng"][0])
         start_iteration = int(state["iteration"])
         if context.is_main:
-            print(f"resuming {output_dir} from iteration {start_iteration} ({checkpoints[-1].name})")
+            print(f"resuming {output_dir} from iteration {start_iteration} ({path.name})", flush=True)
+    barrier()  # every process has read its checkpoint before damaged ones are moved
+    if resumed is not None and context.is_main:
+        for damaged in list_checkpoints(output_dir):
+            if damaged.name > resumed[0].name:
+                report(f"moved {set_aside(damaged)} aside; the run will write a new {damaged.name}")
     if context.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.json").write_text(config.to_json())
@@ -284,7 +392,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         start_batch=start_iteration * config.grad_accum_steps,
     )
     loader = DataLoader(
-        SeededSamples(train_set),
+        SeededSamples(train_set, bad_samples if config.skip_bad_samples else None),
         batch_size=micro_batch,
         sampler=sampler,
         num_workers=config.num_workers,
@@ -300,13 +408,15 @@ def train(config: TrainConfig) -> dict[str, Any]:
         from .progress import progress_bar
 
         progress = progress_bar(total=config.max_iters, initial=start_iteration, desc="train")
-    summary: dict[str, Any] = {}
     started = time.perf_counter()
+    skipped_in_a_row = 0
     model.train()
     for iteration in range(start_iteration, config.max_iters):
         lr = poly_lr(config, iteration)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        if config.nonfinite == "skip":  # a skipped step must not leave NaN in the BatchNorm statistics
+            buffers = [buffer.detach().clone() for buffer in model.buffers()]
 
         totals: dict[str, torch.Tensor] = {}
         for micro_step in range(config.grad_accum_steps):
@@ -322,14 +432,27 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 (losses["total"] / config.grad_accum_steps).backward()
             for name, value in losses.items():
                 totals[name] = totals.get(name, 0) + value.detach() / config.grad_accum_steps
-        if not torch.isfinite(totals["total"]):
+        done = iteration + 1
+        loss = all_reduce_mean(totals["total"])  # every process takes the same decision
+        if torch.isfinite(loss):
+            optimizer.step()
+            skipped_in_a_row = 0
+        elif config.nonfinite == "stop":
             raise FloatingPointError(
-                f"non-finite loss {totals['total'].item()} at iteration {iteration + 1}; "
+                f"non-finite loss {loss.item()} at iteration {done}; "
                 f"the last good checkpoint is in {checkpoint_dir(output_dir)}"
             )
-        optimizer.step()
+        else:
+            skipped_in_a_row += 1
+            for buffer, saved in zip(model.buffers(), buffers):
+                buffer.copy_(saved)
+            if skipped_in_a_row >= config.max_nonfinite_skips:
+                raise FloatingPointError(
+                    f"{skipped_in_a_row} non-finite losses in a row, the last ({loss.item()}) at iteration {done}; "
+                    f"the last good checkpoint is in {checkpoint_dir(output_dir)}"
+                )
+            report(f"iteration {done}: non-finite loss {loss.item()}; step skipped ({skipped_in_a_row} in a row)")
         optimizer.zero_grad(set_to_none=True)
-        done = iteration + 1
 
         if done % config.log_interval == 0 or done == config.max_iters:
             values = {name: all_reduce_mean(value).item() for name, value in totals.items()}
@@ -350,13 +473,17 @@ def train(config: TrainConfig) -> dict[str, Any]:
         if done % config.checkpoint_interval == 0 or done == config.max_iters:
             save_run_checkpoint(output_dir, model, optimizer, done, context, config.keep_checkpoints)
 
-        if (config.eval_interval and done % config.eval_interval == 0) or done == config.max_iters:
+        if config.eval_interval and done % config.eval_interval == 0 and done < config.max_iters:
             summary = run_evaluation(model, val_set, class_names, config, context, done, output_dir)
             log.write(done, mIoU=summary["mIoU"], seconds=time.perf_counter() - started)
             log.plot()
 
     if progress is not None:
         progress.close()
+    # The final evaluation runs after the loop, so that a run killed after its last checkpoint still gets it.
+    summary = run_evaluation(model, val_set, class_names, config, context, config.max_iters, output_dir)
+    log.write(config.max_iters, mIoU=summary["mIoU"], seconds=time.perf_counter() - started)
+    log.plot()
     if context.is_main:
         save_model(model, output_dir / "model.safetensors", extra_metadata={"classes": json.dumps(class_names)})
     barrier()
@@ -387,9 +514,10 @@ def save_run_checkpoint(
             "rng": rng_states,
             "config": model.config.to_json(),
         }
-        save_checkpoint(checkpoint_dir(output_dir) / f"iter_{iteration:08d}.pt", state)
+        save_training_checkpoint(checkpoint_dir(output_dir) / f"iter_{iteration:08d}.pt", state)
         for old in list_checkpoints(output_dir)[:-keep]:
             old.unlink()
+            old.with_name(old.name + CHECKSUM_SUFFIX).unlink(missing_ok=True)
     barrier()
 
 

@@ -19,6 +19,7 @@ from isnet.data.camvid import CamVidDataset
 from isnet.data.cityscapes import LABEL_ID_TO_TRAIN_ID, CityscapesDataset
 from isnet.data.coco_stuff import COCOStuff10kDataset
 from isnet.data.folder import FolderDataset
+from isnet.data.image import DataFileError, ImageReadError
 from isnet.data.info import (
     ADE20K,
     CAMVID,
@@ -46,11 +47,13 @@ __all__ = [
     "COCOStuff10kDataset",
     "CamVidDataset",
     "CityscapesDataset",
+    "DataFileError",
     "DatasetInfo",
     "FolderDataset",
     "IGNORE_INDEX",
     "IMAGE_MEAN",
     "IMAGE_STD",
+    "ImageReadError",
     "LABEL_ID_TO_TRAIN_ID",
     "LIP",
     "LIPDataset",

@@ -30,6 +30,7 @@ class ADE20KDataset(SegmentationDataset):
         folder = resolve_split(split, _SPLITS, "ADE20K")
         image_dir = require_dir(root / "images" / folder, f"ADE20K split {split!r} images")
         label_dir = require_dir(root / "annotations" / folder, f"ADE20K split {split!r} annotations")
-        pairs = pair_files(list_files(image_dir, (".jpg",)), lambda image: label_dir / f"{image.stem}.png")
+        labels = list_files(label_dir, (".png",))
+        pairs = pair_files(list_files(image_dir, (".jpg",)), lambda image: label_dir / f"{image.stem}.png", labels)
         lut = label_lut({0: 255, **{k: k - 1 for k in range(1, ADE20K.num_classes + 1)}})
         super().__init__(pairs, ADE20K, lut, transform)

@@ -2,12 +2,15 @@
 
 A reader only has to say where its images and labels are and how its stored label values map
 to training values; it does that by building a ``SegmentationDataset``. Every file problem
-is raised with the file's path in the message, because a data error found deep inside a
-training run is only fixable when it names the file.
+is raised as a ``DataFileError`` with the file's path in the message, because a data error
+found deep inside a training run is only fixable when it names the file; ``check_sample``
+finds most of them from the file headers before training starts (``isnet.data.validate``).
 """
 
 from __future__ import annotations
 
+import copy
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,11 +20,11 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from isnet.data.info import DatasetInfo
-
+from isnet.data.image import MAX_IMAGE_PIXELS, DataFileError, decode_upright, displayed_size, exif_orientation
 from isnet.data.image import MEAN as IMAGE_MEAN
 from isnet.data.image import STD as IMAGE_STD
-from isnet.data.image import read_image
+from isnet.data.image import image_size, open_image, read_image
+from isnet.data.info import DatasetInfo
 
 IGNORE_INDEX = 255
 
@@ -58,43 +61,132 @@ def require_dir(path: Path, what: str) -> Path:
 
 
 def list_files(folder: Path, suffixes: Iterable[str], *, recursive: bool = False) -> list[Path]:
-    """Sorted files in ``folder`` whose name ends with one of ``suffixes``; error if none."""
+    """Sorted paths in ``folder`` whose name ends with one of ``suffixes``; error if none.
+
+    A sub-folder or broken link named like a data file is listed too, so that the pre-flight
+    check reports it as unreadable instead of it silently shrinking the dataset.
+    """
     suffixes = tuple(suffixes)
     pattern = "**/*" if recursive else "*"
-    files = sorted(p for p in folder.glob(pattern) if p.is_file() and p.name.endswith(suffixes))
+    files = sorted(p for p in folder.glob(pattern) if p.name.endswith(suffixes))
     if not files:
         raise FileNotFoundError(f"no {'/'.join(suffixes)} files in {folder}: the split is empty")
     return files
 
 
-def pair_files(images: Sequence[Path], label_for: Callable[[Path], Path]) -> list[tuple[Path, Path]]:
+def pair_files(
+    images: Sequence[Path], label_for: Callable[[Path], Path], label_files: Sequence[Path] | None = None
+) -> list[tuple[Path, Path]]:
     """(image, label) pairs, where ``label_for`` names each image's label file.
 
-    Raises FileNotFoundError naming the first images whose label is missing, so that a
-    partially extracted archive is found before training starts rather than mid-epoch.
+    Found at once, before any training, and never skipped (they mean the layout is wrong, e.g. a
+    partially extracted archive): images without a label file, two images sharing one label
+    (duplicate stems, e.g. ``a.jpg`` and ``a.png``) and, when ``label_files`` lists the label
+    folder, label files without an image. Each error names the files.
     """
     pairs = [(image, label_for(image)) for image in images]
-    missing = [(image, label) for image, label in pairs if not label.is_file()]
+    owner: dict[Path, Path] = {}
+    for image, label in pairs:
+        if label in owner:
+            raise DataFileError(
+                f"two images share the stem {image.stem!r}: {owner[label]} and {image} would both use the label "
+                f"{label}; remove or rename one"
+            )
+        owner[label] = image
+    missing = [(image, label) for image, label in pairs if not label.exists()]
     if missing:
         shown = "; ".join(f"{image} (expected {label})" for image, label in missing[:3])
         raise FileNotFoundError(f"{len(missing)} image(s) without a label file: {shown}")
+    if label_files is not None:
+        orphans = sorted(set(label_files) - set(owner))
+        if orphans:
+            shown = "; ".join(map(str, orphans[:3]))
+            raise FileNotFoundError(f"{len(orphans)} label file(s) without an image: {shown}")
     return pairs
 
 
-def read_label_png(path: Path) -> np.ndarray:
-    """Decode a single-channel label image (mode L, P or 16-bit) to uint8 H×W stored values."""
-    try:
-        with Image.open(path) as label_image:
-            label = np.asarray(label_image)
-    except (OSError, ValueError) as error:
-        raise OSError(f"cannot read label {path}: {error}") from error
-    if label.ndim != 2:
-        raise ValueError(f"label {path} has shape {label.shape}: expected one channel of class indices")
+LABEL_MODES = ("1", "L", "P", "I;16", "I;16L", "I;16B", "I")  # one channel of integers
+_COLOUR_MODES = ("RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV")
+
+
+def check_label_format(image: Image.Image, path: Path) -> None:
+    """Refuse label files that cannot hold class indices exactly, from the header alone.
+
+    Palette PNGs are index maps (their pixel values are the indices, whatever the colours);
+    colour images and JPEGs (lossy: values change along region borders) are refused.
+    """
+    if image.format == "JPEG":
+        raise DataFileError(
+            f"{path}: label stored as JPEG, whose lossy compression changes class values along region "
+            "borders; store labels as PNG"
+        )
+    if image.mode not in LABEL_MODES:
+        kind = "a colour" if image.mode in _COLOUR_MODES else "an"
+        raise DataFileError(
+            f"{path}: label is {kind} {image.mode} image; expected an index map: one channel holding "
+            "class indices (PNG mode L, P or 16-bit); convert colour annotations to indices first"
+        )
+
+
+def label_size(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, int]:
+    """(height, width) of a label image as displayed, from its header; checks its format."""
+    with open_image(path, max_pixels) as image:
+        check_label_format(image, path)
+        return displayed_size(image)
+
+
+def read_label_png(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Decode a single-channel label image (mode L, P, 1 or 16-bit) to uint8 H×W stored values.
+
+    16-bit labels are accepted when every value fits 0..255 and refused otherwise, rather than
+    wrapped around into other classes.
+    """
+    with open_image(path, max_pixels) as image:
+        check_label_format(image, path)
+        label = np.asarray(decode_upright(image, path, "label"))
     if label.dtype != np.uint8:
-        if label.min() < 0 or label.max() > 255:
-            raise ValueError(f"label {path} has values outside 0..255")
+        if label.size and (label.min() < 0 or label.max() > 255):
+            raise DataFileError(
+                f"{path}: label values {label.min()}..{label.max()} do not fit 0..255 "
+                "(class indices, 255 = ignore)"
+            )
         label = label.astype(np.uint8)
     return label
+
+
+def check_same_size(
+    image_path: Path, image_shape: Sequence[int], label_path: Path, label_shape: Sequence[int]
+) -> None:
+    """Raise unless image and label (height, width) are equal as displayed, explaining an EXIF rotation."""
+    if tuple(image_shape) == tuple(label_shape):
+        return
+    problem = (
+        f"{image_path} is {image_shape[0]}×{image_shape[1]} (height×width) but its label {label_path} is "
+        f"{label_shape[0]}×{label_shape[1]}"
+    )
+    with open_image(image_path, max_pixels=sys.maxsize) as image:
+        orientation, stored = exif_orientation(image), image.size[::-1]
+    if orientation != 1 and tuple(stored) == tuple(label_shape):
+        problem += (
+            f"; the image carries EXIF orientation {orientation}, which turns its stored {stored[0]}×{stored[1]} "
+            "pixels on display, and images are used as displayed while the label matches the stored pixels: "
+            "rotate the label, or remove the orientation tag from the image"
+        )
+    raise DataFileError(problem)
+
+
+def _value_ranges(values: np.ndarray) -> str:
+    """``[0, 1, 2, 5, 255]`` → ``"0..2, 5, 255"``."""
+    runs: list[str] = []
+    start = previous = None
+    for value in [*map(int, values), None]:
+        if value is not None and previous is not None and value == previous + 1:
+            previous = value
+            continue
+        if start is not None:
+            runs.append(str(start) if start == previous else f"{start}..{previous}")
+        start = previous = value
+    return ", ".join(runs)
 
 
 def to_tensors(image: np.ndarray, label: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,7 +212,13 @@ class SegmentationDataset(Dataset):
     ignore) and ``path`` (the image path). With fixed-size training crops the default
     ``DataLoader`` collate batches them; evaluation images differ in size, so evaluate with
     ``batch_size=1``.
+
+    Images larger than ``max_pixels`` are refused (set the attribute to change the limit);
+    ``check_sample`` checks a sample without training on it. Every file problem raises a
+    :class:`DataFileError` whose message names the file.
     """
+
+    max_pixels: int = MAX_IMAGE_PIXELS
 
     def __init__(
         self,
@@ -139,24 +237,48 @@ class SegmentationDataset(Dataset):
 
     def read_stored_label(self, path: Path) -> np.ndarray:
         """The label file's stored values; readers with other formats override this."""
-        return read_label_png(path)
+        return read_label_png(path, self.max_pixels)
+
+    def stored_label_size(self, path: Path) -> tuple[int, int]:
+        """(height, width) of a label file, as cheaply as its format allows (PNG: the header)."""
+        return label_size(path, self.max_pixels)
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The image (uint8 H×W×3 RGB) and training label (uint8 H×W), before any transform."""
         image_path, label_path = self.pairs[index]
-        image = read_image(image_path)
+        image = read_image(image_path, self.max_pixels)
         stored = self.read_stored_label(label_path)
-        if stored.shape != image.shape[:2]:
-            raise ValueError(
-                f"image {image_path} is {image.shape[0]}×{image.shape[1]} but its label "
-                f"{label_path} is {stored.shape[0]}×{stored.shape[1]}"
-            )
+        check_same_size(image_path, image.shape[:2], label_path, stored.shape)
         label = self.lut[stored]
         invalid = label < 0
         if invalid.any():
             values = np.unique(stored[invalid]).tolist()
-            raise ValueError(f"label {label_path} has values {values} that {self.info.name} does not define")
+            shown = values if len(values) <= 10 else [*values[:10], "..."]
+            raise DataFileError(
+                f"{label_path}: label values {shown} are not defined by {self.info.name} "
+                f"(valid stored values: {_value_ranges(np.flatnonzero(self.lut >= 0))})"
+            )
         return image, label.astype(np.uint8)
+
+    def check_sample(self, index: int, *, full: bool = False) -> None:
+        """Raise a :class:`DataFileError` naming the file if sample ``index`` cannot be used.
+
+        Without ``full`` only the headers are read: both files open as images, are within the
+        pixel limit, the label is an index map, and image and label are the same size. With
+        ``full`` both are decoded and every label value is checked, as in training.
+        """
+        if full:
+            self.load(index)
+            return
+        image_path, label_path = self.pairs[index]
+        image_shape = image_size(image_path, self.max_pixels)
+        check_same_size(image_path, image_shape, label_path, self.stored_label_size(label_path))
+
+    def subset(self, indices: Sequence[int]) -> SegmentationDataset:
+        """A copy of this dataset holding only the samples at ``indices``."""
+        kept = copy.copy(self)
+        kept.pairs = [self.pairs[index] for index in indices]
+        return kept
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         image, label = self.load(index)

@@ -27,6 +27,6 @@ class CamVidDataset(SegmentationDataset):
         image_dir = require_dir(root / "images" / split, f"CamVid split {split!r} images")
         label_dir = require_dir(root / "annotations" / split, f"CamVid split {split!r} annotations")
         images = list_files(image_dir, (".jpg", ".png"))
-        pairs = pair_files(images, lambda image: label_dir / f"{image.stem}.png")
+        pairs = pair_files(images, lambda image: label_dir / f"{image.stem}.png", list_files(label_dir, (".png",)))
         lut = label_lut({k: k for k in range(CAMVID.num_classes)} | {UNLABELLED: 255})
         super().__init__(pairs, CAMVID, lut, transform)

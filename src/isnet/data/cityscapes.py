@@ -41,6 +41,7 @@ class CityscapesDataset(SegmentationDataset):
             name = image.name.removesuffix(_IMAGE_SUFFIX) + _LABEL_SUFFIX
             return label_dir / image.parent.name / name
 
-        pairs = pair_files(list_files(image_dir, (_IMAGE_SUFFIX,), recursive=True), label_for)
+        images = list_files(image_dir, (_IMAGE_SUFFIX,), recursive=True)
+        pairs = pair_files(images, label_for, list_files(label_dir, (_LABEL_SUFFIX,), recursive=True))
         lut = label_lut({label_id: 255 for label_id in range(34)} | LABEL_ID_TO_TRAIN_ID)
         super().__init__(pairs, CITYSCAPES, lut, transform)

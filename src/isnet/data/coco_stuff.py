@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from isnet.data.base import SegmentationDataset, Transform, label_lut, pair_files, read_label_png
+from isnet.data.image import DataFileError
 from isnet.data.base import require_dir, resolve_split
 from isnet.data.info import COCO_STUFF, COCO_STUFF_171, COCO_STUFF_USED
 
@@ -22,10 +23,10 @@ def read_label_mat(path: Path) -> np.ndarray:
         ) from error
     try:
         stored = np.asarray(loadmat(str(path))["S"])
-    except (OSError, ValueError, KeyError, NotImplementedError) as error:
-        raise OSError(f"cannot read label {path}: {error!r}") from error
+    except Exception as error:  # SciPy raises many types for malformed files
+        raise DataFileError(f"{path}: unreadable label: {type(error).__name__}: {error}") from None
     if stored.ndim != 2 or stored.min() < 0 or stored.max() > 255:
-        raise ValueError(f"label {path}: 'S' is not a 2-D map of values 0..255")
+        raise DataFileError(f"{path}: label 'S' is not a 2-D map of values 0..255")
     return stored.astype(np.uint8)
 
 
@@ -84,4 +85,7 @@ class COCOStuff10kDataset(SegmentationDataset):
         super().__init__(pair_files(images, label_for), info, label_lut({0: 255} | mapping), transform)
 
     def read_stored_label(self, path: Path) -> np.ndarray:
-        return read_label_mat(path) if path.suffix == ".mat" else read_label_png(path)
+        return read_label_mat(path) if path.suffix == ".mat" else read_label_png(path, self.max_pixels)
+
+    def stored_label_size(self, path: Path) -> tuple[int, int]:
+        return read_label_mat(path).shape if path.suffix == ".mat" else super().stored_label_size(path)

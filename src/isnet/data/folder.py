@@ -55,12 +55,8 @@ class FolderDataset(SegmentationDataset):
         image_dir = require_dir(root / images_dir, f"{name} images")
         mask_dir = require_dir(root / masks_dir, f"{name} masks")
         images = list_files(image_dir, IMAGE_SUFFIXES)
-        stems: dict[str, Path] = {}
-        for image in images:
-            if image.stem in stems:
-                raise ValueError(f"two images share the stem {image.stem!r}: {stems[image.stem]} and {image}")
-            stems[image.stem] = image
-        pairs = pair_files(images, lambda image: mask_dir / f"{image.stem}{mask_suffix}")
+        masks = list_files(mask_dir, (mask_suffix,))
+        pairs = pair_files(images, lambda image: mask_dir / f"{image.stem}{mask_suffix}", masks)
 
         if reduce_zero_label:
             mapping = {0: 255} | {k: k - 1 for k in range(1, len(classes) + 1)}

@@ -31,5 +31,6 @@ class LIPDataset(SegmentationDataset):
             label_parent = root / "TrainVal_parsing_annotations"
         image_dir = require_dir(image_parent / f"{folder}_images", f"LIP split {split!r} images")
         label_dir = require_dir(label_parent / f"{folder}_segmentations", f"LIP split {split!r} labels")
-        pairs = pair_files(list_files(image_dir, (".jpg",)), lambda image: label_dir / f"{image.stem}.png")
+        labels = list_files(label_dir, (".png",))
+        pairs = pair_files(list_files(image_dir, (".jpg",)), lambda image: label_dir / f"{image.stem}.png", labels)
         super().__init__(pairs, LIP, label_lut({k: k for k in range(LIP.num_classes)}), transform)
