@@ -1,4 +1,4 @@
-"""The ``isnet`` command line: ``demo``, ``train``, ``eval``, ``predict``, ``presets``, ``recipes``."""
+"""The ``isnet`` command line: ``demo``, ``train``, ``eval``, ``predict``, ``export``, ``bench``, ``presets``, ``recipes``."""
 
 from __future__ import annotations
 
@@ -22,9 +22,18 @@ def _load_model(args: argparse.Namespace) -> torch.nn.Module:
     from .checkpoint import load_model
     from .presets import create_model
 
-    if args.checkpoint:
-        return load_model(args.checkpoint)
-    return create_model(args.model, weights=args.weights)
+    if getattr(args, "runtime", "torch") == "onnx":
+        from .onnx_runtime import OnnxSegmentor
+
+        if args.checkpoint or not args.weights or not str(args.weights).endswith(".onnx"):
+            raise SystemExit("--runtime onnx reads the model from --weights MODEL.onnx (written by `isnet export`)")
+        return OnnxSegmentor(args.weights)
+    model = load_model(args.checkpoint) if args.checkpoint else create_model(args.model, weights=args.weights)
+    if getattr(args, "precision", "fp32") != "fp32" or getattr(args, "compile", False):
+        from .runtime import FastSegmentor
+
+        return FastSegmentor(model, precision=args.precision, compile=args.compile)
+    return model
 
 
 def _class_names(model: torch.nn.Module, args: argparse.Namespace) -> tuple[list[str], list[tuple[int, int, int]]]:
@@ -69,31 +78,55 @@ def _inference_config(args: argparse.Namespace, flip_pairs=()):
     )
 
 
-def segment_files(model, paths, output: Path, config, classes, palette) -> list[tuple[Path, str]]:
+def segment_files(
+    model, paths, output: Path, config, classes, palette, *, max_pixels: int | None = None
+) -> list[tuple[Path, str]]:
     """Segment each image, writing ``<stem>_labels.png`` and ``<stem>_overlay.png``.
 
-    Returns the files that could not be read, with the reason; the others are written.
+    Returns the files that could not be segmented, with the reason; the others are written.
+    A failed file leaves no output behind: both files are written under temporary names and
+    renamed when complete. Inputs whose outputs would collide (``a.jpg`` and ``a.png``) all
+    fail rather than overwrite each other.
     """
+    import os
+
     from PIL import Image
 
-    from .data.image import ImageReadError, read_image, to_tensor
+    from .data.image import MAX_IMAGE_PIXELS, DataFileError, read_image, to_tensor
     from .inference import predict_labels
     from .visualize import save_overlay_with_legend
 
     output.mkdir(parents=True, exist_ok=True)
+    by_stem: dict[str, list[Path]] = {}
+    for path in paths:
+        by_stem.setdefault(path.stem, []).append(path)
     failures = []
     model.eval()
     for path in paths:
-        try:
-            image = read_image(path)
-        except ImageReadError as error:
-            failures.append((path, str(error)))
-            print(f"skipped {error}", file=sys.stderr)
+        if len(by_stem[path.stem]) > 1:
+            others = ", ".join(str(other) for other in by_stem[path.stem] if other != path)
+            reason = f"{path}: {others} would write the same {path.stem}_labels.png; rename one"
+            failures.append((path, reason))
+            print(f"skipped {reason}", file=sys.stderr)
             continue
-        labels = predict_labels(model, to_tensor(image).unsqueeze(0), config)[0].numpy().astype(np.uint8)
-        Image.fromarray(labels).save(output / f"{path.stem}_labels.png")
-        save_overlay_with_legend(output / f"{path.stem}_overlay.png", image, labels, classes, palette, title=path.name)
-        print(f"{path} → {output / (path.stem + '_overlay.png')}")
+        finals = (output / f"{path.stem}_labels.png", output / f"{path.stem}_overlay.png")
+        partials = tuple(final.with_name(f".{final.stem}.partial.png") for final in finals)
+        try:
+            image = read_image(path, max_pixels or MAX_IMAGE_PIXELS)
+            labels = predict_labels(model, to_tensor(image).unsqueeze(0), config)[0].numpy().astype(np.uint8)
+            Image.fromarray(labels).save(partials[0], format="PNG")
+            save_overlay_with_legend(partials[1], image, labels, classes, palette, title=path.name)
+            for partial, final in zip(partials, finals):
+                os.replace(partial, final)
+        except (DataFileError, RuntimeError, ValueError, OSError) as error:
+            reason = str(error) if isinstance(error, DataFileError) else f"{path}: {type(error).__name__}: {error}"
+            failures.append((path, reason))
+            print(f"skipped {reason}", file=sys.stderr)
+            continue
+        finally:
+            for partial in partials:
+                partial.unlink(missing_ok=True)
+        print(f"{path} → {finals[1]}")
     return failures
 
 
@@ -106,7 +139,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not paths:
         print(f"no images found in {', '.join(map(str, args.inputs))}", file=sys.stderr)
         return 2
-    failures = segment_files(model, paths, Path(args.output), _inference_config(args), classes, palette)
+    failures = segment_files(
+        model, paths, Path(args.output), _inference_config(args), classes, palette, max_pixels=args.max_pixels
+    )
     if failures:
         print(f"{len(failures)} of {len(paths)} file(s) could not be segmented:", file=sys.stderr)
         for path, reason in failures:
@@ -190,6 +225,42 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Speed and memory against the published implementation (see :mod:`isnet.bench.suite`)."""
+    from .bench.suite import run_from_args
+
+    return run_from_args(args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the model as ONNX or as a ``torch.export`` program, with dynamic batch and size."""
+    from .export import export_onnx, export_program
+
+    model = _load_model(args).eval()
+    output = Path(args.output)
+    fmt = args.format or ("torch-export" if output.suffix == ".pt2" else "onnx")
+    if fmt == "onnx":
+        path = export_onnx(model, output, sample_size=tuple(args.size))
+    else:
+        path = export_program(model, output, sample_size=tuple(args.size))
+    print(f"wrote {path} ({fmt}, dynamic batch and size)")
+    if args.check:
+        image = torch.randn(1, 3, *args.size)
+        with torch.no_grad():
+            expected = model.logits(image)
+        if fmt == "onnx":
+            from .onnx_runtime import OnnxSegmentor
+
+            actual = OnnxSegmentor(path).logits(image)
+        else:
+            with torch.no_grad():
+                actual = torch.export.load(str(path)).module()(image)
+        error = float((actual - expected).abs().max() / expected.abs().max().clamp_min(1e-30))
+        print(f"check: exported vs PyTorch, max error {error:.1e} of the largest logit")
+        return 0 if error <= 1e-3 else 1
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from .presets import PRESETS
 
@@ -252,8 +323,31 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--model", default="isnet_resnet50os8_ade20k", help="preset name (see `isnet presets`)")
     predict.add_argument("--weights", help="weights for --model: a released .pth or a .safetensors")
     predict.add_argument("--output", default="outputs/predict")
+    predict.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                         help="onnx: run --weights MODEL.onnx (from `isnet export`) in ONNX Runtime")
+    predict.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                         help="compute precision (bf16 on CPU or GPU, fp16 on GPU)")
+    predict.add_argument("--compile", action="store_true", help="torch.compile the model (pays off for many images of one size)")
+    predict.add_argument("--max-pixels", type=int, help="refuse larger images (default 100 million)")
     _add_inference_arguments(predict)
     predict.set_defaults(run=cmd_predict)
+
+    export = commands.add_parser("export", help="export a model to ONNX or torch.export (dynamic batch and size)")
+    source = export.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", help="one of our .safetensors checkpoints")
+    source.add_argument("--model", default="isnet_resnet50os8_ade20k", help="preset name")
+    export.add_argument("--weights", help="weights for --model: a released .pth or a .safetensors")
+    export.add_argument("--output", required=True, help="MODEL.onnx or PROGRAM.pt2")
+    export.add_argument("--format", choices=("onnx", "torch-export"), help="default: from the output's suffix")
+    export.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"), help="sample size for tracing")
+    export.add_argument("--check", action="store_true", help="compare the exported model with PyTorch on a random image")
+    export.set_defaults(run=cmd_export)
+
+    from .bench import add_arguments as add_bench_arguments
+
+    bench = commands.add_parser("bench", help="speed and memory against the published implementation")
+    add_bench_arguments(bench)
+    bench.set_defaults(run=cmd_bench)
 
     presets = commands.add_parser("presets", help="list the named model configurations")
     presets.set_defaults(run=cmd_presets)

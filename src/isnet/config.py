@@ -20,6 +20,9 @@ class BackboneConfig:
     stem_channels: int = 64  # 128 for ResNeSt
     output_stride: int = 8
     stem: Literal["deep", "plain"] = "deep"  # "plain": the 7×7 stem of torchvision's ResNet
+    # Recompute each residual block's activations in the backward pass instead of storing
+    # them: less memory for large training crops, about one more backbone forward of time.
+    checkpoint_activations: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,14 @@ without renaming inside the backbone.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.checkpoint import checkpoint
 
 from ..layers import ConvBNReLU
 
@@ -123,6 +128,8 @@ class ResNet(nn.Module):
 
     ``block`` chooses the residual unit (basic, bottleneck or ResNeSt's split-attention
     bottleneck); ``avg_down`` puts an average pool before the projection shortcut (ResNeSt).
+    ``checkpoint_activations`` recomputes each block's activations during the backward
+    pass of training instead of keeping them (less memory, more time; same gradients).
     """
 
     def __init__(
@@ -136,8 +143,10 @@ class ResNet(nn.Module):
         stem: str = "deep",
         avg_down: bool = False,
         contract_dilation: bool = True,
+        checkpoint_activations: bool = False,
     ) -> None:
         super().__init__()
+        self.checkpoint_activations = checkpoint_activations
         if output_stride not in STAGE_LAYOUT:
             raise ValueError(f"output_stride must be one of {sorted(STAGE_LAYOUT)}, got {output_stride}")
         if stem not in ("deep", "plain"):
@@ -192,11 +201,35 @@ class ResNet(nn.Module):
 
     def forward(self, x: Tensor) -> list[Tensor]:
         x = self.maxpool(self.stem(x))
+        recompute = self.checkpoint_activations and self.training and torch.is_grad_enabled()
         features = []
         for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
-            x = stage(x)
+            if recompute:
+                for block in stage:
+                    x = checkpoint(
+                        block, x, use_reentrant=False, context_fn=lambda b=block: (nullcontext(), _frozen_statistics(b))
+                    )
+            else:
+                x = stage(x)
             features.append(x)
         return features
+
+
+@contextmanager
+def _frozen_statistics(module: nn.Module) -> Iterator[None]:
+    """While a checkpointed block is recomputed, keep its BatchNorm running statistics as
+    they are: the forward pass already updated them once."""
+    norms = [m for m in module.modules() if isinstance(m, _BatchNorm)]
+    saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(norms, saved):
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
 
 
 RESNET_BLOCKS: dict[int, tuple[type[nn.Module], tuple[int, int, int, int]]] = {

@@ -2,59 +2,77 @@
 
 from __future__ import annotations
 
+from typing import Literal, NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers import ConvBNReLU
-from .attention import SelfAttention
+from .attention import SelfAttention, full_precision
 
 
-def region_representations(feats: Tensor, logits: Tensor) -> Tensor:
-    """Replace every pixel's feature by the representation of its predicted class region.
+class Regions(NamedTuple):
+    """The class regions of a stage-1 prediction and their representations (eqs. 13–15)."""
+
+    representations: Tensor  # (N, K, C): softmax-weighted sum of each region's features; 0 if empty
+    counts: Tensor  # (N, K): pixels in each region
+    labels: Tensor  # (N, h·w): each pixel's region (the argmax class)
+
+    def to_map(self, height: int, width: int, dtype: torch.dtype) -> Tensor:
+        """Eq. 16: every pixel receives its region's representation, (N, C, h, w)."""
+        batch, _, channels = self.representations.shape
+        index = self.labels.unsqueeze(-1).expand(-1, -1, channels)
+        region_map = self.representations.gather(1, index)  # (N, hw, C)
+        return region_map.transpose(1, 2).reshape(batch, channels, height, width).to(dtype)
+
+
+def find_regions(feats: Tensor, logits: Tensor) -> Regions:
+    """The regions of ``logits``' argmax and their softmax-weighted representations.
 
     For each image and class k, region k is the set of pixels whose argmax over ``logits``
     is k. Its representation is the sum of the region's ``feats`` weighted by the softmax,
-    over the region, of their class-k logit (eqs. 13–15); every pixel of the region receives
-    it (eq. 16). Classes without pixels contribute nothing.
+    over the region, of their class-k logit (eqs. 13–15). Classes without pixels get a zero
+    representation and a count of 0.
 
-    Vectorised over images and classes with scatter reductions: no loop, no host sync.
-    Gradients flow into ``feats`` and, through the softmax weights, into ``logits``.
+    Vectorised over images and classes with one-hot matrix products: no loop, no host sync,
+    no data-dependent control flow (so it exports to ONNX). Runs in at least float32, also
+    under autocast: the softmax and the sums reduce over many pixels. Gradients flow into
+    ``feats`` and, through the softmax weights, into ``logits``.
 
     Args:
         feats: (N, C, h, w) pixel features ``R``.
-        logits: (N, K, h, w) stage-1 class logits ``D`` at the same size.
-
-    Returns:
-        (N, C, h, w) region map, in the dtype of ``feats``.
+        logits: (N, K, h, w) stage-1 class logits ``D``, resized to ``feats`` if they differ.
     """
     batch, channels, height, width = feats.shape
     num_classes = logits.shape[1]
     if logits.shape[2:] != feats.shape[2:]:
         logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
-    # Aggregate in at least float32: the softmax and region sums reduce over many pixels.
     dtype = torch.promote_types(feats.dtype, torch.float32)
-    feats32 = feats.to(dtype).flatten(2).transpose(1, 2).reshape(batch * height * width, channels)
-    logits32 = logits.to(dtype).flatten(2)  # (N, K, hw)
+    with full_precision(feats.device):
+        pixel_feats = feats.to(dtype).flatten(2).transpose(1, 2)  # (N, hw, C)
+        pixel_logits = logits.to(dtype).flatten(2)  # (N, K, hw)
+        labels = pixel_logits.argmax(dim=1)  # (N, hw)
+        own_logit = pixel_logits.gather(1, labels.unsqueeze(1))  # class-k logit of each pixel, (N, 1, hw)
+        classes = torch.arange(num_classes, device=feats.device).view(1, -1, 1)
+        members = labels.unsqueeze(1) == classes  # (N, K, hw): one-hot region membership
+        # Softmax over the pixels of each region, shifted by the region's maximum for stability.
+        region_max = torch.where(members, own_logit.detach(), float("-inf")).amax(dim=2)  # (N, K)
+        exp = (own_logit.squeeze(1) - region_max.gather(1, labels)).exp()  # (N, hw)
+        weights = members.to(dtype) * exp.unsqueeze(1)  # (N, K, hw)
+        weights = weights / weights.sum(dim=2, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
+        representations = torch.bmm(weights, pixel_feats)  # (N, K, C)
+        counts = members.sum(dim=2).to(dtype)
+    return Regions(representations, counts, labels)
 
-    labels = logits32.argmax(dim=1, keepdim=True)  # (N, 1, hw)
-    own_logit = logits32.gather(1, labels).flatten()  # class-k logit of each pixel, (N·hw,)
-    # One slot per (image, class): pixels of region k in image n share slot n·K + k.
-    image_index = torch.arange(batch, device=feats.device).repeat_interleave(height * width)
-    region = image_index * num_classes + labels.flatten()
 
-    # Softmax over the pixels of each region (shifted by the region's maximum for stability).
-    num_regions = batch * num_classes
-    region_max = own_logit.new_full((num_regions,), float("-inf"))
-    region_max = region_max.scatter_reduce(0, region, own_logit.detach(), "amax")
-    exp = (own_logit - region_max[region]).exp()
-    denominator = exp.new_zeros(num_regions).index_add(0, region, exp)
-    weights = exp / denominator[region]
+def region_representations(feats: Tensor, logits: Tensor) -> Tensor:
+    """Replace every pixel's feature by the representation of its predicted class region.
 
-    representations = feats32.new_zeros(num_regions, channels)
-    representations = representations.index_add(0, region, feats32 * weights.unsqueeze(1))
-    region_map = representations[region].view(batch, height * width, channels)
-    return region_map.transpose(1, 2).reshape(batch, channels, height, width).to(feats.dtype)
+    Eqs. 13–16: see :func:`find_regions`; every pixel of region k receives region k's
+    representation. Returns (N, C, h, w) in the dtype of ``feats``.
+    """
+    return find_regions(feats, logits).to_map(*feats.shape[2:], feats.dtype)
 
 
 class SemanticLevelContext(nn.Module):
@@ -62,9 +80,17 @@ class SemanticLevelContext(nn.Module):
 
     ``A_sl = SelfAttention(R, region_representations(R, D))`` and
     ``R_sl = CBR(2C→C, 3)(concat[R_il, A_sl])``.
+
+    ``attend_over`` chooses how ``A_sl`` is computed, not what: ``"pixels"`` attends over
+    every pixel of the region map, as published (HW×HW work, through the fused kernel);
+    ``"regions"`` attends over each region's representation once, weighted by its pixel
+    count (HW×K work, :meth:`SelfAttention.forward_distinct`). The results agree to
+    round-off. :func:`isnet.runtime.use_region_attention` switches a whole model.
     """
 
-    def __init__(self, channels: int, transform_channels: int) -> None:
+    def __init__(
+        self, channels: int, transform_channels: int, *, attend_over: Literal["pixels", "regions"] = "pixels"
+    ) -> None:
         super().__init__()
         self.attention = SelfAttention(
             query_channels=channels,
@@ -73,8 +99,15 @@ class SemanticLevelContext(nn.Module):
             out_channels=channels,
         )
         self.fuse = ConvBNReLU(2 * channels, channels, 3)
+        self.attend_over = attend_over
 
     def forward(self, feats: Tensor, logits: Tensor, image_context: Tensor) -> Tensor:
-        regions = region_representations(feats, logits)
-        context = self.attention(feats, regions)  # A_sl
+        regions = find_regions(feats, logits)
+        if self.attend_over == "regions":
+            representations = regions.representations.to(feats.dtype)
+            context = self.attention.forward_distinct(feats, representations, regions.counts, regions.labels)
+        elif self.attend_over == "pixels":
+            context = self.attention(feats, regions.to_map(*feats.shape[2:], feats.dtype))  # A_sl
+        else:
+            raise ValueError(f"attend_over must be 'pixels' or 'regions', got {self.attend_over!r}")
         return self.fuse(torch.cat([image_context, context], dim=1))  # R_sl

@@ -1,0 +1,125 @@
+"""Export: ONNX (run in ONNX Runtime) and torch.export, with dynamic batch and image size."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from isnet.checkpoint import load_released_checkpoint, save_model
+from isnet.cli import main
+from isnet.config import BackboneConfig, HeadConfig, ModelConfig, from_released_config
+from isnet.export import control_flow_ops, export_onnx, export_program
+from isnet.inference import InferenceConfig, predict
+from isnet.segmentor import build_model
+
+pytest.importorskip("onnxruntime")
+from isnet.onnx_runtime import OnnxSegmentor  # noqa: E402
+
+FIXTURE_DIR = Path(os.environ.get("ISNET_REFERENCE_FIXTURES", Path(__file__).parent / "fixtures" / "reference"))
+STEMS = sorted(p.stem for p in FIXTURE_DIR.glob("*.npz") if p.with_suffix(".pth").exists())
+ONNX_TOLERANCE = 1e-3  # of the largest magnitude
+
+TINY = ModelConfig(
+    num_classes=5,
+    backbone=BackboneConfig("resnet", 18, base_channels=8, stem_channels=8),
+    head=HeadConfig(channels=16, transform_channels=8, shortcut=True),
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one thread spares every small op the cost of waking a thread team."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def relative_error(actual, expected) -> float:
+    actual, expected = torch.as_tensor(actual).double(), torch.as_tensor(expected).double()
+    return float((actual - expected).abs().max() / expected.abs().max())
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model(TINY).eval()
+    path = export_onnx(model, tmp_path_factory.mktemp("onnx") / "tiny.onnx", sample_size=(64, 64))
+    return model, path
+
+
+def test_onnx_has_dynamic_batch_and_size_and_no_control_flow(tiny):
+    model, path = tiny
+    assert control_flow_ops(path) == []
+    session = OnnxSegmentor(path)
+    assert session.config == TINY and session.eval() is session
+    for shape in [(1, 3, 64, 64), (3, 3, 57, 91)]:
+        images = torch.randn(shape)
+        with torch.no_grad():
+            expected = model.logits(images)
+        actual = session.logits(images)
+        assert actual.shape == expected.shape
+        assert relative_error(actual, expected) < 1e-4
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_onnx_runtime_reproduces_the_reference_fixture(stem, tmp_path):
+    meta = json.loads((FIXTURE_DIR / f"{stem}.json").read_text())
+    arrays = dict(np.load(FIXTURE_DIR / f"{stem}.npz"))
+    model = build_model(from_released_config(meta))
+    load_released_checkpoint(model, FIXTURE_DIR / f"{stem}.pth")
+    image = torch.from_numpy(arrays["image"])
+    session = OnnxSegmentor(export_onnx(model.eval(), tmp_path / f"{stem}.onnx", sample_size=tuple(image.shape[2:])))
+    with torch.no_grad():
+        pytorch = model.logits(image)
+    assert relative_error(session.logits(image), pytorch) <= ONNX_TOLERANCE
+    assert relative_error(session.logits(image), arrays["logits_stage2"]) <= ONNX_TOLERANCE
+    # The inference protocols run on the session unchanged: multi-scale + flip resizes the
+    # image to six sizes and batches it with its mirror (dynamic batch and size).
+    settings = meta["msflip"]
+    config = InferenceConfig(
+        scales=tuple(settings["scales"]),
+        flip=settings["flip"],
+        flip_pairs=tuple(tuple(pair) for pair in meta.get("flip_pairs") or ()),
+        probs_before_resize=settings["probs_before_resize"],
+    )
+    assert relative_error(predict(session, image, config), arrays["seg_logit_msflip"]) <= ONNX_TOLERANCE
+
+
+def test_torch_export_has_dynamic_batch_and_size(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(TINY).eval()
+    program = torch.export.load(str(export_program(model, tmp_path / "tiny.pt2", sample_size=(64, 64)))).module()
+    for shape in [(1, 3, 64, 64), (3, 3, 57, 91)]:
+        images = torch.randn(shape)
+        with torch.no_grad():
+            assert relative_error(program(images), model.logits(images)) < 1e-4
+
+
+def test_cli_exports_and_predicts_with_onnx_runtime(tmp_path, capsys):
+    checkpoint = save_model(build_model(TINY), tmp_path / "tiny.safetensors")
+    onnx_path = tmp_path / "tiny.onnx"
+    assert main(["export", "--checkpoint", str(checkpoint), "--output", str(onnx_path), "--size", "48", "64", "--check"]) == 0
+    assert "max error" in capsys.readouterr().out
+    image = tmp_path / "x.png"
+    Image.fromarray(np.random.randint(0, 255, (37, 53, 3), np.uint8)).save(image)
+    out = tmp_path / "out"
+    assert main(["predict", str(image), "--runtime", "onnx", "--weights", str(onnx_path), "--output", str(out), "--flip"]) == 0
+    labels = np.asarray(Image.open(out / "x_labels.png"))
+    assert labels.shape == (37, 53) and labels.max() < TINY.num_classes
+    with pytest.raises(SystemExit):
+        main(["predict", str(image), "--runtime", "onnx", "--checkpoint", str(checkpoint), "--output", str(out)])
+
+
+def test_cli_predicts_in_bf16(tmp_path):
+    checkpoint = save_model(build_model(TINY), tmp_path / "tiny.safetensors")
+    image = tmp_path / "x.png"
+    Image.fromarray(np.random.randint(0, 255, (30, 41, 3), np.uint8)).save(image)
+    assert main(["predict", str(image), "--checkpoint", str(checkpoint), "--precision", "bf16", "--output", str(tmp_path)]) == 0
+    assert np.asarray(Image.open(tmp_path / "x_labels.png")).shape == (30, 41)
