@@ -405,13 +405,12 @@ def headline(report: dict) -> str:
     parts = []
     if "infer512" in cases:
         rows = cases["infer512"]["rows"]
-        fp32, bf16 = _find(rows, "ours fp32"), _find(rows, "ours bf16")
+        fp32 = _find(rows, "ours fp32")
         best = max((r for r in rows if "bf16" in r["name"]), key=lambda r: r["speedup"])
         parts.append(
             f"512² K150: bf16 {best['speedup']:.2f}x ({best['name']}, agree {100 * best['agreement_vs_fp32']:.2f}%), "
             f"fp32 {fp32['speedup']:.2f}x, stage-1 classes {cases['infer512']['stage1_classes']}"
         )
-        del bf16
     if "whole1024" in cases:
         rows = cases["whole1024"]["rows"]
         bf16 = _find(rows, "ours bf16")
