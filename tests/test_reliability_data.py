@@ -30,13 +30,7 @@ from training_helpers import HEIGHT, WIDTH, make_data, tiny_config  # noqa: E402
 NUM_CLASSES = 6  # the synthetic scenes' classes
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The few training runs here use one thread: much faster on a machine shared with others."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fast on a shared machine; bitwise-stable kills
 
 
 @pytest.fixture(scope="module")

@@ -30,13 +30,7 @@ TINY = ModelConfig(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread on a machine shared with others."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fast on a shared machine; bitwise-stable kills
 
 
 @pytest.fixture(scope="module")

@@ -33,13 +33,7 @@ from training_helpers import make_data, tiny_config  # noqa: E402
 FAULT_INJECTION = Path(__file__).parent / "fault_injection.py"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread, here and in the killed runs: bitwise equal results, and fast on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fast on a shared machine; bitwise-stable kills
 
 
 @pytest.fixture(scope="module")
