@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -27,6 +28,17 @@ from isnet.recipes import camvid_recipe
 from isnet.train import train, with_overrides
 
 VARIANTS = ("baseline", "ilcm", "slcm", "isnet")
+
+
+def record_result(results_path: Path, key: str, record: dict) -> dict:
+    """Add one run to results.json, keeping what other processes wrote meanwhile."""
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    results[key] = record
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = results_path.with_name(f"results.{os.getpid()}.partial")
+    partial.write_text(json.dumps(results, indent=2))
+    partial.replace(results_path)
+    return results
 
 
 def main() -> None:
@@ -54,12 +66,12 @@ def main() -> None:
             config = with_overrides(config, overrides)
             started = time.perf_counter()
             summary = train(config)
-            results[key] = {"mIoU": summary["mIoU"], "minutes": (time.perf_counter() - started) / 60,
-                            "iters": config.max_iters}
-            output.mkdir(parents=True, exist_ok=True)
-            results_path.write_text(json.dumps(results, indent=2))
+            record = {"mIoU": summary["mIoU"], "minutes": (time.perf_counter() - started) / 60,
+                      "iters": config.max_iters, "threads": torch.get_num_threads()}
+            results = record_result(results_path, key, record)
             print(f"{key}: mIoU {100 * summary['mIoU']:.2f}", flush=True)
 
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
     lines = [
         f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "",
@@ -68,6 +80,8 @@ def main() -> None:
     ]
     for variant in args.variants:
         runs = [results[f"{variant}/seed{s}"] for s in args.seeds if f"{variant}/seed{s}" in results]
+        if not runs:
+            continue
         scores = [100 * r["mIoU"] for r in runs]
         cells = " | ".join(f"{v:.2f}" for v in scores)
         lines.append(f"| {variant} | {cells} | {statistics.mean(scores):.2f} | "
