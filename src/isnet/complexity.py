@@ -119,8 +119,9 @@ def build_table2_model(name: str, num_classes: int = 150) -> nn.Module:
     image_context = (
         ImageLevelContext(channels, transform_channels) if "ilcm" in name else nn.Identity()
     )
+    # Counted as published: SLCM attends over every pixel (the full count shows its HW×HW products).
     semantic_context = (
-        SemanticLevelContext(channels, transform_channels) if "slcm" in name else None
+        SemanticLevelContext(channels, transform_channels, attend_over="pixels") if "slcm" in name else None
     )
     return ISNetHead(
         2048,

@@ -81,15 +81,16 @@ class SemanticLevelContext(nn.Module):
     ``A_sl = SelfAttention(R, region_representations(R, D))`` and
     ``R_sl = CBR(2C→C, 3)(concat[R_il, A_sl])``.
 
-    ``attend_over`` chooses how ``A_sl`` is computed, not what: ``"pixels"`` attends over
-    every pixel of the region map, as published (HW×HW work, through the fused kernel);
-    ``"regions"`` attends over each region's representation once, weighted by its pixel
-    count (HW×K work, :meth:`SelfAttention.forward_distinct`). The results agree to
-    round-off. :func:`isnet.runtime.use_region_attention` switches a whole model.
+    ``attend_over`` chooses how ``A_sl`` is computed, not what: ``"regions"`` (the
+    default) attends over each region's representation once, weighted by its pixel count
+    (HW×K work, :meth:`SelfAttention.forward_distinct`); ``"pixels"`` attends over every
+    pixel of the region map, as published (HW×HW work, through the fused kernel). The
+    results agree to round-off (``tests/test_fast_paths.py``, and both are checked against
+    the authors' fixtures). :func:`isnet.runtime.use_region_attention` switches a whole model.
     """
 
     def __init__(
-        self, channels: int, transform_channels: int, *, attend_over: Literal["pixels", "regions"] = "pixels"
+        self, channels: int, transform_channels: int, *, attend_over: Literal["pixels", "regions"] = "regions"
     ) -> None:
         super().__init__()
         self.attention = SelfAttention(
