@@ -38,3 +38,16 @@ def test_released_recipe_follows_the_paper():
     assert lip.model.head.shortcut and lip.data.crop_size == (473, 473) and lip.batch_size == 32
     city = recipe("isnet_resnet101os8_cityscapes")
     assert city.data.crop_size == (512, 1024) and city.max_iters == 80_000
+
+
+def test_overrides_reach_nested_fields_and_reject_unknown_ones():
+    from isnet.train import with_overrides
+
+    base = recipe("camvid_isnet")
+    config = with_overrides(
+        base, {"lr": 0.02, "data.root": "elsewhere", "model.backbone.checkpoint_activations": True}
+    )
+    assert (config.lr, config.data.root, config.model.backbone.checkpoint_activations) == (0.02, "elsewhere", True)
+    assert config.model.head == base.model.head and not base.model.backbone.checkpoint_activations
+    with pytest.raises(ValueError, match="BackboneConfig has no field 'chekpoint_activations'"):
+        with_overrides(base, {"model.backbone.chekpoint_activations": True})

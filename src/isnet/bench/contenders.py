@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..runtime import AUTOCAST_DTYPES, FastSegmentor, use_region_attention
+from ..train import sgd
 from .published import PublishedISNet
 
 
@@ -30,9 +31,9 @@ def train_step(
     """One SGD step (forward, loss, backward, update) on a copy of ``model``; returns the step.
 
     ``published``: the baseline forward, float32, contiguous tensors, ``torch.optim.SGD``
-    with its defaults (the per-parameter loop on CPU). ``ours``: region attention in SLCM,
-    channels-last, autocast in ``precision``, the fused SGD kernel (foreach where fused is
-    not available). Both: momentum 0.9, weight decay 5e-4, lr 0.01, the released loss.
+    with its defaults (the per-parameter loop on CPU). ``ours``: what ``isnet train`` does
+    (region attention in SLCM, channels-last, autocast in ``precision``,
+    :func:`isnet.train.sgd`). Both: momentum 0.9, weight decay 5e-4, lr 0.01, the released loss.
     """
     model = copy.deepcopy(model).train()
     options = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
@@ -46,10 +47,7 @@ def train_step(
         use_region_attention(model)
         network = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
-        try:
-            optimizer = torch.optim.SGD(model.parameters(), **options, fused=True)
-        except (RuntimeError, ValueError):
-            optimizer = torch.optim.SGD(model.parameters(), **options, foreach=True)
+        optimizer = sgd(model.parameters(), **options)
         dtype = AUTOCAST_DTYPES.get(precision)
         autocast = (lambda: torch.autocast(images.device.type, dtype=dtype)) if dtype else nullcontext
     else:
