@@ -21,7 +21,7 @@ from torch import nn
 from isnet.bench.published import PublishedISNet, published_region_map
 from isnet.checkpoint import load_released_checkpoint
 from isnet.config import BackboneConfig, HeadConfig, ModelConfig, from_released_config
-from isnet.context.attention import blockwise_attention
+from isnet.context.attention import blockwise_attention, split_query_attention
 from isnet.context.slcm import SemanticLevelContext, find_regions, region_representations
 from isnet.inference import InferenceConfig, predict
 from isnet.losses import segmentation_loss
@@ -138,6 +138,15 @@ def test_blockwise_attention_equals_fused_attention():
         actual = blockwise_attention(query.bfloat16(), key.bfloat16(), value.bfloat16())
     assert actual.dtype == torch.bfloat16
     assert relative_error(actual, expected) < 2e-2
+
+
+@pytest.mark.parametrize("length", [5, 16, 300])  # fewer queries than blocks, as many, more
+def test_split_query_attention_equals_fused_attention(length):
+    generator = torch.Generator().manual_seed(5)
+    query = torch.randn(2, 1, length, 8, generator=generator, dtype=torch.float64)
+    key, value = (torch.randn(2, 1, 40, 8, generator=generator, dtype=torch.float64) for _ in range(2))
+    expected = torch.nn.functional.scaled_dot_product_attention(query, key, value)
+    torch.testing.assert_close(split_query_attention(query, key, value, blocks=16), expected, rtol=1e-10, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------- folding, layout, precision

@@ -55,6 +55,29 @@ def blockwise_attention(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
     return context
 
 
+# ONNX (opset 17) has no fused attention kernel, so an exported graph builds the scores
+# explicitly; split into this many query blocks, it holds HW²/16 of them at a time.
+EXPORT_QUERY_BLOCKS = 16
+
+
+def split_query_attention(query: Tensor, key: Tensor, value: Tensor, blocks: int = EXPORT_QUERY_BLOCKS) -> Tensor:
+    """``softmax(Q Kᵀ / √T) V`` over a fixed number of query blocks, for exported graphs.
+
+    The block count is fixed (not the block size), so the traced graph has neither loop
+    nor branch and takes any HW: block i is the slice ``[i·b, (i+1)·b)`` of the queries,
+    ``b = ⌈HW / blocks⌉`` computed in the graph (trailing blocks may be empty); each
+    block's scores are ``b × HW``.
+    """
+    key_t = key.transpose(-1, -2)
+    query = query * query.shape[-1] ** -0.5
+    size = (query.shape[-2] + blocks - 1) // blocks
+    parts = []
+    for index in range(blocks):
+        scores = torch.matmul(query[..., index * size : (index + 1) * size, :], key_t)
+        parts.append(torch.matmul(scores.softmax(dim=-1), value))
+    return torch.cat(parts, dim=-2)
+
+
 class SelfAttention(nn.Module):
     """Attention of every query pixel over the key/value pixels, with CBR projections.
 
@@ -129,7 +152,9 @@ class SelfAttention(nn.Module):
     def _attend(self, query_feats: Tensor, key: Tensor, value: Tensor, bias: Tensor | None = None) -> Tensor:
         batch, _, height, width = query_feats.shape
         query = self.query_project(query_feats).flatten(2).transpose(1, 2).unsqueeze(1)
-        if bias is None and _use_query_blocks(query):
+        if bias is None and torch.onnx.is_in_onnx_export():
+            context = split_query_attention(query, key, value, EXPORT_QUERY_BLOCKS)
+        elif bias is None and _use_query_blocks(query):
             context = blockwise_attention(query, key, value)
         elif bias is None:
             context = F.scaled_dot_product_attention(query, key, value)
