@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from dataclasses import replace
 
 import pytest
 import torch
 
 from isnet.checkpoint import CheckpointError, load_model, load_released_checkpoint, save_model
 from isnet.config import BackboneConfig, HeadConfig, ModelConfig
+from isnet.presets import PEERS
 from isnet.segmentor import build_model
 
 SMALL = ModelConfig(
@@ -25,6 +27,17 @@ def test_safetensors_round_trip_carries_the_configuration(tmp_path):
     path = save_model(model, tmp_path / "model.safetensors")
     loaded = load_model(path).eval()
     assert loaded.config == SMALL
+    images = torch.randn(1, 3, 40, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images)["out"], model(images)["out"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("head", PEERS)
+def test_every_peer_head_round_trips(tmp_path, head):
+    """Including ANN, whose key and query share one projection (tied tensors in the state dict)."""
+    config = replace(SMALL, head=HeadConfig(channels=16, transform_channels=8, type=head))
+    model = build_model(config).eval()
+    loaded = load_model(save_model(model, tmp_path / f"{head}.safetensors")).eval()
     images = torch.randn(1, 3, 40, 48)
     with torch.no_grad():
         torch.testing.assert_close(loaded(images)["out"], model(images)["out"], rtol=0, atol=0)

@@ -124,7 +124,14 @@ def save_model(model: nn.Module, path: str | Path, *, extra_metadata: Mapping[st
 
     path = Path(path)
     metadata = {CONFIG_METADATA_KEY: model.config.to_json(), **(extra_metadata or {})}
-    tensors = {key: value.detach().contiguous() for key, value in model.state_dict().items()}
+    tensors, storages = {}, set()
+    for key, value in model.state_dict().items():
+        value = value.detach().contiguous()
+        storage = value.untyped_storage().data_ptr()
+        if storage in storages:  # a tied module (ANN's shared key/query projection): one copy per key
+            value = value.clone()
+        storages.add(storage)
+        tensors[key] = value
     return write_atomically(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
 
 
