@@ -278,6 +278,19 @@ def test_resume_refuses_a_checkpoint_of_another_model_configuration(data_root, f
     assert sorted(p.name for p in (run / "checkpoints").glob("*.pt")) == ["iter_00000002.pt", "iter_00000004.pt"]
 
 
+def test_resume_may_switch_on_activation_checkpointing(data_root, finished_run, tmp_path, capsys):
+    """Recomputing activations changes how gradients are computed, not the model: a run that
+    ran out of memory can resume with it."""
+    run = interrupted_copy(finished_run, tmp_path)
+    config = tiny_config(data_root, run, max_iters=6, checkpoint_interval=2, keep_checkpoints=3)
+    recomputing = replace(config.model, backbone=replace(config.model.backbone, checkpoint_activations=True))
+    train(replace(config, model=recomputing))
+    assert f"resuming {run} from iteration 4" in capsys.readouterr().out
+    expected, actual = load_file(str(finished_run / "model.safetensors")), load_file(str(run / "model.safetensors"))
+    for key in expected:
+        torch.testing.assert_close(actual[key], expected[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
 def test_fault_leftovers_of_a_killed_write_are_removed_on_resume(data_root, finished_run, tmp_path, capsys):
     run = interrupted_copy(finished_run, tmp_path)
     leftovers = [

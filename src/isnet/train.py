@@ -198,7 +198,7 @@ def newest_usable_checkpoint(
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             report(f"cannot resume from {path}: unreadable model configuration ({error}); trying the previous one")
             continue
-        if saved != model_config:
+        if not same_model(saved, model_config):
             differences = "\n  ".join(config_differences(asdict(saved), asdict(model_config)))
             raise CheckpointError(
                 f"{path}: checkpoint of another model configuration (checkpoint vs this run):\n  {differences}\n"
@@ -211,6 +211,17 @@ def newest_usable_checkpoint(
             f"{checkpoint_dir(output_dir)} away to start the run over"
         )
     return None
+
+
+def same_model(saved: ModelConfig, current: ModelConfig) -> bool:
+    """Whether a checkpoint of ``saved`` can resume as ``current``: equal but for how the
+    backward pass is computed (activation checkpointing may be switched on to resume a run
+    that ran out of memory)."""
+
+    def weights_only(config: ModelConfig) -> ModelConfig:
+        return replace(config, backbone=replace(config.backbone, checkpoint_activations=False))
+
+    return weights_only(saved) == weights_only(current)
 
 
 def set_aside(checkpoint: Path) -> Path:
