@@ -24,6 +24,7 @@ from isnet.inference import InferenceConfig, predict
 from isnet.losses import segmentation_loss
 from isnet.runtime import use_region_attention
 from isnet.segmentor import build_model
+from reference_helpers import msflip_config
 
 DEFAULT_DIR = Path(__file__).parent / "fixtures" / "reference"
 FIXTURE_DIR = Path(os.environ.get("ISNET_REFERENCE_FIXTURES", DEFAULT_DIR))
@@ -81,14 +82,7 @@ def test_eval_logits(fixture: Fixture, attend_over: str):
 
 
 def test_multiscale_flip(fixture: Fixture):
-    settings = fixture.meta["msflip"]
-    config = InferenceConfig(
-        mode="whole",
-        scales=tuple(settings["scales"]),
-        flip=settings["flip"],
-        flip_pairs=tuple(tuple(pair) for pair in fixture.meta.get("flip_pairs") or ()),
-        probs_before_resize=settings["probs_before_resize"],
-    )
+    config = msflip_config(fixture.meta)
     scores = predict(fixture.model(), fixture.tensor("image"), config)
     assert_close_to_reference(scores, fixture.arrays["seg_logit_msflip"], "seg_logit_msflip")
 

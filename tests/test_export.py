@@ -15,8 +15,9 @@ from isnet.checkpoint import load_released_checkpoint, save_model
 from isnet.cli import main
 from isnet.config import BackboneConfig, HeadConfig, ModelConfig, from_released_config
 from isnet.export import control_flow_ops, export_onnx, export_program
-from isnet.inference import InferenceConfig, predict
+from isnet.inference import predict
 from isnet.segmentor import build_model
+from reference_helpers import msflip_config
 
 pytest.importorskip("onnxruntime")
 from isnet.onnx_runtime import OnnxSegmentor  # noqa: E402
@@ -83,13 +84,7 @@ def test_onnx_runtime_reproduces_the_reference_fixture(stem, tmp_path):
     assert relative_error(session.logits(image), arrays["logits_stage2"]) <= ONNX_TOLERANCE
     # The inference protocols run on the session unchanged: multi-scale + flip resizes the
     # image to six sizes and batches it with its mirror (dynamic batch and size).
-    settings = meta["msflip"]
-    config = InferenceConfig(
-        scales=tuple(settings["scales"]),
-        flip=settings["flip"],
-        flip_pairs=tuple(tuple(pair) for pair in meta.get("flip_pairs") or ()),
-        probs_before_resize=settings["probs_before_resize"],
-    )
+    config = msflip_config(meta)
     assert relative_error(predict(session, image, config), arrays["seg_logit_msflip"]) <= ONNX_TOLERANCE
 
 

@@ -23,10 +23,11 @@ from isnet.checkpoint import load_released_checkpoint
 from isnet.config import BackboneConfig, HeadConfig, ModelConfig, from_released_config
 from isnet.context.attention import blockwise_attention, split_query_attention
 from isnet.context.slcm import SemanticLevelContext, find_regions, region_representations
-from isnet.inference import InferenceConfig, predict
+from isnet.inference import predict
 from isnet.losses import segmentation_loss
 from isnet.runtime import FastSegmentor, fold_batchnorm, use_region_attention
 from isnet.segmentor import build_model
+from reference_helpers import msflip_config
 
 FIXTURE_DIR = Path(os.environ.get("ISNET_REFERENCE_FIXTURES", Path(__file__).parent / "fixtures" / "reference"))
 STEMS = sorted(p.stem for p in FIXTURE_DIR.glob("*.npz") if p.with_suffix(".pth").exists())
@@ -171,13 +172,7 @@ def test_fast_float32_matches_the_reference_fixture(stem):
     fast = FastSegmentor(model, precision="fp32")  # region attention, folded, channels-last
     image = torch.from_numpy(arrays["image"])
     assert relative_error(fast.logits(image), arrays["logits_stage2"]) <= LOGIT_TOLERANCE
-    settings = meta["msflip"]
-    config = InferenceConfig(
-        scales=tuple(settings["scales"]),
-        flip=settings["flip"],
-        flip_pairs=tuple(tuple(pair) for pair in meta.get("flip_pairs") or ()),
-        probs_before_resize=settings["probs_before_resize"],
-    )
+    config = msflip_config(meta)
     assert relative_error(predict(fast, image, config), arrays["seg_logit_msflip"]) <= LOGIT_TOLERANCE
 
 

@@ -269,6 +269,14 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which model a command runs: ``--checkpoint`` (ours), or ``--model`` with optional ``--weights``."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", help="one of our .safetensors checkpoints (carries its configuration)")
+    source.add_argument("--model", default="isnet_resnet50os8_ade20k", help="preset name (see `isnet presets`)")
+    parser.add_argument("--weights", help="weights for --model: a released .pth or a .safetensors")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="isnet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -293,10 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=cmd_train)
 
     evaluate = commands.add_parser("eval", help="score a model on a dataset; writes a report with plots")
-    source = evaluate.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", help="one of our .safetensors checkpoints")
-    source.add_argument("--model", default="isnet_resnet50os8_ade20k", help="preset name")
-    evaluate.add_argument("--weights", help="weights for --model: a released .pth or a .safetensors")
+    add_model_arguments(evaluate)
     evaluate.add_argument("--dataset", required=True, help="ade20k, cityscapes, cocostuff10k, lip, camvid or folder")
     evaluate.add_argument("--data-root", required=True)
     evaluate.add_argument("--split", help="default: the dataset's validation split")
@@ -318,10 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="segment images or folders of images")
     predict.add_argument("inputs", nargs="+", help="image files or folders")
-    source = predict.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", help="one of our .safetensors checkpoints (carries its configuration)")
-    source.add_argument("--model", default="isnet_resnet50os8_ade20k", help="preset name (see `isnet presets`)")
-    predict.add_argument("--weights", help="weights for --model: a released .pth or a .safetensors")
+    add_model_arguments(predict)
     predict.add_argument("--output", default="outputs/predict")
     predict.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
                          help="onnx: run --weights MODEL.onnx (from `isnet export`) in ONNX Runtime")
@@ -333,10 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(run=cmd_predict)
 
     export = commands.add_parser("export", help="export a model to ONNX or torch.export (dynamic batch and size)")
-    source = export.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", help="one of our .safetensors checkpoints")
-    source.add_argument("--model", default="isnet_resnet50os8_ade20k", help="preset name")
-    export.add_argument("--weights", help="weights for --model: a released .pth or a .safetensors")
+    add_model_arguments(export)
     export.add_argument("--output", required=True, help="MODEL.onnx or PROGRAM.pt2")
     export.add_argument("--format", choices=("onnx", "torch-export"), help="default: from the output's suffix")
     export.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"), help="sample size for tracing")
