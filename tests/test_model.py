@@ -101,3 +101,39 @@ def test_flip_pairs_are_swapped_on_the_mirrored_prediction():
     torch.testing.assert_close(swapped, plain)
     unswapped = predict(Mirror(), images, InferenceConfig(flip=True, probs_before_resize=True))
     assert (unswapped - plain).abs().max() > 0.4
+
+
+def _naive_multiscale_slide(model, images, config):
+    """The protocol one window at a time: every scale, its mirror, every window alone."""
+    height, width = images.shape[2:]
+    total = 0
+    for scale in config.scales:
+        scaled = nn.functional.interpolate(images, scale_factor=scale, mode="bilinear", align_corners=False)
+        for mirrored in (False, True):
+            view = scaled.flip(-1) if mirrored else scaled
+            scores = 0
+            count = torch.zeros(*view.shape[2:], dtype=images.dtype)
+            for t, b, l, r in sliding_windows(*view.shape[2:], config.crop, config.stride):
+                logits = model.logits(view[:, :, t:b, l:r])
+                probs = nn.functional.interpolate(logits.softmax(1), size=(b - t, r - l), mode="bilinear", align_corners=False)
+                scores = scores + nn.functional.pad(probs, (l, view.shape[3] - r, t, view.shape[2] - b))
+                count[t:b, l:r] += 1
+            scores = nn.functional.interpolate(scores / count, size=(height, width), mode="bilinear", align_corners=False)
+            total = total + (scores.flip(-1) if mirrored else scores)
+    return total / (2 * len(config.scales))
+
+
+def test_multiscale_slide_with_flip_batches_windows_across_scales():
+    model = build_model(SMALL).double().eval()
+    calls = []
+    logits = model.logits
+    model.logits = lambda crops: calls.append(tuple(crops.shape)) or logits(crops)
+    images = torch.randn(1, 3, 60, 76, dtype=torch.float64)
+    config = InferenceConfig(mode="slide", crop=(40, 40), stride=(24, 24), scales=(0.5, 0.75, 1.0), flip=True, probs_before_resize=True)
+    with torch.no_grad():
+        expected = _naive_multiscale_slide(model, images, config)
+        calls.clear()
+        torch.testing.assert_close(predict(model, images, config), expected, rtol=0, atol=1e-12)
+    # 0.5: 30×38, smaller than the crop (one window); 0.75: 45×57 (2×2); 1.0: 60×76 (2×3).
+    # The 40×40 windows of 0.75 and 1.0 share calls of up to 8 windows × (image + mirror).
+    assert calls == [(2, 3, 30, 38), (16, 3, 40, 40), (4, 3, 40, 40)]

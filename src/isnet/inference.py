@@ -7,7 +7,7 @@ The model is called through ``model.logits`` (stage-2 logits at the head's resol
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -67,6 +67,73 @@ def sliding_windows(height: int, width: int, crop: Sequence[int], stride: Sequen
     ]
 
 
+class _ViewScores:
+    """Window scores of one view (a scaled, possibly mirrored copy of the batch) as they arrive."""
+
+    def __init__(self, images: Tensor, crop: Sequence[int], stride: Sequence[int]) -> None:
+        self.images = images
+        self.windows = sliding_windows(*images.shape[2:], crop, stride)
+        self.remaining = len(self.windows)
+        self.scores: Tensor | None = None
+        self.count = images.new_zeros(1, 1, *images.shape[2:])
+
+    def add(self, window: tuple[int, int, int, int], scores: Tensor) -> None:
+        t, b, l, r = window
+        if self.scores is None:
+            self.scores = self.images.new_zeros(self.images.shape[0], scores.shape[1], *self.images.shape[2:])
+        self.scores[:, :, t:b, l:r] += scores
+        self.count[:, :, t:b, l:r] += 1
+        self.remaining -= 1
+
+    def average(self) -> Tensor:
+        assert self.scores is not None and self.remaining == 0
+        return self.scores / self.count
+
+
+@torch.no_grad()
+def slide_views(
+    model: nn.Module,
+    views: Iterable[Tensor],
+    *,
+    crop: Sequence[int],
+    stride: Sequence[int],
+    probs_before_resize: bool = False,
+    max_batch: int = 8,
+) -> Iterator[Tensor]:
+    """Sliding-window scores of each view, in order, with the windows of all views batched together.
+
+    Every window is ``crop`` sized unless its view is smaller than the crop, so windows of
+    consecutive views (the scales of multi-scale inference) share model calls of up to
+    ``max_batch`` windows; a call takes windows of one size only. ``views`` is consumed
+    lazily and each view's scores are yielded as soon as its last window is done, so only
+    the views a batch spans are held at once.
+    """
+    batch: list[tuple[_ViewScores, tuple[int, int, int, int]]] = []
+    waiting: list[_ViewScores] = []  # views with windows in flight, in order
+
+    def run() -> Iterator[Tensor]:
+        crops = torch.cat([view.images[:, :, t:b, l:r] for view, (t, b, l, r) in batch])
+        window_scores = _scores(model.logits(crops), crops.shape[2:], probs_before_resize)
+        for scores, (view, window) in zip(window_scores.chunk(len(batch)), batch):
+            view.add(window, scores)
+        batch.clear()
+        while waiting and waiting[0].remaining == 0:
+            yield waiting.pop(0).average()
+
+    for images in views:
+        view = _ViewScores(images, crop, stride)
+        waiting.append(view)
+        for window in view.windows:
+            t, b, l, r = window
+            if batch:
+                bt, bb, bl, br = batch[0][1]
+                if len(batch) == max_batch or (b - t, r - l) != (bb - bt, br - bl):
+                    yield from run()
+            batch.append((view, window))
+    if batch:
+        yield from run()
+
+
 @torch.no_grad()
 def slide_inference(
     model: nn.Module,
@@ -78,22 +145,10 @@ def slide_inference(
     max_batch: int = 8,
 ) -> Tensor:
     """Average the scores of overlapping windows; all windows have one size, so they run batched."""
-    batch, _, height, width = images.shape
-    windows = sliding_windows(height, width, crop, stride)
-    scores: Tensor | None = None
-    count = images.new_zeros(1, 1, height, width)
-    for first in range(0, len(windows), max_batch):
-        group = windows[first : first + max_batch]
-        crops = torch.cat([images[:, :, t:b, l:r] for t, b, l, r in group])
-        window_size = crops.shape[2:]
-        window_scores = _scores(model.logits(crops), window_size, probs_before_resize)
-        if scores is None:
-            scores = images.new_zeros(batch, window_scores.shape[1], height, width)
-        for index, (t, b, l, r) in enumerate(group):
-            scores[:, :, t:b, l:r] += window_scores[index * batch : (index + 1) * batch]
-            count[:, :, t:b, l:r] += 1
-    assert scores is not None
-    return scores / count
+    views = slide_views(
+        model, [images], crop=crop, stride=stride, probs_before_resize=probs_before_resize, max_batch=max_batch
+    )
+    return next(iter(views))
 
 
 @dataclass(frozen=True)
@@ -118,15 +173,30 @@ class InferenceConfig:
 MS_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 
-def _predict_one_scale(model: nn.Module, images: Tensor, config: InferenceConfig, size: Sequence[int]) -> Tensor:
+def _views(images: Tensor, config: InferenceConfig) -> Iterator[Tensor]:
+    """The batch at each scale, with its mirror appended when flipping (made one at a time)."""
+    for scale in config.scales:
+        scaled = images
+        if scale != 1.0:
+            scaled = F.interpolate(images, scale_factor=scale, mode="bilinear", align_corners=False)
+        yield torch.cat([scaled, scaled.flip(-1)]) if config.flip else scaled
+
+
+def _view_scores(model: nn.Module, images: Tensor, config: InferenceConfig) -> Iterator[Tensor]:
+    """Each view's scores at the input size, in scale order."""
+    size = images.shape[2:]
+    views = _views(images, config)
     if config.mode == "whole":
-        return whole_inference(model, images, probs_before_resize=config.probs_before_resize, output_size=size)
-    if config.mode == "slide":
-        scores = slide_inference(
-            model, images, crop=config.crop, stride=config.stride, probs_before_resize=config.probs_before_resize
+        for view in views:
+            yield whole_inference(model, view, probs_before_resize=config.probs_before_resize, output_size=size)
+    elif config.mode == "slide":
+        slide = slide_views(
+            model, views, crop=config.crop, stride=config.stride, probs_before_resize=config.probs_before_resize
         )
-        return _resize(scores, size)
-    raise ValueError(f"unknown inference mode {config.mode!r}: expected 'whole' or 'slide'")
+        for scores in slide:
+            yield _resize(scores, size)
+    else:
+        raise ValueError(f"unknown inference mode {config.mode!r}: expected 'whole' or 'slide'")
 
 
 def swap_flip_pairs(scores: Tensor, pairs: Sequence[tuple[int, int]]) -> Tensor:
@@ -146,18 +216,14 @@ def predict(model: nn.Module, images: Tensor, config: InferenceConfig = Inferenc
     Each scale resizes the image with ``F.interpolate(scale_factor=s)`` semantics (output
     size ⌊s·H⌋, sampling positions from s itself). With ``flip``, the image and its mirror
     run as one batch; the mirror's scores have their left/right class pairs swapped and are
-    flipped back.
+    flipped back. In ``"slide"`` mode the windows of all scales share batches
+    (:func:`slide_views`). Whole images of different scales differ in size and run one
+    scale at a time: padding them to one size would change what the model sees.
     """
-    batch, _, height, width = images.shape
+    batch = images.shape[0]
     total: Tensor | None = None
     num_predictions = 0
-    for scale in config.scales:
-        scaled = images
-        if scale != 1.0:
-            scaled = F.interpolate(images, scale_factor=scale, mode="bilinear", align_corners=False)
-        if config.flip:
-            scaled = torch.cat([scaled, scaled.flip(-1)])
-        scores = _predict_one_scale(model, scaled, config, (height, width))
+    for scores in _view_scores(model, images, config):
         if config.flip:
             plain, mirrored = scores[:batch], scores[batch:]
             scores = plain + swap_flip_pairs(mirrored, config.flip_pairs).flip(-1)
