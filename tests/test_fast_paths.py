@@ -192,6 +192,23 @@ def test_bf16_stays_close_to_float32(stem):
     assert torch.equal(actual.argmax(1)[confident], expected.argmax(1)[confident])
 
 
+def test_bf16_computes_the_logits_in_float32():
+    """The stem and every classifier's last convolution stay float32 under bf16 autocast."""
+    model = build_model(TINY_RESNEST).eval()  # the shortcut decoder ends in a ConvClassifier
+    fast = FastSegmentor(model, precision="bf16")
+    dtypes = {}
+    for name, module in fast.model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            module.register_forward_hook(lambda m, args, out, name=name: dtypes.__setitem__(name, out.dtype))
+    fast.logits(torch.randn(1, 3, 40, 40))
+    float32 = {name for name, dtype in dtypes.items() if dtype == torch.float32}
+    assert float32 == {
+        "backbone.stem.module.0", "backbone.stem.module.3", "backbone.stem.module.6",
+        "head.classifier_stage1.4.module", "head.decoder.classifier.4.module",
+    }
+    assert dtypes["head.bottleneck.0"] == torch.bfloat16
+
+
 def test_plain_options_and_refusals():
     model = build_model(TINY).eval()
     images = torch.randn(1, 3, 40, 40)

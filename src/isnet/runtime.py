@@ -10,7 +10,8 @@ each optional:
 - channels-last memory layout (the layout oneDNN's CPU convolutions and the attention's
   (N, HW, T) views want, so no reorders);
 - autocast to bfloat16 (CPU or GPU) or float16 (GPU); the stem (which sees the image), the
-  SLCM reductions and the region attention stay in float32;
+  classifiers' last convolutions (which give the logits), the SLCM reductions and the
+  region attention stay in float32;
 - ``torch.compile`` (inductor, with weight freezing), which pays once a shape repeats.
 
 It exposes ``logits``, ``config`` and ``eval`` like the model, so the protocols of
@@ -32,6 +33,7 @@ from .backbones.resnest import ResNeStBottleneck, SplitAttentionConv
 from .backbones.resnet import BasicBlock, Bottleneck
 from .context.attention import full_precision
 from .context.slcm import SemanticLevelContext
+from .layers import Classifier, ConvClassifier
 
 Precision = Literal["fp32", "bf16", "fp16"]
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -87,15 +89,15 @@ def _foldable(conv: nn.Module | None, norm: nn.Module | None) -> bool:
 
 
 class Float32(nn.Module):
-    """Runs ``module`` in float32 under autocast (for the layers that see the raw image)."""
+    """Runs ``module`` in float32 under autocast (the stem and the classifiers' last convolutions)."""
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = module
 
-    def forward(self, x: Tensor) -> Tensor:
-        with full_precision(x.device):
-            return self.module(x.float())
+    def forward(self, *inputs: Tensor) -> Tensor:
+        with full_precision(inputs[0].device):
+            return self.module(*(x.float() for x in inputs))
 
 
 class FastSegmentor(nn.Module):
@@ -129,6 +131,11 @@ class FastSegmentor(nn.Module):
             # The normalised image has about 8 significant bits, as many as bfloat16 keeps:
             # the stem (≈1 % of the FLOPs) computes in float32 so it loses none of them.
             model.backbone.stem = Float32(model.backbone.stem)
+            # bfloat16 logits would be rounded to 8 significant bits (steps of 1/16 at 10),
+            # enough to flip near-tied pixels and, through the stage-1 argmax, SLCM's regions.
+            # The 1×1 classifier convolutions are ≈0.3 % of the FLOPs.
+            for classifier in [m for m in model.modules() if isinstance(m, (Classifier, ConvClassifier))]:
+                classifier[-1] = Float32(classifier[-1])
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(memory_format=self.memory_format)
         self.config = getattr(model, "config", None)

@@ -1,0 +1,108 @@
+"""Where bfloat16 inference loses argmax agreement: each part of the model kept in float32 in turn.
+
+Runs the 512×512, K = 150 benchmark model of ``isnet bench`` (``isnet.bench.workload``) in
+float32 and then in bfloat16 as ``FastSegmentor`` prepares it (stem and classifiers'
+last convolutions in float32), and again with one more part kept in float32 each time.
+Prints, per variant, the share of the FLOPs it adds in float32, the fraction of pixels whose argmax agrees with float32 (at the
+logits' stride-8 size and resized to the image) and the largest logit error relative to
+the largest float32 logit:
+
+    python benchmarks/bf16_agreement.py            # ~1 min on one core
+    python benchmarks/bf16_agreement.py --size 1024 2048 --classes 19
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import operator
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from isnet.bench.measure import FLOP_FORMULAS
+from isnet.bench.suite import agreement, relative_error
+from isnet.bench.workload import benchmark_image, benchmark_model
+from isnet.runtime import FastSegmentor, Float32
+
+# Variant name → the dotted paths (inside the segmentor) computed in float32 on top of ours.
+PARTS = {
+    "ours (stem, classifiers fp32)": (),
+    "backbone layer1": ("backbone.layer1",),
+    "backbone layer2": ("backbone.layer2",),
+    "backbone layer3": ("backbone.layer3",),
+    "backbone layer4": ("backbone.layer4",),
+    "head bottleneck (3×3, 2048→512)": ("head.bottleneck",),
+    "ILCM": ("head.image_context",),
+    "stage-1 classifier": ("head.classifier_stage1",),
+    "SLCM": ("head.semantic_context",),
+    "stage-2 decoder": ("head.decoder",),
+    "whole backbone": ("backbone",),
+    "whole head": ("head.bottleneck", "head.image_context", "head.classifier_stage1", "head.semantic_context", "head.decoder"),
+}
+
+
+def keep_float32(model: nn.Module, path: str) -> None:
+    parent_path, _, name = path.rpartition(".")
+    parent = operator.attrgetter(parent_path)(model) if parent_path else model
+    setattr(parent, name, Float32(getattr(parent, name)))
+
+
+def flop_shares(model: nn.Module, images: torch.Tensor) -> dict[str, float]:
+    """Each variant's extra float32 part as a share of the model's FLOPs (counted on the meta device)."""
+    meta = copy.deepcopy(model).to("meta")
+    with FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS) as counter, torch.no_grad():
+        meta.logits(images.to("meta"))
+    counts = counter.get_flop_counts()  # keyed by the called module's class name, then the path below it
+
+    def flops(path: str) -> int:
+        top, _, rest = path.partition(".")
+        key = type(getattr(model, top)).__name__ + (f".{rest}" if rest else "")
+        return sum(counts.get(key, {}).values())
+
+    total = counter.get_total_flops()
+    return {name: sum(flops(path) for path in paths) / total for name, paths in PARTS.items()}
+
+
+def classifiers_in_bf16(model: nn.Module) -> None:
+    """Undo ours' float32 classifiers (the state before they were kept in float32)."""
+    for module in model.modules():
+        if isinstance(module, nn.Sequential) and isinstance(module[-1], Float32):
+            module[-1] = module[-1].module
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, nargs=2, default=(512, 512))
+    parser.add_argument("--classes", type=int, default=150)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    model = benchmark_model(args.classes)
+    images = benchmark_image(*args.size)
+    expected = FastSegmentor(model, precision="fp32").logits(images)
+
+    shares = flop_shares(model, images)
+
+    def row(name: str, share: float, prepare) -> None:
+        fast = FastSegmentor(model, precision="bf16")
+        prepare(fast.model)
+        actual = fast.logits(images)
+        print(
+            f"| {name} | {share:.1%} | {agreement(actual, expected):.2%} "
+            f"| {agreement(actual, expected, tuple(args.size)):.2%} | {relative_error(actual, expected):.1e} |",
+            flush=True,
+        )
+
+    print(f"ResNet-50-D8, {args.size[0]}×{args.size[1]}, K = {args.classes}, {args.threads} thread(s)\n")
+    print("| kept in float32 | its share of the FLOPs | agreement (stride 8) | agreement (image) | max logit error |")
+    print("|---|---|---|---|---|")
+    row("classifiers in bf16 too", 0.0, classifiers_in_bf16)
+    for name, paths in PARTS.items():
+        row(name, shares[name], lambda m, paths=paths: [keep_float32(m, path) for path in paths])
+
+
+if __name__ == "__main__":
+    main()
