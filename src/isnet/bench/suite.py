@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..context.slcm import SemanticLevelContext, find_regions, region_representations
+from ..context.slcm import Regions, SemanticLevelContext, find_regions, region_representations
 from ..losses import segmentation_loss
 from ..presets import get_config
 from ..runtime import fold_batchnorm, use_region_attention
@@ -165,7 +165,7 @@ def case_slcm(quick: bool, device: str, peak: dict) -> dict:
             "region aggregation (the loop)": {
                 "published loop": lambda: published_region_map(feats, logits),
                 "ours (map)": lambda: region_representations(feats, logits),
-                "ours (regions only)": lambda: find_regions(feats, logits).representations,
+                "ours (regions only)": lambda: find_regions(feats, logits),
             },
             "A_sl = aggregation + attention": {
                 "published fp32": lambda: published_attention(module.attention, feats, *(2 * [published_region_map(feats, logits)])),
@@ -186,8 +186,8 @@ def case_slcm(quick: bool, device: str, peak: dict) -> dict:
             rows = []
             for name, seconds in times.items():
                 output = outputs[name]
-                if output.dim() == 3:  # (N, K, C) representations: compare with the map's values
-                    output = region_representations(feats, logits)
+                if isinstance(output, Regions):  # K representations: spread over their regions to compare
+                    output = output.to_map(*feats.shape[2:], feats.dtype)
                 rows.append(_row(name, seconds, None, peak, baseline, error_vs_published=relative_error(output, outputs[baseline_name])))
             result["groups"][group] = rows
     return result
