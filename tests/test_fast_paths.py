@@ -42,13 +42,7 @@ TINY_BOTTLENECK = replace(TINY, backbone=BackboneConfig("resnet", 50, base_chann
 TINY_RESNEST = replace(TINY, backbone=BackboneConfig("resnest", 50, base_channels=4, stem_channels=8), head=HeadConfig(channels=16, transform_channels=8, shortcut=True))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread spares every small op the cost of waking a thread team."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: no thread team to wake per op
 
 
 def relative_error(actual: torch.Tensor, expected) -> float:
