@@ -232,12 +232,14 @@ def test_compiled_region_attention_matches_eager():
         assert relative_error(compiled(feats, logits, image_context), expected) < 1e-5
 
 
-@pytest.mark.skipif(os.environ.get("ISNET_TEST_COMPILE") != "1", reason="compiles a whole model (~1 min on 2 cores); ISNET_TEST_COMPILE=1")
-def test_compiled_segmentor_matches_eager():
+@pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-5), ("bf16", 1e-3)])
+def test_compiled_segmentor_matches_eager(precision, tolerance):
+    """The whole fast model through inductor, float32 classifiers and stem included under bf16."""
     model = randomise_batchnorm(build_model(TINY)).eval()
     images = torch.randn(1, 3, 32, 48)
-    expected = FastSegmentor(model).logits(images)
-    assert relative_error(FastSegmentor(model, compile=True).logits(images), expected) < 1e-5
+    expected = FastSegmentor(model, precision=precision).logits(images)
+    actual = FastSegmentor(model, precision=precision, compile=True).logits(images)
+    assert relative_error(actual, expected) < tolerance
 
 
 # ----------------------------------------------------------------------------- training
