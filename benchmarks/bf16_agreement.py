@@ -58,7 +58,15 @@ def keep_float32(model: nn.Module, path: str) -> None:
     setattr(parent, name, Float32(getattr(parent, name)))
 
 
-def flop_shares(model: nn.Module, images: torch.Tensor) -> dict[str, float]:
+def has_parts(model: nn.Module, paths: tuple[str, ...]) -> bool:
+    """Whether ``model`` has every part in ``paths`` (a baseline has no stage-1 classifier, no SLCM)."""
+    try:
+        return all(operator.attrgetter(path)(model) is not None for path in paths)
+    except AttributeError:
+        return False
+
+
+def flop_shares(model: nn.Module, images: torch.Tensor, parts: dict[str, tuple[str, ...]]) -> dict[str, float]:
     """Each variant's extra float32 part as a share of the model's FLOPs (counted on the meta device)."""
     meta = copy.deepcopy(model).to("meta")
     with FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS) as counter, torch.no_grad():
@@ -71,7 +79,7 @@ def flop_shares(model: nn.Module, images: torch.Tensor) -> dict[str, float]:
         return sum(counts.get(key, {}).values())
 
     total = counter.get_total_flops()
-    return {name: sum(flops(path) for path in paths) / total for name, paths in PARTS.items()}
+    return {name: sum(flops(path) for path in paths) / total for name, paths in parts.items()}
 
 
 def classifiers_in_bf16(model: nn.Module) -> None:
@@ -106,7 +114,8 @@ def main() -> None:
         title = f"ResNet-50-D8 benchmark model, {args.size[0]}×{args.size[1]}, K = {args.classes}"
     reference = FastSegmentor(model, precision="fp32")
     expected = [reference.logits(image) for image in images]
-    shares = flop_shares(model, images[0])
+    parts = {name: paths for name, paths in PARTS.items() if has_parts(model, paths)}
+    shares = flop_shares(model, images[0], parts)
 
     def row(name: str, share: float, prepare) -> None:
         fast = FastSegmentor(model, precision="bf16")
@@ -129,7 +138,7 @@ def main() -> None:
     print("| kept in float32 | its share of the FLOPs | agreement (head's stride) | agreement (image) | max logit error |")
     print("|---|---|---|---|---|")
     row("classifiers in bf16 too", 0.0, classifiers_in_bf16)
-    for name, paths in PARTS.items():
+    for name, paths in parts.items():
         row(name, shares[name], lambda m, paths=paths: [keep_float32(m, path) for path in paths])
 
 
