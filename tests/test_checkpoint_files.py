@@ -10,15 +10,16 @@ from dataclasses import replace
 import pytest
 import torch
 
-from isnet.checkpoint import CheckpointError, load_model, load_released_checkpoint, save_model
-from isnet.config import BackboneConfig, HeadConfig, ModelConfig
-from isnet.presets import PEERS
+from isnet.checkpoint import CheckpointError, load_model, save_model
+from isnet.released import load_released_checkpoint
+from isnet.config import BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.config import PEER_HEAD_CONFIGS
 from isnet.segmentor import build_model
 
 SMALL = ModelConfig(
     num_classes=5,
     backbone=BackboneConfig("resnet", 18, base_channels=8, stem_channels=8),
-    head=HeadConfig(channels=16, transform_channels=8, shortcut=True, shortcut_channels=4),
+    head=ISNetHeadConfig(channels=16, transform_channels=8, shortcut=True, shortcut_channels=4),
 )
 
 
@@ -32,10 +33,10 @@ def test_safetensors_round_trip_carries_the_configuration(tmp_path):
         torch.testing.assert_close(loaded(images)["out"], model(images)["out"], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("head", PEERS)
+@pytest.mark.parametrize("head", sorted(PEER_HEAD_CONFIGS))
 def test_every_peer_head_round_trips(tmp_path, head):
     """Including ANN, whose key and query share one projection (tied tensors in the state dict)."""
-    config = replace(SMALL, head=HeadConfig(channels=16, transform_channels=8, type=head))
+    config = replace(SMALL, head=PEER_HEAD_CONFIGS[head](channels=16))
     model = build_model(config).eval()
     loaded = load_model(save_model(model, tmp_path / f"{head}.safetensors")).eval()
     images = torch.randn(1, 3, 40, 48)

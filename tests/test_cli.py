@@ -7,13 +7,13 @@ from PIL import Image
 
 from isnet.checkpoint import save_model
 from isnet.cli import main
-from isnet.config import BackboneConfig, HeadConfig, ModelConfig
+from isnet.config import BackboneConfig, ISNetHeadConfig, ModelConfig
 from isnet.segmentor import build_model
 
 TINY = ModelConfig(
     num_classes=4,
     backbone=BackboneConfig("resnet", 18, base_channels=8, stem_channels=8),
-    head=HeadConfig(channels=16, transform_channels=8),
+    head=ISNetHeadConfig(channels=16, transform_channels=8),
 )
 
 
@@ -45,3 +45,18 @@ def test_predict_with_flip_and_scales(tmp_path):
                  "--scales", "0.75", "1.0", "--flip"])
     assert code == 0
     assert np.asarray(Image.open(tmp_path / "x_labels.png")).shape == (36, 52)
+
+
+def test_presets_command_shows_dataset_records_and_released_scores():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "isnet.cli", "presets"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert len(lines) == 44
+    released = lines["isnet_resnet50os8_ade20k"]
+    assert "ade20k (150 classes)" in released and "44.22 single-scale / 45.03 ms+flip" in released
+    assert "44.09 in the paper" in released
+    assert "lip (20 classes)" in lines["isnet_dagger_resnet101os8_lip"] and "released" not in lines["isnet_dagger_resnet101os8_lip"]
+    assert "cocostuff10k (182 classes)" in lines["isnet_resnest101os8_cocostuff10k"]

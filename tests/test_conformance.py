@@ -18,8 +18,8 @@ import pytest
 import torch
 from torch import nn
 
-from isnet.checkpoint import load_released_checkpoint
-from isnet.config import from_released_config
+from isnet.released import load_released_checkpoint
+from isnet.released import from_released_config
 from isnet.inference import InferenceConfig, predict
 from isnet.losses import segmentation_loss
 from isnet.runtime import use_region_attention

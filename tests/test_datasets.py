@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from isnet import data
 from isnet.data import (
     ADE20K,
     CITYSCAPES,
@@ -158,11 +159,17 @@ READERS = {
 }
 
 
+# The record each reader's samples are described by.
+RECORDS = {"ade20k": data.ADE20K, "cityscapes": data.CITYSCAPES, "lip": data.LIP, "lip_flat": data.LIP,
+           "coco182": data.COCO_STUFF, "coco171": data.COCO_STUFF_171, "camvid": data.CAMVID}
+
+
 @pytest.mark.parametrize("reader", READERS)
 def test_reader_pairs_files_and_maps_labels(reader: str, tmp_path: Path) -> None:
     layout, build, expected = READERS[reader]
     root, stored = layout(tmp_path)
     dataset = build(root)
+    assert dataset.info is RECORDS[reader]
     assert len(dataset) == len(stored)
     seen = set()
     for sample in dataset:

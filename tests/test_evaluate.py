@@ -11,7 +11,7 @@ from PIL import Image
 
 from isnet.checkpoint import save_model
 from isnet.cli import main
-from isnet.config import BackboneConfig, HeadConfig, ModelConfig
+from isnet.config import BackboneConfig, ISNetHeadConfig, ModelConfig
 from isnet.data import CamVidDataset, eval_transforms
 from isnet.evaluation import evaluate
 from isnet.inference import InferenceConfig
@@ -20,7 +20,7 @@ from isnet.segmentor import build_model
 TINY = ModelConfig(
     num_classes=11,
     backbone=BackboneConfig("resnet", 18, base_channels=8, stem_channels=8),
-    head=HeadConfig(channels=16, transform_channels=8),
+    head=ISNetHeadConfig(channels=16, transform_channels=8),
 )
 
 

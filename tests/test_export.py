@@ -11,9 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from isnet.checkpoint import load_released_checkpoint, save_model
+from isnet.checkpoint import save_model
+from isnet.released import load_released_checkpoint
 from isnet.cli import main
-from isnet.config import BackboneConfig, HeadConfig, ModelConfig, from_released_config
+from isnet.config import BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.released import from_released_config
 from isnet.export import control_flow_ops, export_onnx, export_program
 from isnet.inference import predict
 from isnet.segmentor import build_model
@@ -29,7 +31,7 @@ ONNX_TOLERANCE = 1e-3  # of the largest magnitude
 TINY = ModelConfig(
     num_classes=5,
     backbone=BackboneConfig("resnet", 18, base_channels=8, stem_channels=8),
-    head=HeadConfig(channels=16, transform_channels=8, shortcut=True),
+    head=ISNetHeadConfig(channels=16, transform_channels=8, shortcut=True),
 )
 
 

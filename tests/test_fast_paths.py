@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from isnet.bench.published import PublishedISNet, published_region_map
-from isnet.checkpoint import load_released_checkpoint
-from isnet.config import BackboneConfig, HeadConfig, ModelConfig, from_released_config
+from isnet.released import load_released_checkpoint
+from isnet.config import BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.released import from_released_config
 from isnet.context.attention import blockwise_attention, split_query_attention
 from isnet.context.slcm import SemanticLevelContext, find_regions, region_representations
 from isnet.inference import predict
@@ -36,10 +37,10 @@ LOGIT_TOLERANCE = 1e-4  # the conformance tests' tolerance, of the largest magni
 TINY = ModelConfig(
     num_classes=7,
     backbone=BackboneConfig("resnet", 18, base_channels=8, stem_channels=8),
-    head=HeadConfig(channels=16, transform_channels=8),
+    head=ISNetHeadConfig(channels=16, transform_channels=8),
 )
 TINY_BOTTLENECK = replace(TINY, backbone=BackboneConfig("resnet", 50, base_channels=4, stem_channels=8))
-TINY_RESNEST = replace(TINY, backbone=BackboneConfig("resnest", 50, base_channels=4, stem_channels=8), head=HeadConfig(channels=16, transform_channels=8, shortcut=True))
+TINY_RESNEST = replace(TINY, backbone=BackboneConfig("resnest", 50, base_channels=4, stem_channels=8), head=ISNetHeadConfig(channels=16, transform_channels=8, shortcut=True))
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: no thread team to wake per op
@@ -259,7 +260,7 @@ def _train_step(model: nn.Module, images, labels, precision="fp32", fused=False)
 
 def test_activation_checkpointing_same_step():
     plain = randomise_batchnorm(build_model(TINY)).train()
-    checkpointed = build_model(replace(TINY, backbone=replace(TINY.backbone, checkpoint_activations=True))).train()
+    checkpointed = build_model(TINY).set_grad_checkpointing(True).train()
     checkpointed.load_state_dict(plain.state_dict())
     images, labels = torch.randn(2, 3, 32, 32), torch.randint(0, 7, (2, 32, 32))
     loss, grads = _train_step(plain, images, labels)

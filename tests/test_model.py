@@ -10,14 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from isnet.config import AuxConfig, BackboneConfig, HeadConfig, ModelConfig, from_released_config
+from isnet.config import AuxConfig, BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.released import from_released_config
 from isnet.inference import InferenceConfig, predict, sliding_windows, slide_inference, whole_inference
 from isnet.segmentor import build_model
 
 SMALL = ModelConfig(
     num_classes=7,
     backbone=BackboneConfig("resnet", 50, base_channels=4, stem_channels=8),
-    head=HeadConfig(channels=16, transform_channels=8, aspp_dilations=(1, 2, 3, 4)),
+    head=ISNetHeadConfig(channels=16, transform_channels=8, aspp_dilations=(1, 2, 3, 4)),
     aux=AuxConfig(channels=8),
 )
 

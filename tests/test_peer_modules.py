@@ -21,15 +21,17 @@ from isnet.context.dnl import DisentangledNonLocal2d
 from isnet.context.nonlocal_block import NonLocal2d
 from isnet.context.ocr import ObjectContext
 from isnet.context.ppm import PyramidPoolingModule
-from isnet.heads.peers import PEER_HEADS
+from isnet.config import PEER_HEAD_CONFIGS
+from isnet.heads.peers import build_peer_head
 
 IN_CHANNELS, CHANNELS, NUM_CLASSES = 32, 16, 5
 SMALL_WIDTHS = {"ocr": {"key_channels": 8}, "ann": {"project_channels": 8}}
+PEER_HEADS = sorted(PEER_HEAD_CONFIGS)
 
 
 def small_head(name: str) -> nn.Module:
-    widths = SMALL_WIDTHS.get(name, {})
-    return PEER_HEADS[name](IN_CHANNELS, CHANNELS, num_classes=NUM_CLASSES, **widths)
+    config = PEER_HEAD_CONFIGS[name](channels=CHANNELS, **SMALL_WIDTHS.get(name, {}))
+    return build_peer_head(config, (8, 12, IN_CHANNELS // 2, IN_CHANNELS), NUM_CLASSES)
 
 
 def small_features(batch: int = 2, size: int = 8) -> list[torch.Tensor]:

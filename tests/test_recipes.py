@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from isnet.heads.peers import PEER_HEADS
+from isnet.config import PEER_HEAD_CONFIGS
 from isnet.presets import PEERS
 from isnet.recipes import recipe, recipe_names
 from isnet.segmentor import build_model
@@ -28,7 +28,8 @@ def test_table3_peer_is_the_same_segmentor_with_another_head(peer):
     assert (other.lr, other.batch_size, other.max_iters) == (isnet.lr, isnet.batch_size, isnet.max_iters)
     with torch.device("meta"):
         model = build_model(other.model)
-    assert isinstance(model.head, PEER_HEADS[peer])
+    assert isinstance(other.model.head, PEER_HEAD_CONFIGS[peer])
+    assert type(model.head).__name__ != "ISNetHead"
 
 
 def test_released_recipe_follows_the_paper():
@@ -41,13 +42,11 @@ def test_released_recipe_follows_the_paper():
 
 
 def test_overrides_reach_nested_fields_and_reject_unknown_ones():
-    from isnet.train import with_overrides
+    from isnet.training.overrides import with_overrides
 
     base = recipe("camvid_isnet")
-    config = with_overrides(
-        base, {"lr": 0.02, "data.root": "elsewhere", "model.backbone.checkpoint_activations": True}
-    )
-    assert (config.lr, config.data.root, config.model.backbone.checkpoint_activations) == (0.02, "elsewhere", True)
-    assert config.model.head == base.model.head and not base.model.backbone.checkpoint_activations
-    with pytest.raises(ValueError, match="BackboneConfig has no field 'chekpoint_activations'"):
-        with_overrides(base, {"model.backbone.chekpoint_activations": True})
+    config = with_overrides(base, {"lr": 0.02, "data.root": "elsewhere", "model.head.dropout": 0.0})
+    assert (config.lr, config.data.root, config.model.head.dropout) == (0.02, "elsewhere", 0.0)
+    assert config.model.backbone == base.model.backbone and base.model.head.dropout == 0.1
+    with pytest.raises(ValueError, match="ISNetHeadConfig has no field 'dropuot'"):
+        with_overrides(base, {"model.head.dropuot": 0.0})

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from isnet.checkpoint import CheckpointError, load_released_checkpoint, released_to_ours
-from isnet.presets import RELEASED, create_model, get_config
+from isnet.checkpoint import CheckpointError
+from isnet.presets import create_model, get_config
+from isnet.released import WEIGHTS, load_released_checkpoint, released_to_ours
 from isnet.segmentor import build_model
 
 MANIFEST = Path(__file__).parent / "fixtures" / "official_isnet_state_dict_manifest.json.gz"
@@ -18,7 +19,7 @@ ENTRIES = json.loads(gzip.decompress(MANIFEST.read_bytes()))
 
 
 def test_manifest_covers_every_released_preset():
-    assert sorted(ENTRIES) == sorted(RELEASED)
+    assert sorted(ENTRIES) == sorted(WEIGHTS)
 
 
 @pytest.mark.parametrize("name", sorted(ENTRIES))

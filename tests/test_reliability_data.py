@@ -21,7 +21,8 @@ from PIL import Image
 from isnet.data import DataFileError, FolderDataset, train_transforms
 from isnet.data.image import read_image
 from isnet.data.validate import BadSampleLog, check_dataset
-from isnet.train import SeededSamples, list_checkpoints, train
+from isnet.data.sampling import SeededSamples
+from isnet.train import list_checkpoints, train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hostile_files import random_image, truncate, write_bomb_png, write_png, write_rotated_jpeg  # noqa: E402

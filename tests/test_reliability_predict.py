@@ -17,7 +17,7 @@ from PIL import Image
 
 from isnet.checkpoint import save_model
 from isnet.cli import main
-from isnet.config import BackboneConfig, HeadConfig, ModelConfig
+from isnet.config import BackboneConfig, ISNetHeadConfig, ModelConfig
 from isnet.segmentor import build_model
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -26,7 +26,7 @@ from hostile_files import random_image, truncate, write_bomb_png, write_png  # n
 TINY = ModelConfig(
     num_classes=4,
     backbone=BackboneConfig("resnet", 18, base_channels=8, stem_channels=8),
-    head=HeadConfig(channels=16, transform_channels=8),
+    head=ISNetHeadConfig(channels=16, transform_channels=8),
 )
 
 

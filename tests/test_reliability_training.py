@@ -283,8 +283,7 @@ def test_resume_may_switch_on_activation_checkpointing(data_root, finished_run, 
     ran out of memory can resume with it."""
     run = interrupted_copy(finished_run, tmp_path)
     config = tiny_config(data_root, run, max_iters=6, checkpoint_interval=2, keep_checkpoints=3)
-    recomputing = replace(config.model, backbone=replace(config.model.backbone, checkpoint_activations=True))
-    train(replace(config, model=recomputing))
+    train(replace(config, grad_checkpointing=True))
     assert f"resuming {run} from iteration 4" in capsys.readouterr().out
     expected, actual = load_file(str(finished_run / "model.safetensors")), load_file(str(run / "model.safetensors"))
     for key in expected:

@@ -13,7 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from isnet.train import RunSampler, list_checkpoints, poly_lr, train
+from isnet.data.sampling import RunSampler
+from isnet.train import list_checkpoints, poly_lr, train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from training_helpers import make_data, tiny_config  # noqa: E402

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from isnet.config import AuxConfig, BackboneConfig, HeadConfig, ModelConfig
+from isnet.config import AuxConfig, BackboneConfig, ISNetHeadConfig, ModelConfig
 from isnet.data import synthetic
-from isnet.recipes import DataConfig
+from isnet.training.config import DataConfig
 from isnet.train import TrainConfig, train
 
 HEIGHT, WIDTH = 48, 64
@@ -29,7 +29,7 @@ def tiny_config(data_root: Path, output_dir: Path, **overrides) -> TrainConfig:
         model=ModelConfig(
             num_classes=len(synthetic.CLASSES),
             backbone=BackboneConfig("resnet", 18, base_channels=8, stem_channels=8),
-            head=HeadConfig(channels=16, transform_channels=8, dropout=dropout, semantic_context=semantic_context),
+            head=ISNetHeadConfig(channels=16, transform_channels=8, dropout=dropout, semantic_context=semantic_context),
             aux=AuxConfig(channels=8, dropout=dropout),
         ),
         data=DataConfig(dataset="folder", root=str(data_root), crop_size=(40, 56), fit_size=(WIDTH, HEIGHT),

@@ -1,18 +1,23 @@
 """ISNet: image-level and semantic-level context for semantic segmentation."""
 
-from .checkpoint import load_model, load_released_checkpoint, save_model
-from .config import AuxConfig, BackboneConfig, HeadConfig, ModelConfig, from_released_config
+from .checkpoint import load_model, save_model
+from .config import AuxConfig, BackboneConfig, ISNetHeadConfig, ModelConfig
+from .data.info import DATASETS, DatasetInfo
 from .inference import InferenceConfig, predict, predict_labels
 from .presets import PRESETS, create_model, get_config
+from .released import WEIGHTS, from_released_config, load_released_checkpoint
 from .segmentor import Segmentor, build_model
 
 __all__ = [
     "AuxConfig",
     "BackboneConfig",
-    "HeadConfig",
+    "DATASETS",
+    "DatasetInfo",
+    "ISNetHeadConfig",
     "InferenceConfig",
     "ModelConfig",
     "PRESETS",
+    "WEIGHTS",
     "Segmentor",
     "build_model",
     "create_model",

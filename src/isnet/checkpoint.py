@@ -1,5 +1,5 @@
-"""Loading the authors' released checkpoints, saving / loading our own (safetensors), and the
-crash-safe files of a training run.
+"""Reading PyTorch checkpoints safely, saving / loading our own (safetensors), and the
+crash-safe files of a training run. (The authors' layout is mapped in :mod:`isnet.released`.)
 
 Every loader is strict: each key of the file maps to exactly one parameter or buffer of the
 model, shapes match, and nothing is left over on either side. Errors name the file.
@@ -24,32 +24,8 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 
-# Released names (sssegmentation's ISNet) → ours, by prefix. The first matching prefix wins.
-RELEASED_PREFIXES: tuple[tuple[str, str], ...] = (
-    ("backbone_net.", "backbone."),
-    ("bottleneck.", "head.bottleneck."),
-    ("ilc_net.correlate_net.", "head.image_context.attention."),
-    ("ilc_net.bottleneck.", "head.image_context.fuse."),
-    ("slc_net.correlate_net.", "head.semantic_context.attention."),
-    ("slc_net.bottleneck.", "head.semantic_context.fuse."),
-    ("decoder_stage1.", "head.classifier_stage1."),
-    ("shortcut.", "head.decoder.shortcut."),
-    ("decoder_stage2.", "head.decoder.classifier."),
-    ("auxiliary_decoder.", "aux_head."),
-)
-
-
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used: unreadable, unsafe, or not matching the model."""
-
-
-def released_to_ours(key: str) -> str:
-    """Our name for a key of a released ISNet checkpoint (unknown prefixes are returned as is)."""
-    key = key.removeprefix("module.")  # saved from a DistributedDataParallel wrapper
-    for released, ours in RELEASED_PREFIXES:
-        if key.startswith(released):
-            return ours + key[len(released) :]
-    return key
 
 
 def safe_torch_load(path: Path) -> Any:
@@ -106,13 +82,6 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Tensor], *
                 problems.append(f"  {len(keys)} {title} key(s):\n    {shown}")
         raise CheckpointError(f"{source}: checkpoint does not match the model\n" + "\n".join(problems))
     model.load_state_dict(state_dict, strict=True)
-
-
-def load_released_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load one of the authors' released ISNet checkpoints (sssegmentation layout) into ``model``."""
-    state_dict = {released_to_ours(key): value for key, value in read_torch_checkpoint(path).items()}
-    load_state_dict_strict(model, state_dict, source=path)
-    return model
 
 
 CONFIG_METADATA_KEY = "isnet_config"

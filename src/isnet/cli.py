@@ -5,18 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
-
-SAMPLE_IMAGE = "sample.jpg"
-
-
-def _sample_path() -> Path:
-    return Path(str(resources.files("isnet") / "assets" / SAMPLE_IMAGE))
-
 
 def _load_model(args: argparse.Namespace) -> torch.nn.Module:
     from .checkpoint import load_model
@@ -37,23 +29,21 @@ def _load_model(args: argparse.Namespace) -> torch.nn.Module:
 
 
 def _class_names(model: torch.nn.Module, args: argparse.Namespace) -> tuple[list[str], list[tuple[int, int, int]]]:
-    """Class names and colours: from the checkpoint, else the preset's dataset, else generic."""
-    from . import data
+    """Class names and colours: the model's dataset record, else the checkpoint's names, else generic."""
     from .checkpoint import read_safetensors
+    from .data.info import make_palette
 
+    dataset = getattr(model, "dataset", None)
+    if dataset is not None:
+        return list(dataset.classes), list(dataset.palette)
     num_classes = model.config.num_classes
     if getattr(args, "checkpoint", None):
         _, metadata = read_safetensors(args.checkpoint)
         if "classes" in metadata:
             names = json.loads(metadata["classes"])
             if len(names) == num_classes:
-                return names, list(data.make_palette(num_classes))
-    infos = {"ade20k": data.ADE20K, "cityscapes": data.CITYSCAPES, "cocostuff10k": data.COCO_STUFF,
-             "lip": data.LIP, "camvid": data.CAMVID}
-    info = infos.get(str(getattr(args, "model", "")).rsplit("_", 1)[-1])
-    if info is not None and info.num_classes == num_classes:
-        return list(info.classes), list(info.palette)
-    return [f"class {k}" for k in range(num_classes)], list(data.make_palette(num_classes))
+                return names, list(make_palette(num_classes))
+    return [f"class {k}" for k in range(num_classes)], list(make_palette(num_classes))
 
 
 def _add_inference_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,60 +68,9 @@ def _inference_config(args: argparse.Namespace, flip_pairs=()):
     )
 
 
-def segment_files(
-    model, paths, output: Path, config, classes, palette, *, max_pixels: int | None = None
-) -> list[tuple[Path, str]]:
-    """Segment each image, writing ``<stem>_labels.png`` and ``<stem>_overlay.png``.
-
-    Returns the files that could not be segmented, with the reason; the others are written.
-    A failed file leaves no output behind: both files are written under temporary names and
-    renamed when complete. Inputs whose outputs would collide (``a.jpg`` and ``a.png``) all
-    fail rather than overwrite each other.
-    """
-    import os
-
-    from PIL import Image
-
-    from .data.image import MAX_IMAGE_PIXELS, DataFileError, read_image, to_tensor
-    from .inference import predict_labels
-    from .visualize import save_overlay_with_legend
-
-    output.mkdir(parents=True, exist_ok=True)
-    by_stem: dict[str, list[Path]] = {}
-    for path in paths:
-        by_stem.setdefault(path.stem, []).append(path)
-    failures = []
-    model.eval()
-    for path in paths:
-        if len(by_stem[path.stem]) > 1:
-            others = ", ".join(str(other) for other in by_stem[path.stem] if other != path)
-            reason = f"{path}: {others} would write the same {path.stem}_labels.png; rename one"
-            failures.append((path, reason))
-            print(f"skipped {reason}", file=sys.stderr)
-            continue
-        finals = (output / f"{path.stem}_labels.png", output / f"{path.stem}_overlay.png")
-        partials = tuple(final.with_name(f".{final.stem}.partial.png") for final in finals)
-        try:
-            image = read_image(path, max_pixels or MAX_IMAGE_PIXELS)
-            labels = predict_labels(model, to_tensor(image).unsqueeze(0), config)[0].numpy().astype(np.uint8)
-            Image.fromarray(labels).save(partials[0], format="PNG")
-            save_overlay_with_legend(partials[1], image, labels, classes, palette, title=path.name)
-            for partial, final in zip(partials, finals):
-                os.replace(partial, final)
-        except (DataFileError, RuntimeError, ValueError, OSError) as error:
-            reason = str(error) if isinstance(error, DataFileError) else f"{path}: {type(error).__name__}: {error}"
-            failures.append((path, reason))
-            print(f"skipped {reason}", file=sys.stderr)
-            continue
-        finally:
-            for partial in partials:
-                partial.unlink(missing_ok=True)
-        print(f"{path} → {finals[1]}")
-    return failures
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     from .data.image import find_images
+    from .predict_files import segment_files
 
     model = _load_model(args)
     classes, palette = _class_names(model, args)
@@ -159,25 +98,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if result["trained_mIoU"] >= result["untrained_mIoU"] + 0.2 else 1
 
 
-def _parse_value(text: str):
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return text
-    return tuple(value) if isinstance(value, list) else value
-
-
 def _train_config(args: argparse.Namespace):
     from .recipes import recipe
-    from .train import with_overrides
+    from .training.overrides import parse_overrides, with_overrides
 
     config = recipe(args.recipe)
-    overrides = {}
-    for item in args.set or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects key=value, got {item!r}")
-        overrides[key] = _parse_value(value)
+    try:
+        overrides = parse_overrides(args.set or [])
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     for flag, key in (("data_root", "data.root"), ("output", "output_dir"), ("max_iters", "max_iters"),
                       ("batch_size", "batch_size"), ("precision", "precision"), ("weights_backbone", "weights_backbone"),
                       ("workers", "num_workers"), ("seed", "seed")):
@@ -199,15 +128,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from .data import DATASETS
     from .evaluation import evaluate, write_report
-    from .recipes import DATASETS, EVAL_PROTOCOLS, DataConfig
+    from .training.config import DataConfig
 
     model = _load_model(args)
-    data = DataConfig(dataset=args.dataset, **{**DATASETS.get(args.dataset, {}), "root": args.data_root})
+    record = DATASETS.get(args.dataset)
+    data = DataConfig(dataset="folder", root=args.data_root) if record is None else DataConfig.of(record, root=args.data_root)
     if args.fit is not None:
         data = replace(data, eval_fit_size=tuple(args.fit))
     dataset = data.build(args.split or data.val_split, train=False)
-    config = EVAL_PROTOCOLS.get(args.dataset) if args.protocol == "released" else None
+    config = dataset.info.test.multi_scale if args.protocol == "released" else None
     config = config or _inference_config(args, dataset.info.flip_pairs)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     matrix = evaluate(model.to(device), dataset, model.config.num_classes, config, device=device, progress=True)
@@ -262,10 +193,23 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
+    """Each named model with its dataset record; released weights with the scores they were published with."""
     from .presets import PRESETS
+    from .released import WEIGHTS
+
+    def score(value: float | None) -> str:
+        return "—" if value is None else f"{value:.2f}"
 
     for name in sorted(PRESETS):
-        print(name)
+        dataset = PRESETS[name].dataset
+        line = f"{name:42s} {dataset.name} ({dataset.num_classes} classes)"
+        if name in WEIGHTS:
+            weights = WEIGHTS[name]
+            single, multi = weights.zoo_miou
+            line += f"; released weights: mIoU {score(single)} single-scale / {score(multi)} ms+flip (model zoo)"
+            if weights.paper_miou is not None:
+                line += f", {score(weights.paper_miou)} in the paper"
+        print(line)
     return 0
 
 
@@ -278,6 +222,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .data import DATASET_NAMES
     parser = argparse.ArgumentParser(prog="isnet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -302,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="score a model on a dataset; writes a report with plots")
     add_model_arguments(evaluate)
-    evaluate.add_argument("--dataset", required=True, help="ade20k, cityscapes, cocostuff10k, lip, camvid or folder")
+    evaluate.add_argument("--dataset", required=True, choices=DATASET_NAMES)
     evaluate.add_argument("--data-root", required=True)
     evaluate.add_argument("--split", help="default: the dataset's validation split")
     evaluate.add_argument("--fit", type=int, nargs=2, metavar=("LONG", "SHORT"), help="test-time resize box")

@@ -11,18 +11,20 @@ from pathlib import Path
 
 import torch
 
-from .config import AuxConfig, BackboneConfig, HeadConfig, ModelConfig
+from .checkpoint import load_model
+from .config import AuxConfig, BackboneConfig, ISNetHeadConfig, ModelConfig
 from .data import synthetic
 from .evaluation import evaluate
 from .inference import InferenceConfig
-from .recipes import DataConfig
+from .predict_files import segment_files
 from .segmentor import build_model
-from .train import TrainConfig, train
+from .train import train
+from .training.config import DataConfig, TrainConfig
 
 DEMO_MODEL = ModelConfig(
     num_classes=len(synthetic.CLASSES),
     backbone=BackboneConfig("resnet", 18, base_channels=16, stem_channels=16),
-    head=HeadConfig(channels=64, transform_channels=32),
+    head=ISNetHeadConfig(channels=64, transform_channels=32),
     aux=AuxConfig(channels=32),
 )
 
@@ -69,9 +71,6 @@ def run_demo(output: str | Path = "outputs/demo", *, max_iters: int = 600, num_t
 
     summary = train(config)
     trained_miou = summary["mIoU"]
-
-    from .checkpoint import load_model
-    from .cli import segment_files
 
     model = load_model(Path(config.output_dir) / "model.safetensors")
     images = sorted((data_root / "images" / "val").glob("*.png"))[:4]

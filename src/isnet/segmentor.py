@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .backbones import build_backbone
-from .config import ModelConfig
+from .config import ISNetHeadConfig, ModelConfig
 from .context.aspp import ASPP
 from .context.ilcm import ImageLevelContext
 from .context.slcm import SemanticLevelContext
@@ -37,6 +37,18 @@ class Segmentor(nn.Module):
         self.head = head
         self.aux_head = aux_head
         self.config = config  # what build_model was given; saved with the weights
+        # The dataset record of the weights (classes, palette, test protocol), when known:
+        # set by create_model from a preset, and read back from our checkpoints.
+        self.dataset = None
+
+    def set_grad_checkpointing(self, enable: bool = True) -> Segmentor:
+        """Recompute the backbone's activations in the backward pass instead of storing them.
+
+        Less memory for large training crops, for about one more backbone forward of time;
+        the results are the same. A runtime switch, not part of the configuration.
+        """
+        self.backbone.set_grad_checkpointing(enable)
+        return self
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         features = self.backbone(images)
@@ -52,8 +64,8 @@ class Segmentor(nn.Module):
 
 def build_head(config: ModelConfig, stage_channels: list[int]) -> nn.Module:
     head = config.head
-    if head.type != "isnet":
-        return build_peer_head(head.type, stage_channels, head.channels, config.num_classes, head.dropout)
+    if not isinstance(head, ISNetHeadConfig):
+        return build_peer_head(head, stage_channels, config.num_classes)
     channels, transform = head.channels, head.transform_channels
     if head.image_context == "ilcm":
         image_context: nn.Module = ImageLevelContext(channels, transform)

@@ -13,7 +13,6 @@ def build_backbone(config: BackboneConfig) -> ResNet:
         stem_channels=config.stem_channels,
         output_stride=config.output_stride,
         stem=config.stem,
-        checkpoint_activations=config.checkpoint_activations,
     )
     if config.type == "resnet":
         return resnet(config.depth, **kwargs)

@@ -128,8 +128,8 @@ class ResNet(nn.Module):
 
     ``block`` chooses the residual unit (basic, bottleneck or ResNeSt's split-attention
     bottleneck); ``avg_down`` puts an average pool before the projection shortcut (ResNeSt).
-    ``checkpoint_activations`` recomputes each block's activations during the backward
-    pass of training instead of keeping them (less memory, more time; same gradients).
+    :meth:`set_grad_checkpointing` makes training recompute each block's activations during
+    the backward pass instead of keeping them (less memory, more time; same gradients).
     """
 
     def __init__(
@@ -143,10 +143,9 @@ class ResNet(nn.Module):
         stem: str = "deep",
         avg_down: bool = False,
         contract_dilation: bool = True,
-        checkpoint_activations: bool = False,
     ) -> None:
         super().__init__()
-        self.checkpoint_activations = checkpoint_activations
+        self.grad_checkpointing = False
         if output_stride not in STAGE_LAYOUT:
             raise ValueError(f"output_stride must be one of {sorted(STAGE_LAYOUT)}, got {output_stride}")
         if stem not in ("deep", "plain"):
@@ -199,9 +198,13 @@ class ResNet(nn.Module):
         layers += [block(out_channels, planes, dilation=dilation) for _ in range(1, num_blocks)]
         return nn.Sequential(*layers)
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute block activations in training's backward pass (a runtime switch)."""
+        self.grad_checkpointing = enable
+
     def forward(self, x: Tensor) -> list[Tensor]:
         x = self.maxpool(self.stem(x))
-        recompute = self.checkpoint_activations and self.training and torch.is_grad_enabled()
+        recompute = self.grad_checkpointing and self.training and torch.is_grad_enabled()
         features = []
         for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
             if recompute:

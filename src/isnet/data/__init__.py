@@ -28,14 +28,49 @@ from isnet.data.info import (
     COCO_STUFF_171,
     COCO_STUFF_UNUSED,
     COCO_STUFF_USED,
+    DATASETS,
     LIP,
     DatasetInfo,
+    Schedule,
+    TestProtocol,
+    TrainingDefaults,
     make_palette,
 )
 from isnet.data.lip import LIPDataset
 from isnet.data.transforms import eval_transforms, lip_eval_transforms, lip_train_transforms, train_transforms
 
+# The reader of each dataset record; "folder" (FolderDataset) is the reader of any other layout.
+READERS: dict[str, type[SegmentationDataset]] = {
+    ADE20K.name: ADE20KDataset,
+    CITYSCAPES.name: CityscapesDataset,
+    COCO_STUFF.name: COCOStuff10kDataset,
+    LIP.name: LIPDataset,
+    CAMVID.name: CamVidDataset,
+}
+DATASET_NAMES = (*READERS, "folder")
+
+
+def open_dataset(name: str, root: str, split: str, transform: Transform | None = None) -> SegmentationDataset:
+    """The ``split`` of dataset ``name`` (one of :data:`DATASET_NAMES`) stored under ``root``.
+
+    A folder dataset keeps images in ``images/<split>``, masks in ``masks/<split>`` and its
+    class names in ``classes.txt``.
+    """
+    if name == "folder":
+        return FolderDataset(root, images_dir=f"images/{split}", masks_dir=f"masks/{split}", transform=transform)
+    if name not in READERS:
+        raise ValueError(f"unknown dataset {name!r}: expected one of {', '.join(DATASET_NAMES)}")
+    return READERS[name](root, split, transform)
+
+
 __all__ = [
+    "DATASETS",
+    "DATASET_NAMES",
+    "READERS",
+    "Schedule",
+    "TestProtocol",
+    "TrainingDefaults",
+    "open_dataset",
     "ADE20K",
     "ADE20KDataset",
     "CAMVID",

@@ -1,28 +1,86 @@
-"""What a dataset's label values mean: class names, display colours, left/right pairs.
+"""Dataset records: everything known about a dataset without reading its files.
 
-Models, visualisation and test-time flipping need these facts without reading any data,
-so they live here, apart from the readers.
+One :class:`DatasetInfo` per dataset holds its class names, colours, ignore value, how stored
+label values become training values, left/right pairs, input normalisation, test protocol and
+the paper's training defaults. Presets, recipes, the command line and the readers take these
+facts from the records (:data:`DATASETS`), never from a name string.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+from ..inference import MS_SCALES, InferenceConfig
+from .image import MEAN, STD
 
 RGB = tuple[int, int, int]
+Size = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class TestProtocol:
+    """How a dataset is tested: the test-time resize and the released multi-scale protocol.
+
+    Images are resized to fit ``fit_size`` (long side, short side) keeping their aspect, or
+    to exactly ``resize_to`` (height, width), or kept as they are when both are None; the
+    prediction is interpolated back and scored against the original label. ``multi_scale`` is
+    the released ms + flip inference (``isnet eval --protocol released``); the single-scale
+    protocol is whole-image inference.
+    """
+
+    fit_size: Size | None = None
+    resize_to: Size | None = None
+    multi_scale: InferenceConfig | None = None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The paper's optimisation schedule for a dataset (SGD, poly decay)."""
+
+    batch_size: int
+    lr: float
+    weight_decay: float
+    max_iters: int
+
+
+@dataclass(frozen=True)
+class TrainingDefaults:
+    """The released training data pipeline of a dataset, and where it usually lives.
+
+    ``pipeline``: "scene" (fit ``fit_size`` × a ratio in ``scale_range``, class-balanced crop,
+    flip, photometric distortion) or "person" (LIP: exact resize, rotation, left/right swap).
+    """
+
+    root: str
+    crop_size: Size
+    fit_size: Size | None
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    pipeline: Literal["scene", "person"] = "scene"
+    train_split: str = "train"
+    val_split: str = "val"
+    schedule: Schedule | None = None
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """Class names and colours of a dataset, indexed by training label value.
+    """The record of a dataset; classes and colours are indexed by training label value.
 
     ``flip_pairs`` lists classes that swap under a horizontal flip (e.g. LIP's left and
-    right arm); training flips and test-time flip averaging both need them.
+    right arm); training flips and test-time flip averaging both need them. ``label_mapping``
+    says in words how the stored label values become training values (the readers apply it).
     """
 
     name: str
     classes: tuple[str, ...]
     palette: tuple[RGB, ...]
     flip_pairs: tuple[tuple[int, int], ...] = ()
+    ignore_index: int = 255
+    label_mapping: str = "stored value k is class k; 255 is ignored"
+    mean: tuple[float, float, float] = MEAN
+    std: tuple[float, float, float] = STD
+    test: TestProtocol = TestProtocol()
+    training: TrainingDefaults | None = None
 
     def __post_init__(self) -> None:
         if len(self.palette) != len(self.classes):
@@ -113,6 +171,17 @@ ADE20K = DatasetInfo(
         (71, 0, 255), (122, 0, 255), (0, 255, 184), (0, 92, 255), (184, 255, 0),
         (0, 133, 255), (255, 214, 0), (25, 194, 194), (102, 255, 0), (92, 0, 255),
     ),
+    label_mapping="stored 0 (other) is ignored; stored k is class k − 1 (reduce zero label)",
+    test=TestProtocol(
+        fit_size=(2048, 512),
+        multi_scale=InferenceConfig(scales=MS_SCALES, flip=True, probs_before_resize=True),
+    ),
+    training=TrainingDefaults(
+        root="data/ADEChallengeData2016",
+        crop_size=(512, 512),
+        fit_size=(2048, 512),
+        schedule=Schedule(batch_size=16, lr=0.01, weight_decay=5e-4, max_iters=160_000),
+    ),
 )
 
 # Cityscapes: the 19 evaluated classes in trainId order, with the official colours.
@@ -129,6 +198,19 @@ CITYSCAPES = DatasetInfo(
         (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
         (0, 80, 100), (0, 0, 230), (119, 11, 32),
     ),
+    label_mapping="labelIds map to the 19 trainIds; every other id is ignored",
+    test=TestProtocol(
+        fit_size=(2048, 1024),
+        multi_scale=InferenceConfig(
+            mode="slide", crop=(512, 1024), stride=(341, 341), scales=MS_SCALES, flip=True, probs_before_resize=True
+        ),
+    ),
+    training=TrainingDefaults(
+        root="data/cityscapes",
+        crop_size=(512, 1024),
+        fit_size=(2048, 1024),
+        schedule=Schedule(batch_size=16, lr=0.01, weight_decay=5e-4, max_iters=80_000),
+    ),
 )
 
 # LIP (Look Into Person): 19 body parts and background. The LIP tools colour it with the
@@ -142,6 +224,18 @@ LIP = DatasetInfo(
     ),
     palette=make_palette(20),
     flip_pairs=((14, 15), (16, 17), (18, 19)),
+    test=TestProtocol(
+        resize_to=(473, 473),
+        multi_scale=InferenceConfig(flip=True, flip_pairs=((14, 15), (16, 17), (18, 19)), probs_before_resize=True),
+    ),
+    training=TrainingDefaults(
+        root="data/LIP",
+        crop_size=(473, 473),
+        fit_size=(520, 520),
+        scale_range=(0.75, 1.25),
+        pipeline="person",
+        schedule=Schedule(batch_size=32, lr=0.01, weight_decay=5e-4, max_iters=160_000),
+    ),
 )
 
 # COCO-Stuff: label value k is COCO-Stuff label id k + 1 (labels.txt), i.e. 91 "thing" ids
@@ -180,14 +274,31 @@ COCO_STUFF_USED: tuple[int, ...] = tuple(
     k for k in range(len(_COCO_STUFF_182)) if k not in COCO_STUFF_UNUSED
 )
 
+_COCO_STUFF_TEST = TestProtocol(
+    fit_size=(2048, 512), multi_scale=InferenceConfig(scales=MS_SCALES, flip=True, probs_before_resize=True)
+)
 COCO_STUFF = DatasetInfo(
-    name="coco_stuff_10k", classes=_COCO_STUFF_182, palette=make_palette(len(_COCO_STUFF_182))
+    name="cocostuff10k",
+    classes=_COCO_STUFF_182,
+    palette=make_palette(len(_COCO_STUFF_182)),
+    label_mapping="stored 0 (unlabeled) is ignored; stored k is COCO-Stuff label id k, class k − 1",
+    test=_COCO_STUFF_TEST,
+    training=TrainingDefaults(
+        root="data/cocostuff10k",
+        crop_size=(512, 512),
+        fit_size=(2048, 512),
+        val_split="test",
+        schedule=Schedule(batch_size=16, lr=0.001, weight_decay=1e-4, max_iters=60_000),
+    ),
 )
 # The 171 annotated classes, in the same order; colours match the 182-class palette.
 COCO_STUFF_171 = DatasetInfo(
-    name="coco_stuff_10k_171",
+    name="cocostuff10k_171",
     classes=tuple(COCO_STUFF.classes[k] for k in COCO_STUFF_USED),
     palette=tuple(COCO_STUFF.palette[k] for k in COCO_STUFF_USED),
+    label_mapping="stored 0 and the 11 unannotated thing ids are ignored; the 171 others are classes 0..170 in order",
+    test=_COCO_STUFF_TEST,
+    training=COCO_STUFF.training,
 )
 
 # CamVid, 11-class SegNet version; "Unlabelled" (value 11) is ignored.
@@ -201,4 +312,10 @@ CAMVID = DatasetInfo(
         (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
         (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
     ),
+    label_mapping="stored k is class k; 11 (Unlabelled) and 255 are ignored",
+    training=TrainingDefaults(root="data/camvid", crop_size=(360, 480), fit_size=(480, 360)),
 )
+
+
+# The datasets with a reader, by the name ``--dataset`` and recipes use.
+DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (ADE20K, CITYSCAPES, COCO_STUFF, LIP, CAMVID)}

@@ -1,17 +1,31 @@
 """Decode heads of the context modules ISNet is compared with (paper Tables 2 and 3).
 
 Every head has the same contract as the ISNet head, so one segmentor runs them all:
-``Head(in_channels=2048, channels=512, *, num_classes, dropout=0.1)`` and
 ``forward(features) -> {"out": logits}`` on the four backbone stage outputs, with logits at
-layer4's resolution (OCR also returns its soft-region logits as ``"stage1"``). A head is its
-context module (which includes the module's 2048→512 reduction) followed by a
-:class:`~isnet.layers.Classifier`. Configurations are each method's standard one for a
-ResNet-D8 (as in mmsegmentation's configs).
+layer4's resolution (OCR also returns its soft-region logits as ``"stage1"``). Most heads are
+their context module (which includes the module's 2048→512 reduction) followed by a
+:class:`~isnet.layers.Classifier`: a :class:`ContextHead`. Each peer is described by its own
+config class (:mod:`isnet.config`), whose defaults are the method's standard configuration for
+a ResNet-D8 (as in mmsegmentation's configs); :func:`build_peer_head` composes the head from it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from torch import Tensor, nn
+
+from ..config import (
+    ANNHeadConfig,
+    APCNetHeadConfig,
+    CCNetHeadConfig,
+    DANetHeadConfig,
+    DeepLabV3HeadConfig,
+    DNLHeadConfig,
+    NonLocalHeadConfig,
+    OCRHeadConfig,
+    PSPHeadConfig,
+)
 
 from ..context.ann import AsymmetricNonLocalContext
 from ..context.apcnet import AdaptivePyramidContext
@@ -37,119 +51,6 @@ class ContextHead(nn.Module):
         return {"out": self.classifier(self.context(features[-1]))}
 
 
-class PSPHead(ContextHead):
-    """PSPNet: pyramid pooling over bins (1, 2, 3, 6)."""
-
-    def __init__(
-        self,
-        in_channels: int = 2048,
-        channels: int = 512,
-        *,
-        num_classes: int,
-        dropout: float = 0.1,
-        bins: tuple[int, ...] = (1, 2, 3, 6),
-    ) -> None:
-        context = PyramidPoolingModule(in_channels, channels, bins)
-        super().__init__(context, channels, num_classes, dropout)
-
-
-class DeepLabV3Head(ContextHead):
-    """DeepLabV3: ASPP with image pooling and dilations (1, 12, 24, 36) at output stride 8."""
-
-    def __init__(
-        self,
-        in_channels: int = 2048,
-        channels: int = 512,
-        *,
-        num_classes: int,
-        dropout: float = 0.1,
-        dilations: tuple[int, ...] = (1, 12, 24, 36),
-    ) -> None:
-        context = ASPP(in_channels, channels, dilations)
-        super().__init__(context, channels, num_classes, dropout)
-
-
-class CCNetHead(ContextHead):
-    """CCNet: recurrent criss-cross attention (R = 2) between 3×3 convs."""
-
-    def __init__(
-        self,
-        in_channels: int = 2048,
-        channels: int = 512,
-        *,
-        num_classes: int,
-        dropout: float = 0.1,
-        recurrence: int = 2,
-    ) -> None:
-        context = CrissCrossContext(in_channels, channels, recurrence)
-        super().__init__(context, channels, num_classes, dropout)
-
-
-class DANetHead(ContextHead):
-    """DANet: position + channel attention branches, summed (position key width C/8)."""
-
-    def __init__(
-        self,
-        in_channels: int = 2048,
-        channels: int = 512,
-        *,
-        num_classes: int,
-        dropout: float = 0.1,
-        key_channels: int | None = None,
-    ) -> None:
-        context = DualAttentionContext(in_channels, channels, key_channels)
-        super().__init__(context, channels, num_classes, dropout)
-
-
-class NonLocalHead(ContextHead):
-    """Non-local network: an embedded-Gaussian block (reduction 2) between 3×3 convs."""
-
-    def __init__(
-        self,
-        in_channels: int = 2048,
-        channels: int = 512,
-        *,
-        num_classes: int,
-        dropout: float = 0.1,
-        reduction: int = 2,
-    ) -> None:
-        context = NonLocalContext(in_channels, channels, reduction)
-        super().__init__(context, channels, num_classes, dropout)
-
-
-class DNLHead(ContextHead):
-    """DNL: a disentangled non-local block (reduction 2, temperature 0.05) between 3×3 convs."""
-
-    def __init__(
-        self,
-        in_channels: int = 2048,
-        channels: int = 512,
-        *,
-        num_classes: int,
-        dropout: float = 0.1,
-        reduction: int = 2,
-        temperature: float = 0.05,
-    ) -> None:
-        context = DisentangledNonLocalContext(in_channels, channels, reduction, temperature)
-        super().__init__(context, channels, num_classes, dropout)
-
-
-class APCNetHead(ContextHead):
-    """APCNet: adaptive context modules at pool scales (1, 2, 3, 6)."""
-
-    def __init__(
-        self,
-        in_channels: int = 2048,
-        channels: int = 512,
-        *,
-        num_classes: int,
-        dropout: float = 0.1,
-        pool_scales: tuple[int, ...] = (1, 2, 3, 6),
-    ) -> None:
-        context = AdaptivePyramidContext(in_channels, channels, pool_scales)
-        super().__init__(context, channels, num_classes, dropout)
-
-
 class OCRHead(nn.Module):
     """OCRNet: soft object regions predicted from layer3, object context on layer4.
 
@@ -160,16 +61,15 @@ class OCRHead(nn.Module):
 
     def __init__(
         self,
-        in_channels: int = 2048,
-        channels: int = 512,
+        in_channels: int,
+        layer3_channels: int,
+        channels: int,
         *,
         num_classes: int,
-        dropout: float = 0.1,
-        key_channels: int = 256,
-        layer3_channels: int | None = None,
+        dropout: float,
+        key_channels: int,
     ) -> None:
         super().__init__()
-        layer3_channels = layer3_channels or in_channels // 2
         self.stage1_features = ConvBNReLU(layer3_channels, channels, 3)
         self.stage1_classifier = Classifier(channels, num_classes, dropout)
         self.context = ObjectContextualRepresentations(in_channels, channels, key_channels)
@@ -188,18 +88,18 @@ class ANNHead(nn.Module):
 
     def __init__(
         self,
-        in_channels: int = 2048,
-        channels: int = 512,
+        in_channels: int,
+        layer3_channels: int,
+        channels: int,
         *,
         num_classes: int,
-        dropout: float = 0.1,
-        project_channels: int = 256,
-        key_pool_scales: tuple[int, ...] = (1, 3, 6, 8),
-        layer3_channels: int | None = None,
+        dropout: float,
+        project_channels: int,
+        key_pool_scales: tuple[int, ...],
     ) -> None:
         super().__init__()
         self.context = AsymmetricNonLocalContext(
-            layer3_channels or in_channels // 2,
+            layer3_channels,
             in_channels,
             channels,
             project_channels,
@@ -212,30 +112,33 @@ class ANNHead(nn.Module):
         return {"out": self.classifier(self.context(features[2], features[-1]))}
 
 
-PEER_HEADS: dict[str, type[nn.Module]] = {
-    "ppm": PSPHead,
-    "aspp": DeepLabV3Head,
-    "ocr": OCRHead,
-    "ccnet": CCNetHead,
-    "danet": DANetHead,
-    "ann": ANNHead,
-    "nonlocal": NonLocalHead,
-    "dnl": DNLHead,
-    "apcnet": APCNetHead,
+# The context module of each peer that is a ContextHead, from its config and layer4's channels.
+_CONTEXTS: dict[type, Callable[..., nn.Module]] = {
+    PSPHeadConfig: lambda c, channels: PyramidPoolingModule(channels, c.channels, c.bins),
+    DeepLabV3HeadConfig: lambda c, channels: ASPP(channels, c.channels, c.dilations),
+    CCNetHeadConfig: lambda c, channels: CrissCrossContext(channels, c.channels, c.recurrence),
+    DANetHeadConfig: lambda c, channels: DualAttentionContext(channels, c.channels, c.key_channels),
+    NonLocalHeadConfig: lambda c, channels: NonLocalContext(channels, c.channels, c.reduction),
+    DNLHeadConfig: lambda c, channels: DisentangledNonLocalContext(channels, c.channels, c.reduction, c.temperature),
+    APCNetHeadConfig: lambda c, channels: AdaptivePyramidContext(channels, c.channels, c.pool_scales),
 }
 
 
-def build_peer_head(name: str, stage_channels: list[int], channels: int, num_classes: int, dropout: float) -> nn.Module:
-    """A peer head on the given backbone, with its paper's configuration scaled to ``channels``.
+def build_peer_head(config, stage_channels: Sequence[int], num_classes: int) -> nn.Module:
+    """The peer head ``config`` describes, on a backbone with ``stage_channels``.
 
-    At the paper's 512 head channels the key / projection widths are the standard 256; at
-    other widths they stay at half the head width, so a narrow comparison stays balanced.
+    Key / projection widths left as None are half the head width: the standard 256 at the
+    paper's 512, and a balanced comparison at other widths.
     """
-    if name not in PEER_HEADS:
-        raise ValueError(f"unknown head {name!r}: expected isnet or one of {', '.join(PEER_HEADS)}")
-    options: dict = {}
-    if name == "ocr":
-        options = dict(key_channels=channels // 2, layer3_channels=stage_channels[2])
-    elif name == "ann":
-        options = dict(project_channels=channels // 2, layer3_channels=stage_channels[2])
-    return PEER_HEADS[name](stage_channels[-1], channels, num_classes=num_classes, dropout=dropout, **options)
+    layer3, layer4 = stage_channels[2], stage_channels[3]
+    common = dict(num_classes=num_classes, dropout=config.dropout)
+    if isinstance(config, OCRHeadConfig):
+        key_channels = config.key_channels or config.channels // 2
+        return OCRHead(layer4, layer3, config.channels, key_channels=key_channels, **common)
+    if isinstance(config, ANNHeadConfig):
+        project_channels = config.project_channels or config.channels // 2
+        return ANNHead(layer4, layer3, config.channels, project_channels=project_channels,
+                       key_pool_scales=config.key_pool_scales, **common)
+    if type(config) not in _CONTEXTS:
+        raise TypeError(f"{type(config).__name__} is not a peer head configuration")
+    return ContextHead(_CONTEXTS[type(config)](config, layer4), config.channels, **common)

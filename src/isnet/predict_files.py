@@ -1,0 +1,67 @@
+"""Segmenting image files into label maps and overlays, for ``isnet predict`` and the demo."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch import nn
+
+from .data.image import MAX_IMAGE_PIXELS, DataFileError, read_image, to_tensor
+from .inference import InferenceConfig, predict_labels
+from .visualize import save_overlay_with_legend
+
+
+def segment_files(
+    model: nn.Module,
+    paths: Sequence[Path],
+    output: Path,
+    config: InferenceConfig,
+    classes: Sequence[str],
+    palette: Sequence[tuple[int, int, int]],
+    *,
+    max_pixels: int | None = None,
+) -> list[tuple[Path, str]]:
+    """Segment each image, writing ``<stem>_labels.png`` and ``<stem>_overlay.png``.
+
+    Returns the files that could not be segmented, with the reason; the others are written.
+    A failed file leaves no output behind: both files are written under temporary names and
+    renamed when complete. Inputs whose outputs would collide (``a.jpg`` and ``a.png``) all
+    fail rather than overwrite each other.
+    """
+    output.mkdir(parents=True, exist_ok=True)
+    by_stem: dict[str, list[Path]] = {}
+    for path in paths:
+        by_stem.setdefault(path.stem, []).append(path)
+    failures = []
+    model.eval()
+    for path in paths:
+        if len(by_stem[path.stem]) > 1:
+            others = ", ".join(str(other) for other in by_stem[path.stem] if other != path)
+            reason = f"{path}: {others} would write the same {path.stem}_labels.png; rename one"
+            failures.append((path, reason))
+            print(f"skipped {reason}", file=sys.stderr)
+            continue
+        finals = (output / f"{path.stem}_labels.png", output / f"{path.stem}_overlay.png")
+        partials = tuple(final.with_name(f".{final.stem}.partial.png") for final in finals)
+        try:
+            image = read_image(path, max_pixels or MAX_IMAGE_PIXELS)
+            labels = predict_labels(model, to_tensor(image).unsqueeze(0), config)[0].numpy().astype(np.uint8)
+            Image.fromarray(labels).save(partials[0], format="PNG")
+            save_overlay_with_legend(partials[1], image, labels, classes, palette, title=path.name)
+            for partial, final in zip(partials, finals):
+                os.replace(partial, final)
+        except (DataFileError, RuntimeError, ValueError, OSError) as error:
+            reason = str(error) if isinstance(error, DataFileError) else f"{path}: {type(error).__name__}: {error}"
+            failures.append((path, reason))
+            print(f"skipped {reason}", file=sys.stderr)
+            continue
+        finally:
+            for partial in partials:
+                partial.unlink(missing_ok=True)
+        print(f"{path} → {finals[1]}")
+    return failures

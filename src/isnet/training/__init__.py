@@ -1,0 +1,8 @@
+"""The parts of the training engine; the loop itself reads top to bottom in :mod:`isnet.train`.
+
+- :mod:`.config`: what a run is (``TrainConfig``, ``DataConfig``);
+- :mod:`.overrides`: ``--set key=value`` on those configs;
+- :mod:`.run_folder`: the run folder: checkpoints, resume, damaged files;
+- :mod:`.metrics_log`: ``metrics.csv``, TensorBoard and the curves.
+The data order (a resumable, seeded sample stream) is in :mod:`isnet.data.sampling`.
+"""

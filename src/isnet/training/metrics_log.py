@@ -1,0 +1,61 @@
+"""The training log: ``metrics.csv`` (one row per logged iteration or evaluation), TensorBoard and curves.png."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from ..checkpoint import write_atomically
+from ..visualize import plot_training_curves
+
+
+class MetricsLog:
+    """``metrics.csv`` (one row per logged iteration or evaluation), TensorBoard and curves."""
+
+    FIELDS = ["iteration", "lr", "loss", "loss_out", "loss_stage1", "loss_aux", "mIoU", "seconds"]
+
+    def __init__(self, output_dir: Path, resume_iteration: int, enabled: bool) -> None:
+        self.path = output_dir / "metrics.csv"
+        self.output_dir = output_dir
+        self.enabled = enabled
+        self.writer = None
+        if not enabled:
+            return
+        rows = self.rows()
+        # A resumed run repeats the iterations after its checkpoint: drop their old rows.
+        rows = [row for row in rows if int(row["iteration"]) <= resume_iteration]
+
+        def rewrite(temporary: Path) -> None:
+            with open(temporary, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, self.FIELDS)
+                writer.writeheader()
+                writer.writerows(rows)
+
+        write_atomically(self.path, rewrite)  # a kill here must not lose the run's history
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(output_dir), purge_step=resume_iteration + 1)
+        except ImportError:  # TensorBoard is an optional extra
+            self.writer = None
+
+    def rows(self) -> list[dict[str, str]]:
+        if not self.path.exists():
+            return []
+        with open(self.path, newline="") as handle:
+            # A row cut short by a kill has missing fields (None): it is dropped.
+            return [row for row in csv.DictReader(handle) if None not in row.values() and row["iteration"].isdigit()]
+
+    def write(self, iteration: int, **values: float) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", newline="") as handle:
+            csv.DictWriter(handle, self.FIELDS).writerow({"iteration": iteration, **values})
+        if self.writer is not None:
+            for name, value in values.items():
+                self.writer.add_scalar(name, value, iteration)
+            self.writer.flush()
+
+    def plot(self) -> None:
+        if self.enabled:
+            plot_training_curves(self.rows(), self.output_dir / "curves.png")
