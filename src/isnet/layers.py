@@ -49,6 +49,8 @@ class Classifier(nn.Sequential):
 class ConvClassifier(nn.Sequential):
     """CBR(in→mid, k) → Dropout2d → Conv1×1(mid→K): the stage-1, auxiliary and shortcut classifiers.
 
+    As the stage-1 classifier it is the paper's ``H′`` (eq. 12).
+
     Children ``0`` conv, ``1`` bn, ``2`` relu, ``3`` dropout, ``4`` classifier conv, as in
     the released checkpoints (``decoder_stage1.{0,1,4}``, ``auxiliary_decoder.{0,1,4}``).
     """

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 import torch.nn.functional as F
 from torch import Tensor
 
+# Eq. (20) weighs the stage-1 (D) and stage-2 (O) losses; "aux", the FCN head on layer3, is the
+# term the released models add beside it.
 DEFAULT_LOSS_WEIGHTS: dict[str, float] = {"aux": 0.4, "stage1": 0.4, "out": 1.0}
 
 

@@ -215,7 +215,7 @@ class ResNet(nn.Module):
             else:
                 x = stage(x)
             features.append(x)
-        return features
+        return features  # eq. (1): the head's bottleneck turns layer4 into R
 
 
 @contextmanager

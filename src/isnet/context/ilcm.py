@@ -1,4 +1,4 @@
-"""Image-level context module (ILCM, paper §3.2)."""
+"""Image-level context module (ILCM, paper §3.2, eqs. 7–11)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ class ImageLevelContext(nn.Module):
         self.fuse = ConvBNReLU(2 * channels, channels, 3)
 
     def forward(self, feats: Tensor) -> Tensor:
-        global_context = feats.mean(dim=(2, 3), keepdim=True).expand_as(feats)  # g
-        context = self.attention(feats, torch.cat([global_context, feats], dim=1))  # A_il
-        return self.fuse(torch.cat([feats, context], dim=1))  # R_il
+        global_context = feats.mean(dim=(2, 3), keepdim=True).expand_as(feats)  # eq. (7): g
+        # Eqs. (8)–(10): A_il, with concat[g, R] as keys and values (the released models).
+        context = self.attention(feats, torch.cat([global_context, feats], dim=1))
+        return self.fuse(torch.cat([feats, context], dim=1))  # eq. (11): R_il

@@ -1,4 +1,7 @@
-"""The FCN auxiliary head on layer3 (deep supervision during training)."""
+"""The FCN auxiliary head on layer3 (deep supervision during training).
+
+Not in the paper's objective (eq. 20): the released models add its loss with weight 0.4.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The ISNet decode head: bottleneck, ILCM, stage-1 classifier, SLCM, stage-2 classifier."""
+"""The ISNet decode head: bottleneck, ILCM, stage-1 classifier, SLCM, stage-2 classifier.
+
+``docs/paper-map.md`` maps the paper's equations (1)–(20) to this code.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from ..layers import Classifier, ConvBNReLU, ConvClassifier
 
 
 class PlainDecoder(nn.Module):
-    """Stage-2 classifier ``O`` on ``R_sl`` alone."""
+    """Stage-2 classifier: ``O = H(R_aug)`` (eq. 19)."""
 
     def __init__(self, channels: int, num_classes: int, dropout: float = 0.1) -> None:
         super().__init__()
@@ -21,9 +24,9 @@ class PlainDecoder(nn.Module):
 
 
 class ShortcutDecoder(nn.Module):
-    """Stage-2 classifier ``O`` with the layer1 shortcut (the released LIP models).
+    """Stage-2 classifier ``O`` (eq. 19) with the layer1 shortcut (the released LIP models).
 
-    ``S = CBR'(layer1)`` (its 1×1 conv has a bias); ``R_sl`` is upsampled to layer1's size,
+    ``S = CBR'(layer1)`` (its 1×1 conv has a bias); ``R_aug`` is upsampled to layer1's size,
     concatenated with ``S`` and classified by CBR(C+48→C, 1) → Dropout2d → Conv1×1.
     """
 
@@ -53,12 +56,13 @@ class ShortcutDecoder(nn.Module):
 
 
 class ISNetHead(nn.Module):
-    """Computes ``R``, ``R_il``, ``D``, ``R_sl`` and ``O`` from the backbone's stage outputs.
+    """Computes ``R``, ``R_il``, ``D``, ``R_aug`` and ``O`` from the backbone's stage outputs.
 
     The context modules are passed in, so the same head expresses ISNet (ILCM + SLCM),
     ISNet‡ (ASPP + SLCM) and the Table 1 ablations: ``image_context`` may be ``nn.Identity``
     (``R_il = R``) and ``semantic_context`` may be ``None`` (no stage-1 prediction,
-    ``R_sl = R_il``).
+    ``R_aug = R_il``). With a semantic context, ``R_aug`` is its output
+    (:func:`isnet.context.slcm.augmented_representation`, eq. 6).
 
     Returns ``{"out": O}`` and, with a semantic context, ``{"stage1": D}``; logits at the
     resolution of layer4 (or layer1 with the shortcut decoder).
@@ -87,14 +91,14 @@ class ISNetHead(nn.Module):
         self.decoder = decoder
 
     def forward(self, features: list[Tensor]) -> dict[str, Tensor]:
-        feats = self.bottleneck(features[-1])  # R
-        image_context = self.image_context(feats)  # R_il
+        feats = self.bottleneck(features[-1])  # eq. (1): R
+        image_context = self.image_context(feats)  # eqs. (7)–(11): R_il
         outputs = {}
         if self.semantic_context is None:
-            context = image_context
+            context = image_context  # R_aug = R_il
         else:
-            stage1 = self.classifier_stage1(feats)  # D
+            stage1 = self.classifier_stage1(feats)  # eq. (12): D = H'(R)
             outputs["stage1"] = stage1
-            context = self.semantic_context(feats, stage1, image_context)  # R_sl
-        outputs["out"] = self.decoder(context, features[0])  # O
+            context = self.semantic_context(feats, stage1, image_context)  # eqs. (13)–(18), (6): R_aug
+        outputs["out"] = self.decoder(context, features[0])  # eq. (19): O
         return outputs
