@@ -29,10 +29,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from isnet.bench.measure import FLOP_FORMULAS
-from isnet.bench.suite import agreement, relative_error
 from isnet.bench.workload import benchmark_image, benchmark_model
 from isnet.checkpoint import load_model
 from isnet.data.image import IMAGE_SUFFIXES, read_image, to_tensor
+from isnet.numerics import agreement, relative_error
 from isnet.runtime import FastSegmentor, Float32
 
 # Variant name → the dotted paths (inside the segmentor) computed in float32 on top of ours.

@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..context.slcm import Regions, SemanticLevelContext, find_regions, region_representations
 from ..losses import segmentation_loss
+from ..numerics import agreement, relative_error
 from ..presets import get_config
 from ..runtime import fold_batchnorm, use_region_attention
 from ..segmentor import build_model
@@ -46,20 +46,6 @@ from .published import PublishedISNet, published_attention, published_region_map
 from .workload import PRESET_FOR_CLASSES, benchmark_image, benchmark_model, classes_present, region_inputs
 
 DEFAULT_FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "reference"
-
-
-def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """max |actual − expected| / max |expected| (the conformance tests' measure)."""
-    actual, expected = actual.detach().double(), expected.detach().double()
-    return float((actual - expected).abs().max() / expected.abs().max().clamp_min(1e-30))
-
-
-def agreement(actual: torch.Tensor, expected: torch.Tensor, size: tuple[int, int] | None = None) -> float:
-    """Fraction of pixels whose argmax agrees, at the logits' size or resized to ``size``."""
-    if size is not None:
-        actual = F.interpolate(actual.float(), size=size, mode="bilinear", align_corners=False)
-        expected = F.interpolate(expected.float(), size=size, mode="bilinear", align_corners=False)
-    return float((actual.argmax(1) == expected.argmax(1)).double().mean())
 
 
 def _meta_flops(num_classes: int, shape: tuple[int, ...], contender: str) -> int:
