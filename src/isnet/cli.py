@@ -357,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["complexity"]:  # has its own argument parser
-        from .complexity import main as complexity_main
+        from .bench.complexity import main as complexity_main
 
         return complexity_main(argv[1:])
     args = build_parser().parse_args(argv)
