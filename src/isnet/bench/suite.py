@@ -1,8 +1,8 @@
 """The speed and memory benchmarks: ours against the published computation, side by side.
 
-``isnet bench`` runs every case; ``isnet bench --quick`` the same cases with fewer
-repetitions (under 10 minutes on 2 CPU cores), and prints its headline ratios on its last
-line. Cases (:mod:`isnet.bench.cases`):
+``isnet bench`` (or ``python -m isnet.bench.suite``) runs every case; ``isnet bench --quick``
+the same cases with fewer repetitions (under 10 minutes on 2 CPU cores), and prints its
+headline ratios on its last line. Cases (:mod:`isnet.bench.cases`):
 
 - ``peak``: the machine's float32 and bfloat16 matrix-multiply peaks (GFLOP/s);
 - ``infer512``: ResNet-50-D8, 512×512, K = 150, stage-1 argmax over ≥ 30 classes: the
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -105,3 +106,6 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 __all__ = ["CASES", "run", "main", "markdown", "headline"]
+
+if __name__ == "__main__":
+    sys.exit(main())
