@@ -14,17 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from isnet.complexity import (
+from isnet.bench.complexity import (
     ISNET_MODULES,
-    PAPER_TABLE2,
     PEER_ORDER,
     TABLE2_MODULES,
     count_macs,
     count_parameters,
-    format_table,
     main,
     table2_rows,
 )
+from isnet.bench.complexity_report import PAPER_TABLE2, format_table
 
 PAPER_SIZE = (128, 128)
 N = 128 * 128  # pixels of the paper's layer4

@@ -22,6 +22,7 @@ from isnet.released import load_released_checkpoint
 from isnet.released import from_released_config
 from isnet.inference import InferenceConfig, predict
 from isnet.losses import segmentation_loss
+from isnet.numerics import relative_error
 from isnet.runtime import use_region_attention
 from isnet.segmentor import build_model
 from reference_helpers import msflip_config
@@ -67,7 +68,7 @@ def fixture(request) -> Fixture:
 def assert_close_to_reference(actual: torch.Tensor, expected: np.ndarray, name: str) -> None:
     actual = actual.detach().cpu().numpy()
     assert actual.shape == expected.shape, f"{name}: shape {actual.shape} vs reference {expected.shape}"
-    error = np.abs(actual - expected).max() / np.abs(expected).max()
+    error = relative_error(actual, expected)
     assert error <= LOGIT_TOLERANCE, f"{name}: max error {error:.2e} of the largest magnitude"
 
 

@@ -18,6 +18,7 @@ from isnet.config import BackboneConfig, ISNetHeadConfig, ModelConfig
 from isnet.released import from_released_config
 from isnet.export import control_flow_ops, export_onnx, export_program
 from isnet.inference import predict
+from isnet.numerics import relative_error
 from isnet.segmentor import build_model
 from reference_helpers import msflip_config
 
@@ -36,11 +37,6 @@ TINY = ModelConfig(
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: no thread team to wake per op
-
-
-def relative_error(actual, expected) -> float:
-    actual, expected = torch.as_tensor(actual).double(), torch.as_tensor(expected).double()
-    return float((actual - expected).abs().max() / expected.abs().max())
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ from isnet.context.attention import blockwise_attention, split_query_attention
 from isnet.context.slcm import SemanticLevelContext, find_regions, region_representations
 from isnet.inference import predict
 from isnet.losses import segmentation_loss
+from isnet.numerics import relative_error
 from isnet.runtime import FastSegmentor, fold_batchnorm, use_region_attention
 from isnet.segmentor import build_model
 from reference_helpers import msflip_config
@@ -44,11 +45,6 @@ TINY_RESNEST = replace(TINY, backbone=BackboneConfig("resnest", 50, base_channel
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: no thread team to wake per op
-
-
-def relative_error(actual: torch.Tensor, expected) -> float:
-    expected = torch.as_tensor(expected).double()
-    return float((actual.detach().double() - expected).abs().max() / expected.abs().max())
 
 
 def randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -166,6 +166,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the model as ONNX or as a ``torch.export`` program, with dynamic batch and size."""
     from .export import export_onnx, export_program
+    from .numerics import relative_error
 
     model = _load_model(args).eval()
     output = Path(args.output)
@@ -186,7 +187,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         else:
             with torch.no_grad():
                 actual = torch.export.load(str(path)).module()(image)
-        error = float((actual - expected).abs().max() / expected.abs().max().clamp_min(1e-30))
+        error = relative_error(actual, expected)
         print(f"check: exported vs PyTorch, max error {error:.1e} of the largest logit")
         return 0 if error <= 1e-3 else 1
     return 0
@@ -301,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["complexity"]:  # has its own argument parser
-        from .complexity import main as complexity_main
+        from .bench.complexity import main as complexity_main
 
         return complexity_main(argv[1:])
     args = build_parser().parse_args(argv)

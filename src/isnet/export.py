@@ -8,7 +8,7 @@ counts (:func:`isnet.runtime.use_region_attention`), so the exported graph never
 HW×HW matrix for SLCM. ILCM's attention over all pixels is exported as matrix products and
 a softmax over a fixed number of query blocks (:func:`isnet.context.attention.split_query_attention`),
 so ONNX Runtime holds 1/16 of its HW×HW scores at a time (268 MB instead of 4.3 GB at
-1024×2048; ``benchmarks/onnx_memory.py``).
+1024×2048; ``python -m isnet.bench.onnx_memory``).
 
 The ONNX file carries the model's configuration (``isnet_config`` metadata), so
 :class:`isnet.onnx_runtime.OnnxSegmentor` knows the number of classes.

@@ -140,7 +140,6 @@ class FastSegmentor(nn.Module):
         self.model = model.to(memory_format=self.memory_format)
         self.config = getattr(model, "config", None)
         self.precision = precision
-        self.compiled = compile
         self._logits = self.model.logits
         if compile:
             # Freezing turns the weights into constants: inductor folds them into prepacked

@@ -59,12 +59,6 @@ def save_overlay_with_legend(
     return path
 
 
-def generic_palette(num_classes: int, seed: int = 0) -> list[tuple[int, int, int]]:
-    """Distinct-looking colours for any number of classes, the same on every call."""
-    rng = np.random.default_rng(seed)
-    return [tuple(int(c) for c in rng.integers(30, 256, 3)) for _ in range(num_classes)]
-
-
 def plot_training_curves(rows: Sequence[dict[str, str]], path: str | Path) -> Path:
     """Loss (per output) and mIoU against iteration, from ``metrics.csv`` rows."""
     import matplotlib

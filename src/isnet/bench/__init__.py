@@ -1,8 +1,19 @@
-"""Speed and memory benchmarks against the published implementation (``isnet bench``).
+"""Every benchmark of the project, each runnable as ``python -m isnet.bench.<name>``.
 
+Speed and memory against the published implementation (``isnet bench``):
 :mod:`~isnet.bench.published` restates the authors' forward pass as the baseline,
-:mod:`~isnet.bench.workload` builds the model and inputs, :mod:`~isnet.bench.measure` says
-how time, memory and FLOPs are measured, :mod:`~isnet.bench.suite` runs the cases.
+:mod:`~isnet.bench.workload` builds the model and inputs, :mod:`~isnet.bench.contenders`
+sets up both sides, :mod:`~isnet.bench.measure` says how time, memory and FLOPs are
+measured, :mod:`~isnet.bench.cases` runs the cases, :mod:`~isnet.bench.report` writes the
+tables and :mod:`~isnet.bench.suite` ties them together (:mod:`~isnet.bench.child` runs one
+configuration in a fresh process).
+
+The paper's Table 2 (``isnet complexity``): :mod:`~isnet.bench.complexity` counts and times,
+:mod:`~isnet.bench.complexity_report` prints and plots.
+
+Studies: :mod:`~isnet.bench.bf16_agreement` (where bfloat16 loses argmax agreement),
+:mod:`~isnet.bench.camvid_ablation` (Tables 1 and 3 in miniature on CamVid),
+:mod:`~isnet.bench.onnx_memory` (ONNX Runtime's peak memory with ILCM's query blocks).
 """
 
 from __future__ import annotations

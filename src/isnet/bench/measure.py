@@ -55,7 +55,8 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def _cpu_flash_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+def _cpu_flash_attention_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
+    # FlopCounterMode knows the CUDA attention kernels but not the CPU one.
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 

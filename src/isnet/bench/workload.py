@@ -9,11 +9,11 @@ and make argmax comparisons meaningless. :func:`benchmark_model` therefore
    benchmark image (one training-mode forward with momentum 1), so activations keep a
    sane scale through the 50 layers and round-off is not amplified from layer to layer,
    as in a trained network;
-2. sets the stage-1 classifier ``D`` to a prototype classifier: the weight of class k is
-   the (centred, normalised) feature of a random pixel, so every class wins at least its
-   own pixel and the argmax spans many classes (as the reference fixtures did);
-3. sets the stage-2 classifier ``O`` to a nearest-centroid classifier over a dozen k-means
-   clusters of the features it classifies: a scene of a few classes, like a trained model's.
+2. sets the stage-1 classifier ``D`` to a nearest-centroid classifier over
+   :data:`STAGE1_CLASSES` k-means clusters of the features it classifies, so its argmax
+   spans many classes (as in the reference fixtures);
+3. sets the stage-2 classifier ``O`` to a nearest-centroid classifier over
+   :data:`STAGE2_CLASSES` clusters: a scene of a few classes, like a trained model's.
 
 The computation is untouched: only parameter and buffer values are chosen.
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from importlib import resources
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -89,33 +88,16 @@ def benchmark_model(num_classes: int, *, seed: int = 0, calibration_size: tuple[
     ]
     try:
         with torch.no_grad():
-            # 2. Stage-1 prototypes (this changes SLCM's regions, hence the stage-2 features).
+            # 2. Stage-1 centroids (this changes SLCM's regions, hence the stage-2 features).
             model(image)
             _set_nearest_centroid(stage1_classifier, captured["stage1"], generator, scale=8.0, clusters=STAGE1_CLASSES)
-            # 3. Stage-2 prototypes.
+            # 3. Stage-2 centroids.
             model(image)
             _set_nearest_centroid(stage2_classifier, captured["stage2"], generator, scale=8.0, clusters=STAGE2_CLASSES)
     finally:
         for hook in hooks:
             hook.remove()
     return model
-
-
-def _set_prototypes(classifier: nn.Conv2d, features: Tensor, generator: torch.Generator, scale: float) -> None:
-    """Class k scores ``scale · <u_k, z − mean>``, ``u_k`` the normalised centred feature of a random pixel.
-
-    Every class wins at least its own pixel, so the argmax spans (nearly) all classes.
-    """
-    pixels = features[0].flatten(1).T.float()  # (hw, C)
-    mean = pixels.mean(dim=0)
-    centred = pixels - mean
-    num_classes = classifier.out_channels
-    index = torch.randperm(len(pixels), generator=generator)[torch.arange(num_classes) % len(pixels)]
-    directions = centred[index] + 1e-3 * torch.randn(num_classes, pixels.shape[1], generator=generator)
-    directions = directions / directions.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    weight = directions * (scale / (centred @ directions.T).std().clamp_min(1e-12))
-    classifier.weight.copy_(weight.view_as(classifier.weight))
-    classifier.bias.copy_(-(weight @ mean))
 
 
 def _set_nearest_centroid(
@@ -165,7 +147,3 @@ def region_inputs(
     blobs = F.interpolate(coarse.float(), size=size, mode="nearest").long()[:, 0]  # (1, h, w)
     logits.scatter_add_(1, blobs.unsqueeze(1), torch.full((1, 1, height, width), 6.0))
     return feats, logits
-
-
-def as_numpy(tensor: Tensor) -> np.ndarray:
-    return tensor.detach().float().cpu().numpy()

@@ -24,48 +24,33 @@ and ANN, whose pooling is a function here, not a layer). Those element-wise term
 multiply-adds of a product and are left out.
 
 Counts are shape arithmetic, so they run on the ``meta`` device: instant at any size. Only
-the latency executes the network.
+the latency executes the network. :mod:`isnet.bench.complexity_report` prints and plots the
+rows beside the paper's. ``isnet complexity`` or ``python -m isnet.bench.complexity``.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import statistics
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+from torch.utils.flop_counter import FlopCounterMode
 
-from .context.ilcm import ImageLevelContext
-from .context.slcm import SemanticLevelContext
-from .heads.isnet_head import ISNetHead, PlainDecoder
-from .heads.peers import PEER_HEADS
+from ..context.ilcm import ImageLevelContext
+from ..context.slcm import SemanticLevelContext
+from ..heads.isnet_head import ISNetHead, PlainDecoder
+from ..heads.peers import PEER_HEADS
+from .complexity_report import ComplexityRow, format_csv, format_table, plot_rows
+from .measure import FLOP_FORMULAS
 
 ISNET_MODULES = ("ilcm", "slcm", "ilcm+slcm")
 PEER_ORDER = ("aspp", "ppm", "ccnet", "ocr", "danet", "ann", "dnl", "apcnet", "nonlocal")
 TABLE2_MODULES = ISNET_MODULES + PEER_ORDER
-
-# Paper Table 2: (parameters in M, multiply-adds in G) on a 1×2048×128×128 feature.
-PAPER_TABLE2: dict[str, tuple[float, float]] = {
-    "ilcm": (10.36, 169.77),
-    "slcm": (10.10, 165.47),
-    "ilcm+slcm": (11.02, 180.60),
-    "aspp": (42.21, 674.47),
-    "ppm": (23.07, 309.45),
-    "ccnet": (23.92, 397.38),
-    "ocr": (14.82, 237.45),
-    "danet": (23.92, 392.02),
-    "ann": (20.32, 335.24),
-    "dnl": (24.12, 395.25),
-    "apcnet": (30.46, 413.12),
-}
 
 # The sub-modules of each row's network that the paper counted, as its numbers show:
 # - ISNet rows: the 2048→512 bottleneck and the attention blocks with their projections;
@@ -93,16 +78,6 @@ PAPER_COUNTED_PARTS: dict[str, tuple[str, ...]] = {
     "apcnet": ("context",),
 }
 
-
-@dataclass(frozen=True)
-class ComplexityRow:
-    """One row of Table 2 as measured here."""
-
-    module: str
-    params_m: float
-    macs_paper_g: float
-    macs_full_g: float
-    latency_ms: float | None
 
 
 def build_table2_model(name: str, num_classes: int = 150) -> nn.Module:
@@ -165,18 +140,6 @@ def _conv_macs(module: nn.Module, output: Tensor) -> int:
     return output.numel() * module.in_features  # nn.Linear
 
 
-def _cpu_flash_attention_flops(
-    query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs
-) -> int:
-    # FlopCounterMode knows the CUDA attention kernels but not the CPU one.
-    return sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
-_EXTRA_FLOP_FORMULAS = {
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flops
-}
-
-
 def count_macs(model: nn.Module, inputs: object, parts: Sequence[nn.Module]) -> tuple[int, int]:
     """(paper-convention MACs, full MACs) of ``parts`` during one ``model(inputs)``.
 
@@ -187,7 +150,7 @@ def count_macs(model: nn.Module, inputs: object, parts: Sequence[nn.Module]) -> 
     """
     conv_macs = 0
     full_flops = 0
-    counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOP_FORMULAS)
+    counter = FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS)
     flops_at_entry: list[int] = []
 
     def on_conv(module: nn.Module, args: tuple, output: Tensor) -> None:
@@ -279,93 +242,6 @@ def table2_rows(
             ComplexityRow(name, params / 1e6, macs_paper / 1e9, macs_full / 1e9, latency_ms)
         )
     return rows
-
-
-def format_csv(rows: Sequence[ComplexityRow]) -> str:
-    """CSV with the header ``module,params_m,macs_paper_g,macs_full_g,latency_ms``."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([field.name for field in fields(ComplexityRow)])
-    for row in rows:
-        writer.writerow(
-            [
-                row.module,
-                f"{row.params_m:.4f}",
-                f"{row.macs_paper_g:.2f}",
-                f"{row.macs_full_g:.2f}",
-                "" if row.latency_ms is None else f"{row.latency_ms:.1f}",
-            ]
-        )
-    return buffer.getvalue()
-
-
-def format_table(rows: Sequence[ComplexityRow]) -> str:
-    """A fixed-width table of ``rows`` beside the paper's Table 2 values."""
-    header = ("module", "params M", "paper M", "MACs G", "paper G", "full MACs G", "latency ms")
-    lines = []
-    for row in rows:
-        paper_params, paper_macs = PAPER_TABLE2.get(row.module, (None, None))
-        lines.append(
-            (
-                row.module,
-                f"{row.params_m:.2f}",
-                "-" if paper_params is None else f"{paper_params:.2f}",
-                f"{row.macs_paper_g:.2f}",
-                "-" if paper_macs is None else f"{paper_macs:.2f}",
-                f"{row.macs_full_g:.2f}",
-                "-" if row.latency_ms is None else f"{row.latency_ms:.1f}",
-            )
-        )
-    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
-
-    def render(cells: Sequence[str]) -> str:
-        padded = [cell.rjust(w) for cell, w in zip(cells, widths)]
-        padded[0] = cells[0].ljust(widths[0])
-        return "  ".join(padded)
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([render(header), rule, *(render(line) for line in lines)]) + "\n"
-
-
-def plot_rows(rows: Sequence[ComplexityRow], path: str | Path) -> None:
-    """Bar charts of parameters, multiply-adds and latency, the paper's values as markers."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    names = [row.module for row in rows]
-    positions = range(len(rows))
-    paper = [PAPER_TABLE2.get(name, (float("nan"), float("nan"))) for name in names]
-    with_latency = all(row.latency_ms is not None for row in rows)
-    figure = Figure(figsize=(5 * (3 if with_latency else 2), 4.5), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(1, 3 if with_latency else 2)
-
-    axes[0].bar(positions, [row.params_m for row in rows], color="tab:blue", label="measured")
-    axes[0].scatter(
-        positions, [p for p, _ in paper], color="black", marker="_", s=300, label="paper", zorder=3
-    )
-    axes[0].set_ylabel("parameters (M)")
-
-    width = 0.4
-    left = [i - width / 2 for i in positions]
-    right = [i + width / 2 for i in positions]
-    axes[1].bar(left, [r.macs_paper_g for r in rows], width, label="convolutions (paper's rule)")
-    axes[1].bar(right, [r.macs_full_g for r in rows], width, label="all products (incl. attention)")
-    axes[1].scatter(
-        left, [m for _, m in paper], color="black", marker="_", s=150, label="paper", zorder=3
-    )
-    axes[1].set_ylabel("multiply-adds (G)")
-
-    if with_latency:
-        axes[2].bar(positions, [row.latency_ms for row in rows], color="tab:green")
-        axes[2].set_ylabel("latency (ms)")
-    for ax in axes:
-        ax.set_xticks(list(positions), names, rotation=45, ha="right")
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].legend()
-    axes[1].legend(fontsize="small")
-    figure.suptitle("Context modules on a 1×2048×H×W feature (paper Table 2)")
-    figure.savefig(path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,13 +7,13 @@ Prints, per variant, the share of the FLOPs it adds in float32, the fraction of 
 logits' stride-8 size and resized to the image) and the largest logit error relative to
 the largest float32 logit:
 
-    python benchmarks/bf16_agreement.py            # ~1 min on one core
-    python benchmarks/bf16_agreement.py --size 1024 2048 --classes 19
+    python -m isnet.bench.bf16_agreement            # ~1 min on one core
+    python -m isnet.bench.bf16_agreement --size 1024 2048 --classes 19
 
 With ``--checkpoint`` (one of our safetensors files) and ``--images`` (a folder), the same
 for a trained model on real images, every pixel of every image counted:
 
-    python benchmarks/bf16_agreement.py --checkpoint runs/camvid/model.safetensors \
+    python -m isnet.bench.bf16_agreement --checkpoint runs/camvid/model.safetensors \
         --images ../shared/data/camvid/images/val
 """
 
@@ -28,12 +28,12 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from isnet.bench.measure import FLOP_FORMULAS
-from isnet.bench.suite import agreement, relative_error
-from isnet.bench.workload import benchmark_image, benchmark_model
-from isnet.checkpoint import load_model
-from isnet.data.image import IMAGE_SUFFIXES, read_image, to_tensor
-from isnet.runtime import FastSegmentor, Float32
+from ..checkpoint import load_model
+from ..data.image import IMAGE_SUFFIXES, read_image, to_tensor
+from ..numerics import agreement, relative_error
+from ..runtime import FastSegmentor, Float32
+from .measure import FLOP_FORMULAS
+from .workload import benchmark_image, benchmark_model
 
 # Variant name → the dotted paths (inside the segmentor) computed in float32 on top of ours.
 PARTS = {
@@ -90,7 +90,7 @@ def classifiers_in_bf16(model: nn.Module) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m isnet.bench.bf16_agreement", description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, nargs=2, default=(512, 512), help="the benchmark image's size")
     parser.add_argument("--classes", type=int, default=150, help="the benchmark model's classes")
     parser.add_argument("--checkpoint", type=Path, help="a trained model (our safetensors) instead of the benchmark's")

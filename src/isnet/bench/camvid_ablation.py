@@ -7,9 +7,9 @@ can share the output folder. Writes ``table.md`` and ``table.png``. The tables i
 docs/benchmarks.md use ``--iters 800`` (half the recipe's budget).
 
     # Table 1: baseline, ILCM only, SLCM only, ISNet
-    python benchmarks/camvid_ablation.py --data-root ../shared/data/camvid --output runs/camvid_ablation --iters 800
+    python -m isnet.bench.camvid_ablation --data-root ../shared/data/camvid --output runs/camvid_ablation --iters 800
     # Table 3: the peer context modules beside ISNet, same budget (the ISNet runs are shared)
-    python benchmarks/camvid_ablation.py --data-root ../shared/data/camvid --output runs/camvid_ablation \
+    python -m isnet.bench.camvid_ablation --data-root ../shared/data/camvid --output runs/camvid_ablation \
         --variants ppm aspp ocr ccnet danet ann nonlocal dnl apcnet isnet --iters 800
 """
 
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
-from isnet.presets import PEERS
-from isnet.recipes import camvid_recipe
-from isnet.train import train, with_overrides
+from ..presets import PEERS
+from ..recipes import camvid_recipe
+from ..train import train, with_overrides
 
 VARIANTS = ("baseline", "ilcm", "slcm", "isnet")
 
@@ -44,7 +44,7 @@ def record_result(results_path: Path, key: str, record: dict) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m isnet.bench.camvid_ablation", description=__doc__.split("\n")[0])
     parser.add_argument("--data-root", default="../shared/data/camvid")
     parser.add_argument("--output", default="runs/camvid_ablation")
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=(*VARIANTS, *PEERS))

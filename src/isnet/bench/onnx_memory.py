@@ -6,8 +6,8 @@ explicitly. ``isnet export`` splits the queries into
 model a second time with one block (the whole HW×HW matrix) and runs both graphs, each in
 a fresh process that reports its resident peak, on one image:
 
-    python benchmarks/onnx_memory.py                                  # tiny ISNet, 1024×2048, ~1 min
-    python benchmarks/onnx_memory.py --preset isnet_resnet50os8_cityscapes --size 1024 2048
+    python -m isnet.bench.onnx_memory                                  # tiny ISNet, 1024×2048, ~1 min
+    python -m isnet.bench.onnx_memory --preset isnet_resnet50os8_cityscapes --size 1024 2048
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from unittest import mock
 
 import torch
 
-from isnet.config import BackboneConfig, HeadConfig, ModelConfig
-from isnet.context import attention
-from isnet.export import export_onnx
-from isnet.presets import create_model
-from isnet.segmentor import build_model
+from ..config import BackboneConfig, HeadConfig, ModelConfig
+from ..context import attention
+from ..export import export_onnx
+from ..presets import create_model
+from ..segmentor import build_model
 
 TINY = ModelConfig(
     num_classes=19,
@@ -56,7 +56,7 @@ def run_graph(path: Path, size: tuple[int, int], threads: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m isnet.bench.onnx_memory", description=__doc__.split("\n")[0])
     parser.add_argument("--preset", help="a preset name (random weights); default: a tiny ResNet-18 ISNet")
     parser.add_argument("--size", type=int, nargs=2, default=(1024, 2048), metavar=("HEIGHT", "WIDTH"))
     parser.add_argument("--threads", type=int, default=1)
