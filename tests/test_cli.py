@@ -54,7 +54,7 @@ def test_presets_command_shows_dataset_records_and_released_scores():
     result = subprocess.run([sys.executable, "-m", "isnet.cli", "presets"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     lines = {line.split()[0]: line for line in result.stdout.splitlines()}
-    assert len(lines) == 44
+    assert len(lines) == 12 + 6 + 4 + 9  # released, ISNet‡, Table 1 ablations, Table 3 peers
     released = lines["isnet_resnet50os8_ade20k"]
     assert "ade20k (150 classes)" in released and "44.22 single-scale / 45.03 ms+flip" in released
     assert "44.09 in the paper" in released

@@ -27,7 +27,8 @@ import torch
 
 from ..presets import PEERS
 from ..recipes import camvid_recipe
-from ..train import train, with_overrides
+from ..train import train
+from ..training.overrides import with_overrides
 
 VARIANTS = ("baseline", "ilcm", "slcm", "isnet")
 

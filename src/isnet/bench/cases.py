@@ -235,7 +235,7 @@ def case_train(quick: bool, device: str, peak: dict, model: torch.nn.Module) -> 
 
 def case_onnx(quick: bool, device: str, workdir: Path, infer512: dict | None, model: torch.nn.Module) -> dict:
     from ..checkpoint import load_released_checkpoint
-    from ..config import from_released_config
+    from ..released import from_released_config
     from ..export import export_onnx
     from ..onnx_runtime import OnnxSegmentor
 

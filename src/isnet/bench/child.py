@@ -2,7 +2,7 @@
 
 ``SPEC`` is JSON: ``contender`` (published, ours), ``precision`` (fp32, bf16, fp16),
 ``num_classes``, ``size`` [H, W], ``batch``, ``weights`` (a state-dict file), ``runs``,
-``mode`` (infer, train), ``checkpoint_activations``, ``device``, ``threads`` and optionally ``logits``
+``mode`` (infer, train), ``grad_checkpointing``, ``device``, ``threads`` and optionally ``logits``
 (a ``.npy`` path for the last output). Prints one JSON line: the seconds of each run, the
 peak resident memory of the runs (MiB, weights included) and the resident memory before them.
 """
@@ -18,8 +18,6 @@ import torch
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dataclasses import replace
-
     from ..losses import segmentation_loss
     from ..presets import get_config
     from ..segmentor import build_model
@@ -32,9 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     config = get_config(PRESET_FOR_CLASSES[spec["num_classes"]], num_classes=spec["num_classes"])
-    if spec.get("checkpoint_activations"):
-        config = config.replace(backbone=replace(config.backbone, checkpoint_activations=True))
-    model = build_model(config)
+    model = build_model(config).set_grad_checkpointing(bool(spec.get("grad_checkpointing")))
     model.load_state_dict(torch.load(spec["weights"], map_location="cpu", weights_only=True))
     model = model.to(device).eval()
     images = benchmark_image(*spec["size"], batch=spec.get("batch", 1)).to(device)

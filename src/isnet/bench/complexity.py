@@ -44,7 +44,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..context.ilcm import ImageLevelContext
 from ..context.slcm import SemanticLevelContext
 from ..heads.isnet_head import ISNetHead, PlainDecoder
-from ..heads.peers import PEER_HEADS
+from ..config import PEER_HEAD_CONFIGS
+from ..heads.peers import build_peer_head
 from .complexity_report import ComplexityRow, format_csv, format_table, plot_rows
 from .measure import FLOP_FORMULAS
 
@@ -84,10 +85,10 @@ def build_table2_model(name: str, num_classes: int = 150) -> nn.Module:
     """The head in which the Table 2 row ``name`` is counted (standard 2048 → 512 widths).
 
     ISNet rows are the ISNet head configured as the paper's ablations: ILCM alone, SLCM
-    alone (``R_il = R``) or both; the peers are :data:`~isnet.heads.peers.PEER_HEADS`.
+    alone (``R_il = R``) or both; the peers are built from their configs (:data:`~isnet.config.PEER_HEAD_CONFIGS`).
     """
-    if name in PEER_HEADS:
-        return PEER_HEADS[name](num_classes=num_classes)
+    if name in PEER_HEAD_CONFIGS:
+        return build_peer_head(PEER_HEAD_CONFIGS[name](), (256, 512, 1024, 2048), num_classes)
     if name not in ISNET_MODULES:
         raise KeyError(f"unknown Table 2 module {name!r}; choose from {', '.join(TABLE2_MODULES)}")
     channels, transform_channels = 512, 256

@@ -22,7 +22,7 @@ from unittest import mock
 
 import torch
 
-from ..config import BackboneConfig, HeadConfig, ModelConfig
+from ..config import BackboneConfig, ISNetHeadConfig, ModelConfig
 from ..context import attention
 from ..export import export_onnx
 from ..presets import create_model
@@ -31,7 +31,7 @@ from ..segmentor import build_model
 TINY = ModelConfig(
     num_classes=19,
     backbone=BackboneConfig("resnet", 18, base_channels=8, stem_channels=8),
-    head=HeadConfig(channels=16, transform_channels=8),
+    head=ISNetHeadConfig(channels=16, transform_channels=8),
 )
 
 RUN_ONE = """
