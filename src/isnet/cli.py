@@ -31,19 +31,15 @@ def _load_model(args: argparse.Namespace) -> torch.nn.Module:
 def _class_names(model: torch.nn.Module, args: argparse.Namespace) -> tuple[list[str], list[tuple[int, int, int]]]:
     """Class names and colours: the model's dataset record, else the checkpoint's names, else generic."""
     from .checkpoint import read_safetensors
-    from .data.info import make_palette
+    from .predict_files import model_classes
 
-    dataset = getattr(model, "dataset", None)
-    if dataset is not None:
-        return list(dataset.classes), list(dataset.palette)
-    num_classes = model.config.num_classes
-    if getattr(args, "checkpoint", None):
+    classes, palette = model_classes(model)
+    if getattr(model, "dataset", None) is None and getattr(args, "checkpoint", None):
         _, metadata = read_safetensors(args.checkpoint)
-        if "classes" in metadata:
-            names = json.loads(metadata["classes"])
-            if len(names) == num_classes:
-                return names, list(make_palette(num_classes))
-    return [f"class {k}" for k in range(num_classes)], list(make_palette(num_classes))
+        names = json.loads(metadata.get("classes", "[]"))
+        if len(names) == len(classes):
+            classes = names
+    return classes, palette
 
 
 def _add_inference_arguments(parser: argparse.ArgumentParser) -> None:

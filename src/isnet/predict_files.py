@@ -12,8 +12,26 @@ from PIL import Image
 from torch import nn
 
 from .data.image import MAX_IMAGE_PIXELS, DataFileError, read_image, to_tensor
+from .data.info import make_palette
 from .inference import InferenceConfig, predict_labels
 from .visualize import save_overlay_with_legend
+
+
+def model_classes(model: nn.Module) -> tuple[list[str], list[tuple[int, int, int]]]:
+    """Class names and colours of a model: its dataset record, else generic names and colours."""
+    dataset = getattr(model, "dataset", None)
+    if dataset is not None:
+        return list(dataset.classes), [tuple(colour) for colour in dataset.palette]
+    num_classes = model.config.num_classes
+    return [f"class {k}" for k in range(num_classes)], list(make_palette(num_classes))
+
+
+def label_image(labels: np.ndarray, palette: Sequence[tuple[int, int, int]]) -> Image.Image:
+    """A label map as a palette-mode PNG image: pixel values are class indices, shown in ``palette``."""
+    image = Image.fromarray(labels.astype(np.uint8), mode="P")
+    flat = [channel for colour in palette for channel in colour]
+    image.putpalette(flat + [0] * (768 - len(flat)))
+    return image
 
 
 def segment_files(
@@ -51,7 +69,7 @@ def segment_files(
         try:
             image = read_image(path, max_pixels or MAX_IMAGE_PIXELS)
             labels = predict_labels(model, to_tensor(image).unsqueeze(0), config)[0].numpy().astype(np.uint8)
-            Image.fromarray(labels).save(partials[0], format="PNG")
+            label_image(labels, palette).save(partials[0], format="PNG")
             save_overlay_with_legend(partials[1], image, labels, classes, palette, title=path.name)
             for partial, final in zip(partials, finals):
                 os.replace(partial, final)

@@ -18,7 +18,6 @@ killed write left behind is deleted. docs/reliability.md lists every guarantee a
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -62,8 +61,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     # Data: every file checked before the first step, so that a bad one cannot stop the run midway.
     bad_samples = BadSampleLog(output_dir / "bad_samples.txt")
-    train_set, val_set = (checked_dataset(config, split, train, context, bad_samples)
-                          for split, train in ((config.data.train_split, True), (config.data.val_split, False)))
+    train_set = checked_dataset(config, config.data.train_split, True, context, bad_samples)
+    val_set = checked_dataset(config, config.data.val_split, False, context, bad_samples)
 
     # Model and optimizer.
     model = build_model(config.model).to(device).set_grad_checkpointing(config.grad_checkpointing)
@@ -84,9 +83,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     trained = DistributedDataParallel(model) if context.enabled else model
     batches = training_batches(train_set, config, context, micro_batch, start_iteration,
                                bad_samples if config.skip_bad_samples else None)
-    progress = None
-    if context.is_main and config.progress:
-        progress = progress_bar(total=config.max_iters, initial=start_iteration, desc="train")
+    show_progress = context.is_main and config.progress
+    progress = progress_bar(total=config.max_iters, initial=start_iteration, desc="train") if show_progress else None
 
     started = time.perf_counter()
     skipped_in_a_row = 0
@@ -99,21 +97,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         if config.nonfinite == "skip":  # a skipped step must not leave NaN in the BatchNorm statistics
             buffers = [buffer.detach().clone() for buffer in model.buffers()]
 
-        # Forward and backward over the accumulation steps; DDP syncs gradients on the last one.
-        totals: dict[str, torch.Tensor] = {}
-        for micro_step in range(config.grad_accum_steps):
-            sample = next(batches)
-            images = sample["image"].to(device, torch.get_default_dtype(), non_blocking=True,
-                                        memory_format=memory_format)
-            labels = sample["label"].to(device, non_blocking=True)
-            last_micro_step = micro_step == config.grad_accum_steps - 1
-            with nullcontext() if last_micro_step or not context.enabled else trained.no_sync():
-                with autocast(config, device):
-                    outputs = trained(images)
-                losses = segmentation_loss(outputs, labels, weights=config.loss_weights)
-                (losses["total"] / config.grad_accum_steps).backward()
-            for name, value in losses.items():
-                totals[name] = totals.get(name, 0) + value.detach() / config.grad_accum_steps
+        totals = accumulate_gradients(trained, batches, config, context, memory_format)
 
         # Step, unless the loss is not finite (every process takes the same decision).
         loss = all_reduce_mean(totals["total"])
@@ -138,9 +122,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         # Log, checkpoint, evaluate.
         if done % config.log_interval == 0 or done == config.max_iters:
             values = {name: all_reduce_mean(value).item() for name, value in totals.items()}
-            log.write(done, lr=lr, loss=values["total"], loss_out=values.get("out", math.nan),
-                      loss_stage1=values.get("stage1", math.nan), loss_aux=values.get("aux", math.nan),
-                      seconds=time.perf_counter() - started)
+            log.write_losses(done, lr, values, seconds=time.perf_counter() - started)
             if progress is not None:
                 progress.set_postfix(loss=f"{values['total']:.3f}", lr=f"{lr:.2e}")
         if progress is not None:
@@ -159,10 +141,37 @@ def train(config: TrainConfig) -> dict[str, Any]:
     log.write(config.max_iters, mIoU=summary["mIoU"], seconds=time.perf_counter() - started)
     log.plot()
     if context.is_main:
-        classes = list(val_set.info.classes)
-        save_model(model, output_dir / "model.safetensors", extra_metadata={"classes": json.dumps(classes)})
+        save_model(model, output_dir / "model.safetensors", extra_metadata={"classes": json.dumps(val_set.info.classes)})
     barrier()
     return summary
+
+
+def accumulate_gradients(
+    model: nn.Module,
+    batches: Iterator[dict[str, Any]],
+    config: TrainConfig,
+    context: DistributedContext,
+    memory_format: torch.memory_format,
+) -> dict[str, torch.Tensor]:
+    """Forward and backward over ``grad_accum_steps`` micro-batches; the losses, averaged over them.
+
+    Under DDP the gradients are synchronised on the last micro-batch only.
+    """
+    totals: dict[str, torch.Tensor] = {}
+    for micro_step in range(config.grad_accum_steps):
+        sample = next(batches)
+        images = sample["image"].to(context.device, torch.get_default_dtype(), non_blocking=True,
+                                    memory_format=memory_format)
+        labels = sample["label"].to(context.device, non_blocking=True)
+        last_micro_step = micro_step == config.grad_accum_steps - 1
+        with nullcontext() if last_micro_step or not context.enabled else model.no_sync():
+            with autocast(config, context.device):
+                outputs = model(images)
+            losses = segmentation_loss(outputs, labels, weights=config.loss_weights)
+            (losses["total"] / config.grad_accum_steps).backward()
+        for name, value in losses.items():
+            totals[name] = totals.get(name, 0) + value.detach() / config.grad_accum_steps
+    return totals
 
 
 def micro_batch_size(config: TrainConfig, world_size: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 from ..checkpoint import write_atomically
@@ -55,6 +56,11 @@ class MetricsLog:
             for name, value in values.items():
                 self.writer.add_scalar(name, value, iteration)
             self.writer.flush()
+
+    def write_losses(self, iteration: int, lr: float, losses: dict[str, float], seconds: float) -> None:
+        """A row of training losses (``total``, and ``out``, ``stage1``, ``aux`` where the model has them)."""
+        self.write(iteration, lr=lr, loss=losses["total"], loss_out=losses.get("out", math.nan),
+                   loss_stage1=losses.get("stage1", math.nan), loss_aux=losses.get("aux", math.nan), seconds=seconds)
 
     def plot(self) -> None:
         if self.enabled:
