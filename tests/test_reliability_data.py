@@ -136,7 +136,7 @@ def label_value_outside_the_classes(root: Path) -> tuple[Path, str]:
     label = np.asarray(Image.open(label_of(root))).copy()
     label[5, 7] = NUM_CLASSES + 3
     write_png(label_of(root), label)
-    problem = f"label values [{NUM_CLASSES + 3}] are not defined by folder (valid stored values: 0..5, 255)"
+    problem = f"label values [{NUM_CLASSES + 3}] are not defined by synthetic_streets (valid stored values: 0..5, 255)"
     return label_of(root), problem
 
 

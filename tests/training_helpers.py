@@ -49,12 +49,12 @@ def tiny_config(data_root: Path, output_dir: Path, **overrides) -> TrainConfig:
     return replace(config, **overrides)
 
 
-if __name__ == "__main__":  # python training_helpers.py DATA OUTPUT MAX_ITERS CHECKPOINT_INTERVAL DROPOUT [DTYPE [LAYOUT]]
+if __name__ == "__main__":  # python training_helpers.py DATA OUTPUT MAX_ITERS CHECKPOINT_INTERVAL DROPOUT [DTYPE [LAYOUT [PRECISION]]]
     data, output, iters, interval, dropout = sys.argv[1:6]
-    dtype, layout = (sys.argv[6:] + ["float32", "channels_last"][len(sys.argv[6:]):])[:2]
+    dtype, layout, precision = (sys.argv[6:] + ["float32", "channels_last", "fp32"][len(sys.argv[6:]):])[:3]
     if dtype == "float64":
         import torch
 
         torch.set_default_dtype(torch.float64)
     train(tiny_config(Path(data), Path(output), max_iters=int(iters), checkpoint_interval=int(interval),
-                      dropout=float(dropout), channels_last=layout == "channels_last"))
+                      dropout=float(dropout), channels_last=layout == "channels_last", precision=precision))

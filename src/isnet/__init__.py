@@ -1,5 +1,8 @@
 """ISNet: image-level and semantic-level context for semantic segmentation."""
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
 from .checkpoint import load_model, save_model
 from .config import AuxConfig, BackboneConfig, ISNetHeadConfig, ModelConfig
 from .data.info import DATASETS, DatasetInfo
@@ -8,7 +11,13 @@ from .presets import PRESETS, create_model, get_config
 from .released import WEIGHTS, from_released_config, load_released_checkpoint
 from .segmentor import Segmentor, build_model
 
+try:
+    __version__ = _version("isnet")
+except PackageNotFoundError:  # imported from a source tree that was not installed
+    __version__ = "0+unknown"
+
 __all__ = [
+    "__version__",
     "AuxConfig",
     "BackboneConfig",
     "DATASETS",

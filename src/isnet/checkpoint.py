@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import ModelConfig
+from .data.info import DatasetInfo
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used: unreadable, unsafe, or not matching the model."""
@@ -85,14 +86,39 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Tensor], *
 
 
 CONFIG_METADATA_KEY = "isnet_config"
+DATASET_METADATA_KEY = "isnet_dataset"
+
+
+def model_metadata(model: nn.Module) -> dict[str, str]:
+    """What every file we write carries about a model: its configuration and, when known, its
+    dataset record (classes, palette, ignore index, normalisation, test protocol)."""
+    metadata = {CONFIG_METADATA_KEY: model.config.to_json()}
+    if getattr(model, "dataset", None) is not None:
+        metadata[DATASET_METADATA_KEY] = model.dataset.to_json()
+    return metadata
+
+
+def dataset_from_metadata(metadata: Mapping[str, str], num_classes: int, *, source: str | Path) -> DatasetInfo | None:
+    """The dataset record a file carries (None if it has none); refused if it does not fit the model."""
+    if DATASET_METADATA_KEY not in metadata:
+        return None
+    try:
+        dataset = DatasetInfo.from_json(metadata[DATASET_METADATA_KEY])
+    except (ValueError, TypeError, KeyError) as error:
+        raise CheckpointError(f"{source}: unreadable dataset record in the metadata: {error}") from None
+    if dataset.num_classes != num_classes:
+        raise CheckpointError(
+            f"{source}: its dataset record names {dataset.num_classes} classes but the model has {num_classes}"
+        )
+    return dataset
 
 
 def save_model(model: nn.Module, path: str | Path, *, extra_metadata: Mapping[str, str] | None = None) -> Path:
-    """Save weights as safetensors, carrying the model's configuration in the header."""
+    """Save weights as safetensors, carrying the model's configuration and dataset record in the header."""
     from safetensors.torch import save_file
 
     path = Path(path)
-    metadata = {CONFIG_METADATA_KEY: model.config.to_json(), **(extra_metadata or {})}
+    metadata = {**model_metadata(model), **(extra_metadata or {})}
     tensors, storages = {}, set()
     for key, value in model.state_dict().items():
         value = value.detach().contiguous()
@@ -137,6 +163,7 @@ def load_model(path: str | Path) -> nn.Module:
         raise CheckpointError(f"{path}: unreadable model configuration in the metadata: {error}") from None
     model = build_model(config)
     load_state_dict_strict(model, tensors, source=path)
+    model.dataset = dataset_from_metadata(metadata, config.num_classes, source=path)
     return model
 
 

@@ -6,11 +6,33 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
 
+def _usage_error(message: str) -> NoReturn:
+    """A mistake in the command line: said in one line, exit code 2 (as argparse does)."""
+    print(f"isnet: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _device(args: argparse.Namespace) -> torch.device:
+    """``--device``, default a GPU when there is one; fp16 only on a GPU."""
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        _usage_error(f"--device {args.device}: no CUDA device is available here")
+    if getattr(args, "precision", "fp32") == "fp16" and device.type != "cuda":
+        _usage_error("--precision fp16 needs a GPU (--device cuda); on a CPU use bf16 or fp32")
+    return device
+
+
 def _load_model(args: argparse.Namespace) -> torch.nn.Module:
+    """The model a command runs: ``--checkpoint``, or ``--model`` with ``--weights``.
+
+    A model without weights is refused unless ``--allow-random``: predictions of random
+    weights look like predictions.
+    """
     from .checkpoint import load_model
     from .presets import create_model
 
@@ -18,9 +40,19 @@ def _load_model(args: argparse.Namespace) -> torch.nn.Module:
         from .onnx_runtime import OnnxSegmentor
 
         if args.checkpoint or not args.weights or not str(args.weights).endswith(".onnx"):
-            raise SystemExit("--runtime onnx reads the model from --weights MODEL.onnx (written by `isnet export`)")
+            _usage_error("--runtime onnx reads the model from --weights MODEL.onnx (written by `isnet export`)")
         return OnnxSegmentor(args.weights)
-    model = load_model(args.checkpoint) if args.checkpoint else create_model(args.model, weights=args.weights)
+    if args.checkpoint:
+        model = load_model(args.checkpoint)
+    elif not args.model:
+        _usage_error("which model? give --checkpoint FILE.safetensors, or --model NAME with --weights")
+    elif args.weights or args.allow_random:
+        model = create_model(args.model, weights=args.weights)
+    else:
+        _usage_error(
+            f"--model {args.model} has no weights: give --weights (a file, or the name of released weights: "
+            "see `isnet presets`), or --allow-random to run randomly initialised weights on purpose"
+        )
     if getattr(args, "precision", "fp32") != "fp32" or getattr(args, "compile", False):
         from .runtime import FastSegmentor
 
@@ -68,7 +100,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .data.image import find_images
     from .predict_files import segment_files
 
+    device = _device(args)
     model = _load_model(args)
+    if isinstance(model, torch.nn.Module):
+        model = model.to(device)
     classes, palette = _class_names(model, args)
     paths = find_images(args.inputs)
     if not paths:
@@ -99,16 +134,41 @@ def _train_config(args: argparse.Namespace):
     from .training.overrides import parse_overrides, with_overrides
 
     config = recipe(args.recipe)
+    if args.dataset is not None:
+        config = _on_dataset(config, args.dataset, args.data_root)
     try:
         overrides = parse_overrides(args.set or [])
     except ValueError as error:
         raise SystemExit(str(error)) from None
     for flag, key in (("data_root", "data.root"), ("output", "output_dir"), ("max_iters", "max_iters"),
                       ("batch_size", "batch_size"), ("precision", "precision"), ("weights_backbone", "weights_backbone"),
-                      ("workers", "num_workers"), ("seed", "seed")):
+                      ("workers", "num_workers"), ("seed", "seed"), ("init_from", "init_from")):
         if getattr(args, flag, None) is not None:
             overrides[key] = getattr(args, flag)
     return with_overrides(config, overrides)
+
+
+def _on_dataset(config, dataset: str, root: str | None):
+    """A recipe moved to another dataset: that dataset's data settings and class count (stated)."""
+    from dataclasses import replace
+
+    from .data import DATASETS
+    from .data.folder import folder_record
+    from .training.config import DataConfig
+
+    if dataset == "folder":
+        if root is None:
+            _usage_error("--dataset folder needs --data-root")
+        record = folder_record(root)
+        data = DataConfig.of(record, root=root, crop_size=config.data.crop_size, fit_size=config.data.fit_size,
+                             scale_range=config.data.scale_range)
+    else:
+        record = DATASETS[dataset]
+        data = DataConfig.of(record)
+    if record.num_classes != config.model.num_classes:
+        print(f"--dataset {dataset}: model.num_classes {config.model.num_classes} → {record.num_classes} "
+              f"({record.name}); start from other weights with --init-from")
+    return replace(config, data=data, model=config.model.replace(num_classes=record.num_classes))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -121,24 +181,58 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
+def _eval_data(args: argparse.Namespace, model: torch.nn.Module):
+    """The evaluation data settings and a sentence saying where the test protocol comes from.
+
+    A named dataset is tested by its record's protocol; a folder by its ``dataset.json``, else
+    by the protocol the checkpoint's record carries, else as its images are. ``--fit`` wins.
+    """
     from dataclasses import replace
 
     from .data import DATASETS
-    from .evaluation import evaluate, write_report
+    from .data.folder import FOLDER_RECORD, folder_record
     from .training.config import DataConfig
 
-    model = _load_model(args)
-    record = DATASETS.get(args.dataset)
-    data = DataConfig(dataset="folder", root=args.data_root) if record is None else DataConfig.of(record, root=args.data_root)
+    if args.dataset != "folder":
+        data, source = DataConfig.of(DATASETS[args.dataset], root=args.data_root), f"the {args.dataset} record"
+    elif (Path(args.data_root) / FOLDER_RECORD).is_file():
+        data, source = DataConfig.of(folder_record(args.data_root), root=args.data_root), f"{args.data_root}/{FOLDER_RECORD}"
+    else:
+        data, source = DataConfig(dataset="folder", root=args.data_root), "the folder (no dataset.json): images as they are"
+        checkpoint_record = getattr(model, "dataset", None)
+        if checkpoint_record is not None and checkpoint_record.test.fit_size is not None:
+            data = replace(data, eval_fit_size=checkpoint_record.test.fit_size)
+            source = f"the dataset record of {args.checkpoint or args.weights}"
     if args.fit is not None:
-        data = replace(data, eval_fit_size=tuple(args.fit))
-    dataset = data.build(args.split or data.val_split, train=False)
-    config = dataset.info.test.multi_scale if args.protocol == "released" else None
-    config = config or _inference_config(args, dataset.info.flip_pairs)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    matrix = evaluate(model.to(device), dataset, model.config.num_classes, config, device=device, progress=True)
-    summary = write_report(matrix, dataset.info.classes, args.output, title=f"{data.dataset} {args.split or data.val_split}")
+        data, source = replace(data, eval_fit_size=tuple(args.fit)), "--fit"
+    resize = f"fit {data.eval_fit_size[0]}×{data.eval_fit_size[1]}" if data.eval_fit_size else "no resize"
+    return data, f"test resize: {resize} (from {source})"
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate, write_report
+
+    device = _device(args)
+    model = _load_model(args)
+    data, protocol = _eval_data(args, model)
+    split = args.split or data.val_split
+    dataset = data.build(split, train=False)
+    num_classes = model.config.num_classes
+    if dataset.info.num_classes != num_classes:
+        print(f"isnet eval: {args.checkpoint or args.weights or args.model} predicts {num_classes} classes but "
+              f"{args.data_root} ({args.dataset}) has {dataset.info.num_classes}; nothing was evaluated",
+              file=sys.stderr)
+        return 1
+    if args.protocol == "released":
+        config = dataset.info.test.multi_scale
+        if config is None:
+            _usage_error(f"--protocol released: {args.dataset} has no released multi-scale protocol; "
+                         "give --scales / --flip / --mode instead")
+    else:
+        config = _inference_config(args, dataset.info.flip_pairs)
+    print(protocol)
+    matrix = evaluate(model.to(device), dataset, num_classes, config, device=device, progress=True)
+    summary = write_report(matrix, dataset.info.classes, args.output, title=f"{data.dataset} {split}")
     print((Path(args.output) / "scores.txt").read_text())
     print(f"report: {args.output} (per_class_iou.png, confusion_matrix.png, per_class.csv)")
     return 0 if summary else 1
@@ -210,17 +304,25 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Which model a command runs: ``--checkpoint`` (ours), or ``--model`` with optional ``--weights``."""
+def add_model_arguments(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
+    """Which model a command runs: ``--checkpoint`` (ours), or ``--model`` with ``--weights``."""
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", help="one of our .safetensors checkpoints (carries its configuration)")
-    source.add_argument("--model", default="isnet_resnet50os8_ade20k", help="preset name (see `isnet presets`)")
-    parser.add_argument("--weights", help="weights for --model: a released .pth or a .safetensors")
+    source.add_argument("--checkpoint", help="one of our .safetensors checkpoints (carries its configuration and classes)")
+    source.add_argument("--model", help="preset name (see `isnet presets`); needs --weights or --allow-random")
+    parser.add_argument("--weights", help="weights for --model: a released .pth, a .safetensors, or released weights' "
+                                          "name (fetched once when online)")
+    parser.add_argument("--allow-random", action="store_true",
+                        help="run --model without weights (random predictions), on purpose")
+    if device:
+        parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .data import DATASET_NAMES
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="isnet", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"isnet {__version__} (torch {torch.__version__})")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="train a small ISNet on generated scenes (offline, a few minutes)")
@@ -231,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train (or resume) a recipe; use torchrun for several processes")
     train.add_argument("--recipe", required=True, help="see `isnet recipes`")
     train.add_argument("--data-root")
+    train.add_argument("--dataset", choices=DATASET_NAMES,
+                       help="train the recipe's model on another dataset (its data settings and class count)")
+    train.add_argument("--init-from", metavar="WEIGHTS",
+                       help="start from these weights (a .safetensors, a released .pth or name), re-initialising "
+                            "the tensors whose shape differs (e.g. the classifiers, for other classes)")
     train.add_argument("--output", help="run folder; an existing run there is resumed")
     train.add_argument("--max-iters", type=int)
     train.add_argument("--batch-size", type=int, help="global batch size")
@@ -277,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(run=cmd_predict)
 
     export = commands.add_parser("export", help="export a model to ONNX or torch.export (dynamic batch and size)")
-    add_model_arguments(export)
+    add_model_arguments(export, device=False)
     export.add_argument("--output", required=True, help="MODEL.onnx or PROGRAM.pt2")
     export.add_argument("--format", choices=("onnx", "torch-export"), help="default: from the output's suffix")
     export.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"), help="sample size for tracing")

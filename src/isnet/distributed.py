@@ -48,12 +48,18 @@ def init_distributed(device: str | None = None) -> DistributedContext:
 
 
 class SyncBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm2d whose training statistics are those of the batch across all processes."""
+    """BatchNorm2d whose training statistics are those of the batch across all processes.
+
+    The statistics are computed in at least float32 whatever the input's precision (under
+    bf16 / fp16 autocast, as BatchNorm does), and the output has the input's dtype.
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
         dims = (0, 2, 3)
+        input_dtype = x.dtype
+        x = x.to(torch.promote_types(x.dtype, torch.float32))
         count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
         count = differentiable_all_reduce(count)
         mean = differentiable_all_reduce(x.sum(dims)) / count
@@ -69,7 +75,7 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         out = centred * torch.rsqrt(var + self.eps).view(1, -1, 1, 1)
         if self.affine:
             out = out * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
-        return out
+        return out.to(input_dtype)
 
 
 def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:

@@ -10,8 +10,10 @@ a softmax over a fixed number of query blocks (:func:`isnet.context.attention.sp
 so ONNX Runtime holds 1/16 of its HW×HW scores at a time (268 MB instead of 4.3 GB at
 1024×2048; ``python -m isnet.bench.onnx_memory``).
 
-The ONNX file carries the model's configuration (``isnet_config`` metadata), so
-:class:`isnet.onnx_runtime.OnnxSegmentor` knows the number of classes.
+Both files carry the model's configuration and dataset record (``isnet_config`` and
+``isnet_dataset``: ONNX metadata properties, ``.pt2`` extra files), so
+:class:`isnet.onnx_runtime.OnnxSegmentor` and ``isnet predict`` know the classes, colours and
+test protocol.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from .checkpoint import CONFIG_METADATA_KEY, DATASET_METADATA_KEY, model_metadata
 from .runtime import use_region_attention
 
 ONNX_OPSET = 17
@@ -78,10 +81,9 @@ def export_onnx(
             dynamo=False,
         )
     graph = onnx.load(str(path))
-    config = getattr(model, "config", None)
-    if config is not None:
+    for key, value in model_metadata(model).items():
         entry = graph.metadata_props.add()
-        entry.key, entry.value = "isnet_config", config.to_json()
+        entry.key, entry.value = key, value
     onnx.save(graph, str(path))
     return path
 
@@ -97,8 +99,15 @@ def export_program(model: nn.Module, path: str | Path, *, sample_size: tuple[int
     sample = torch.randn(2, 3, *sample_size)
     auto = torch.export.Dim.AUTO
     program = torch.export.export(module, (sample,), dynamic_shapes={"images": {0: auto, 2: auto, 3: auto}})
-    torch.export.save(program, str(path))
+    torch.export.save(program, str(path), extra_files=model_metadata(model))
     return path
+
+
+def program_metadata(path: str | Path) -> dict[str, str]:
+    """The configuration and dataset record a ``.pt2`` from :func:`export_program` carries."""
+    extra_files = {CONFIG_METADATA_KEY: "", DATASET_METADATA_KEY: ""}
+    torch.export.load(str(path), extra_files=extra_files)
+    return {key: value for key, value in extra_files.items() if value}
 
 
 def control_flow_ops(path: str | Path) -> list[str]:

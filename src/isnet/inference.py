@@ -235,5 +235,10 @@ def predict(model: nn.Module, images: Tensor, config: InferenceConfig = Inferenc
 
 @torch.no_grad()
 def predict_labels(model: nn.Module, images: Tensor, config: InferenceConfig = InferenceConfig()) -> Tensor:
-    """Label map (N, H, W) at the input size."""
-    return predict(model, images, config).argmax(dim=1)
+    """Label map (N, H, W) at the input size, on the images' device.
+
+    The images are moved to the model's device (a GPU, say) for the prediction.
+    """
+    parameter = next(model.parameters(), None) if isinstance(model, nn.Module) else None
+    device = images.device if parameter is None else parameter.device
+    return predict(model, images.to(device), config).argmax(dim=1).to(images.device)

@@ -18,11 +18,13 @@ def segmentation_loss(
     *,
     weights: Mapping[str, float] = DEFAULT_LOSS_WEIGHTS,
     ignore_index: int = 255,
+    class_weights: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Cross-entropy on each output, upsampled to the label size, and their weighted sum.
 
     Returns the per-output losses under the outputs' names and their weighted sum under
-    ``"total"``. Outputs without a weight are not part of the objective.
+    ``"total"``. Outputs without a weight are not part of the objective. ``class_weights``
+    (K values) weigh each pixel's term by its class, for imbalanced data.
     """
     losses: dict[str, Tensor] = {}
     for name, logits in outputs.items():
@@ -30,6 +32,6 @@ def segmentation_loss(
             continue
         if logits.shape[2:] != target.shape[1:]:
             logits = F.interpolate(logits, size=target.shape[1:], mode="bilinear", align_corners=False)
-        losses[name] = F.cross_entropy(logits.float(), target, ignore_index=ignore_index)
+        losses[name] = F.cross_entropy(logits.float(), target, weight=class_weights, ignore_index=ignore_index)
     losses["total"] = sum(weights[name] * loss for name, loss in losses.items())
     return losses

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .checkpoint import CONFIG_METADATA_KEY, dataset_from_metadata
 from .config import ModelConfig
 
 
@@ -32,7 +33,10 @@ class OnnxSegmentor:
         )
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.config: ModelConfig | None = (
-            ModelConfig.from_json(metadata["isnet_config"]) if "isnet_config" in metadata else None
+            ModelConfig.from_json(metadata[CONFIG_METADATA_KEY]) if CONFIG_METADATA_KEY in metadata else None
+        )
+        self.dataset = (
+            None if self.config is None else dataset_from_metadata(metadata, self.config.num_classes, source=path)
         )
         self.input_name = self.session.get_inputs()[0].name
 

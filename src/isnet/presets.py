@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from .backbones.pretrained import load_imagenet_weights
-from .checkpoint import load_state_dict_strict, read_safetensors
+from .checkpoint import dataset_from_metadata, read_safetensors
 from .config import PEER_HEAD_CONFIGS, AuxConfig, BackboneConfig, ISNetHeadConfig, ModelConfig
 from .data.info import ADE20K, CITYSCAPES, LIP, DatasetInfo
-from .released import WEIGHTS, load_released_checkpoint
+from .released import WEIGHTS
 from .segmentor import Segmentor, build_model
+from .weights import load_weights
 
 BACKBONES = {
     "resnet50": BackboneConfig(type="resnet", depth=50),
@@ -98,29 +99,41 @@ def get_config(name: str, **overrides: Any) -> ModelConfig:
 
 
 def create_model(
-    name: str,
+    name_or_config: str | ModelConfig,
     *,
+    num_classes: int | None = None,
     weights: str | Path | None = None,
     weights_backbone: str | Path | None = None,
+    ignore_mismatched_sizes: bool = False,
     **overrides: Any,
 ) -> Segmentor:
-    """Build a preset by name.
+    """Build a preset (by name) or a configuration, optionally with weights.
 
-    ``weights``: a released ``.pth`` or one of our ``.safetensors`` for the whole model;
+    ``weights``: a file (one of our ``.safetensors`` or a released ``.pth``) or released
+    weights' name (fetched once when online, see :mod:`isnet.weights`); loading is strict
+    unless ``ignore_mismatched_sizes``, which loads every tensor that fits and freshly
+    initialises the rest (fine-tuning to ``num_classes`` other classes; the report is logged).
     ``weights_backbone``: an ImageNet checkpoint for the backbone (open-mmlab or torchvision
-    layout, see :mod:`isnet.backbones.pretrained`), the start of training. The model's
-    ``dataset`` is the preset's dataset record, unless ``num_classes`` was changed.
+    layout, see :mod:`isnet.backbones.pretrained`), the start of training.
+
+    The model's ``dataset`` record is the one its weights file carries, else the preset's,
+    unless the class count was changed (then it is None: name your classes in your data).
     """
-    preset = get_preset(name)
-    model = build_model(get_config(name, **overrides))
-    if model.config.num_classes == preset.dataset.num_classes:
+    if num_classes is not None:
+        overrides["num_classes"] = num_classes
+    if isinstance(name_or_config, ModelConfig):
+        preset, config = None, name_or_config.replace(**overrides)
+    else:
+        preset, config = get_preset(name_or_config), get_config(name_or_config, **overrides)
+    model = build_model(config)
+    if preset is not None and config.num_classes == preset.dataset.num_classes:
         model.dataset = preset.dataset
     if weights_backbone is not None:
         load_imagenet_weights(model.backbone, weights_backbone)
     if weights is not None:
-        if str(weights).endswith(".safetensors"):
-            tensors, _ = read_safetensors(weights)
-            load_state_dict_strict(model, tensors, source=weights)
-        else:
-            load_released_checkpoint(model, weights)
+        report = load_weights(model, weights, ignore_mismatched_sizes=ignore_mismatched_sizes)
+        if report.source.suffix == ".safetensors":
+            dataset = dataset_from_metadata(read_safetensors(report.source)[1], config.num_classes,
+                                            source=report.source) if not report.reinitialised else None
+            model.dataset = dataset or model.dataset
     return model

@@ -73,23 +73,6 @@ WEIGHTS: dict[str, ReleasedWeights] = {
 }
 
 
-def download_released(name: str, directory: str | Path = "~/.cache/isnet") -> Path:
-    """Fetch a released checkpoint once (needs a network) and return its local path.
-
-    Pass the path to :func:`isnet.create_model` (``weights=``); loading reads it with
-    ``weights_only=True`` and checks every key.
-    """
-    if name not in WEIGHTS:
-        raise KeyError(f"{name!r} is not a released model; released: {', '.join(WEIGHTS)}")
-    path = Path(directory).expanduser() / WEIGHTS[name].file_name
-    if not path.exists():
-        import torch.hub
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(WEIGHTS[name].url, str(path), progress=True)
-    return path
-
-
 # ----------------------------------------------------------------------------- checkpoint layout
 
 # Released names (sssegmentation's ISNet) → ours, by prefix. The first matching prefix wins.

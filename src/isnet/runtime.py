@@ -139,6 +139,7 @@ class FastSegmentor(nn.Module):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(memory_format=self.memory_format)
         self.config = getattr(model, "config", None)
+        self.dataset = getattr(model, "dataset", None)  # classes, palette, protocol: as the model's
         self.precision = precision
         self._logits = self.model.logits
         if compile:

@@ -17,11 +17,11 @@ killed write left behind is deleted. docs/reliability.md lists every guarantee a
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .backbones.pretrained import load_imagenet_weights
 from .checkpoint import save_model
+from .data.class_weights import median_frequency_weights
 from .data.sampling import RunSampler, SeededSamples
 from .data.validate import BadSampleLog, check_dataset
 from .distributed import DistributedContext, all_reduce_mean, barrier, convert_sync_batchnorm, init_distributed
@@ -42,6 +43,7 @@ from .segmentor import build_model
 from .training.config import DataConfig, TrainConfig
 from .training.metrics_log import MetricsLog
 from .training.run_folder import checkpoint_dir, list_checkpoints, resume, save_run_checkpoint
+from .weights import load_weights
 
 __all__ = ["DataConfig", "TrainConfig", "list_checkpoints", "train"]
 
@@ -64,18 +66,17 @@ def train(config: TrainConfig) -> dict[str, Any]:
     train_set = checked_dataset(config, config.data.train_split, True, context, bad_samples)
     val_set = checked_dataset(config, config.data.val_split, False, context, bad_samples)
 
-    # Model and optimizer.
-    model = build_model(config.model).to(device).set_grad_checkpointing(config.grad_checkpointing)
-    if config.weights_backbone:
-        load_imagenet_weights(model.backbone, config.weights_backbone)
-    if context.enabled:
-        model = convert_sync_batchnorm(model, device)
+    # Model, optimizer, loss.
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
+    model = training_model(config, context, memory_format)
     optimizer = sgd(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")  # fp16 gradients underflow
+    class_weights = loss_class_weights(config, train_set, context)
 
-    # Resume from the newest checkpoint that is complete and intact; the log drops later rows.
+    # Resume from the newest checkpoint that is complete and intact, or start (from init_from).
     start_iteration = resume(output_dir, model, optimizer, context, report)
+    if start_iteration == 0 and config.init_from:
+        report(load_weights(model, config.init_from, ignore_mismatched_sizes=True).summary())
     if context.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.json").write_text(config.to_json())
@@ -97,12 +98,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
         if config.nonfinite == "skip":  # a skipped step must not leave NaN in the BatchNorm statistics
             buffers = [buffer.detach().clone() for buffer in model.buffers()]
 
-        totals = accumulate_gradients(trained, batches, config, context, memory_format)
+        totals = accumulate_gradients(trained, batches, config, context, memory_format, scaler, class_weights)
 
         # Step, unless the loss is not finite (every process takes the same decision).
         loss = all_reduce_mean(totals["total"])
         if torch.isfinite(loss):
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             skipped_in_a_row = 0
         elif config.nonfinite == "stop":
             raise FloatingPointError(f"non-finite loss {loss.item()} at iteration {done}; "
@@ -130,18 +132,18 @@ def train(config: TrainConfig) -> dict[str, Any]:
         if done % config.checkpoint_interval == 0 or done == config.max_iters:
             save_run_checkpoint(output_dir, model, optimizer, done, context, config.keep_checkpoints)
         if config.eval_interval and done % config.eval_interval == 0 and done < config.max_iters:
-            summary = run_evaluation(model, val_set, config, context, done, output_dir)
+            summary = run_evaluation(model, val_set, config, context, done, output_dir, best=log.best_miou())
             log.write(done, mIoU=summary["mIoU"], seconds=time.perf_counter() - started)
             log.plot()
 
     if progress is not None:
         progress.close()
     # The final evaluation runs after the loop, so that a run killed after its last checkpoint still gets it.
-    summary = run_evaluation(model, val_set, config, context, config.max_iters, output_dir)
+    summary = run_evaluation(model, val_set, config, context, config.max_iters, output_dir, best=log.best_miou())
     log.write(config.max_iters, mIoU=summary["mIoU"], seconds=time.perf_counter() - started)
     log.plot()
     if context.is_main:
-        save_model(model, output_dir / "model.safetensors", extra_metadata={"classes": json.dumps(val_set.info.classes)})
+        save_model(model, output_dir / "model.safetensors")
     barrier()
     return summary
 
@@ -152,10 +154,13 @@ def accumulate_gradients(
     config: TrainConfig,
     context: DistributedContext,
     memory_format: torch.memory_format,
+    scaler: torch.amp.GradScaler,
+    class_weights: torch.Tensor | None,
 ) -> dict[str, torch.Tensor]:
     """Forward and backward over ``grad_accum_steps`` micro-batches; the losses, averaged over them.
 
-    Under DDP the gradients are synchronised on the last micro-batch only.
+    Under DDP the gradients are synchronised on the last micro-batch only. ``scaler`` scales
+    the loss in fp16 (a no-op otherwise).
     """
     totals: dict[str, torch.Tensor] = {}
     for micro_step in range(config.grad_accum_steps):
@@ -167,11 +172,42 @@ def accumulate_gradients(
         with nullcontext() if last_micro_step or not context.enabled else model.no_sync():
             with autocast(config, context.device):
                 outputs = model(images)
-            losses = segmentation_loss(outputs, labels, weights=config.loss_weights)
-            (losses["total"] / config.grad_accum_steps).backward()
+            losses = segmentation_loss(outputs, labels, weights=config.loss_weights, class_weights=class_weights)
+            scaler.scale(losses["total"] / config.grad_accum_steps).backward()
         for name, value in losses.items():
             totals[name] = totals.get(name, 0) + value.detach() / config.grad_accum_steps
     return totals
+
+
+def training_model(config: TrainConfig, context: DistributedContext, memory_format: torch.memory_format) -> nn.Module:
+    """The model to train: built, backbone initialised, synchronised BatchNorm under DDP, in ``memory_format``.
+
+    Its ``dataset`` record is the evaluation data's, with the test resize the run evaluates
+    at, so that classes, colours and protocol travel with the checkpoints.
+    """
+    if config.precision == "fp16" and context.device.type != "cuda":
+        raise ValueError(f"precision fp16 needs a GPU (device {context.device}); on a CPU use bf16 or fp32")
+    model = build_model(config.model).to(context.device).set_grad_checkpointing(config.grad_checkpointing)
+    record = config.data.dataset_record()
+    model.dataset = replace(record, test=replace(record.test, fit_size=config.data.eval_fit_size))
+    if config.weights_backbone:
+        load_imagenet_weights(model.backbone, config.weights_backbone)
+    if context.enabled:
+        model = convert_sync_batchnorm(model, context.device)
+    return model.to(memory_format=memory_format)
+
+
+def loss_class_weights(config: TrainConfig, dataset: Dataset, context: DistributedContext) -> torch.Tensor | None:
+    """``class_weights`` as a tensor: as given, or by median frequency balancing of the training labels."""
+    if config.class_weights is None:
+        return None
+    weights = config.class_weights
+    if weights == "median_frequency":
+        weights = median_frequency_weights(dataset, progress=context.is_main and config.progress)
+        if context.is_main:
+            shown = ", ".join(f"{name} {w:.2f}" for name, w in zip(dataset.info.classes, weights))
+            print(f"class weights (median frequency balancing): {shown}", flush=True)
+    return torch.tensor(weights, dtype=torch.float32, device=context.device)
 
 
 def micro_batch_size(config: TrainConfig, world_size: int) -> int:
@@ -189,6 +225,13 @@ def checked_dataset(
 ) -> Dataset:
     """The training or evaluation split, with every file checked (``check_data``) before use."""
     dataset = config.data.build(split, train=train)
+    if dataset.info.num_classes != config.model.num_classes:
+        raise ValueError(
+            f"the model has {config.model.num_classes} classes (model.num_classes) but the {split} data "
+            f"({config.data.dataset} at {config.data.root}) has {dataset.info.num_classes}: "
+            f"{', '.join(dataset.info.classes[:12])}{', ...' if dataset.info.num_classes > 12 else ''}; "
+            f"set --set model.num_classes={dataset.info.num_classes} (with --init-from to fine-tune) or use other data"
+        )
     dataset.max_pixels = config.max_image_pixels
     if config.check_data == "off":
         return dataset
@@ -260,7 +303,10 @@ def run_evaluation(
     context: DistributedContext,
     iteration: int,
     output_dir: Path,
+    best: float | None = None,
 ) -> dict[str, Any]:
+    """Evaluate on ``dataset``; the main process writes the report, and ``best.safetensors``
+    when the mIoU beats ``best`` (the best so far)."""
     matrix = evaluate(
         model,
         dataset,
@@ -275,4 +321,7 @@ def run_evaluation(
     if context.is_main:
         summary = write_report(matrix, list(dataset.info.classes), output_dir / "eval", title=f"iteration {iteration}")
         print(f"iteration {iteration}: mIoU {100 * summary['mIoU']:.2f}")
+        if best is None or summary["mIoU"] > best:
+            save_model(model, output_dir / "best.safetensors", extra_metadata={"iteration": str(iteration),
+                                                                              "mIoU": str(summary["mIoU"])})
     return summary

@@ -24,6 +24,9 @@ def overlay(image: np.ndarray, labels: np.ndarray, palette: Sequence[Sequence[in
     return (image.astype(np.float32) * (1 - alpha) + colours * alpha).round().astype(np.uint8)
 
 
+MAX_OVERLAY_SIDE = 1600  # overlays of larger images are drawn scaled down (the label PNG keeps full size)
+
+
 def save_overlay_with_legend(
     path: str | Path,
     image: np.ndarray,
@@ -33,25 +36,36 @@ def save_overlay_with_legend(
     *,
     title: str | None = None,
 ) -> Path:
-    """Write image | overlay side by side, with a legend of the classes present."""
+    """Write image | overlay side by side, with a legend of the classes present.
+
+    Images with a side over :data:`MAX_OVERLAY_SIDE` are drawn scaled down; the legend wraps
+    into as many columns as the classes present need.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
+    step = max(1, -(-max(labels.shape) // MAX_OVERLAY_SIDE))  # ceil: a whole-pixel stride
+    image, labels = image[::step, ::step], labels[::step, ::step]
     height, width = labels.shape
-    figure, axes = plt.subplots(1, 2, figsize=(2 * width / 100 + 2.2, height / 100 + 0.6), dpi=100)
+    present = [int(k) for k in np.unique(labels) if k < len(classes)]
+    figure_height = max(height / 100 + 0.6, 2.0)
+    rows = max(1, int((figure_height - 0.3) * 72 / (7 * 1.5)))  # legend rows at 7 pt that fit the height
+    columns = max(1, -(-len(present) // rows))
+    legend_width = 1.6 * columns
+    figure_width = 2 * width / 100 + 0.6 + legend_width
+    figure, axes = plt.subplots(1, 2, figsize=(figure_width, figure_height), dpi=100)
     axes[0].imshow(image)
     axes[0].set_title("image", fontsize=8)
     axes[1].imshow(overlay(image, labels, palette))
     axes[1].set_title(title or "prediction", fontsize=8)
     for axis in axes:
         axis.axis("off")
-    present = [int(k) for k in np.unique(labels) if k < len(classes)]
     handles = [Patch(color=np.asarray(palette[k]) / 255, label=classes[k]) for k in present]
-    figure.legend(handles=handles, loc="center right", fontsize=7, frameon=False)
-    figure.tight_layout(rect=(0, 0, 0.8, 1))
+    figure.legend(handles=handles, loc="center right", fontsize=7, frameon=False, ncol=columns)
+    figure.tight_layout(rect=(0, 0, 1 - legend_width / figure_width, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)

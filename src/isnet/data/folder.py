@@ -22,12 +22,35 @@ def read_class_names(path: Path) -> tuple[str, ...]:
     return names
 
 
+FOLDER_RECORD = "dataset.json"
+
+
+def folder_record(root: str | Path, name: str = "folder") -> DatasetInfo:
+    """The record of a folder dataset: ``dataset.json`` when the folder has one, else ``classes.txt``.
+
+    ``dataset.json`` is a dataset record as checkpoints carry it (:meth:`DatasetInfo.to_json`:
+    at least ``name``, ``classes`` and ``palette``; optionally ``test`` with ``fit_size`` or
+    ``resize_to``). With only ``classes.txt``, colours are generated and images are tested as
+    they are: a folder's protocol never comes from another dataset.
+    """
+    root = Path(root)
+    path = root / FOLDER_RECORD
+    if path.is_file():
+        try:
+            return DatasetInfo.from_json(path.read_text(encoding="utf-8"))
+        except (ValueError, TypeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path}: not a dataset record: {error}") from None
+    classes = read_class_names(root / "classes.txt")
+    return DatasetInfo(name=name, classes=classes, palette=make_palette(len(classes)))
+
+
 class FolderDataset(SegmentationDataset):
     """Images in ``root/images_dir``, masks in ``root/masks_dir``, paired by file stem.
 
     A mask is a single-channel PNG (``<stem><mask_suffix>``) whose pixel values are class
     indices 0..N−1, with 255 = ignore. ``classes`` names the N classes; when omitted they are
-    read from ``root/classes.txt``. With ``reduce_zero_label`` the stored value 0 is ignored
+    read from ``root/dataset.json`` or ``root/classes.txt`` (:func:`folder_record`). With
+    ``reduce_zero_label`` the stored value 0 is ignored
     and 1..N become 0..N−1 (for masks where 0 means "unlabelled", as in ADE20K). Splits are
     just different folders, e.g. ``images_dir="images/train"``.
     """
@@ -46,11 +69,15 @@ class FolderDataset(SegmentationDataset):
         name: str = "folder",
     ) -> None:
         root = require_dir(Path(root), f"{name} root")
-        classes = tuple(classes) if classes is not None else read_class_names(root / "classes.txt")
+        if classes is None:
+            info = folder_record(root, name)
+        else:
+            classes = tuple(classes)
+            palette = tuple(palette) if palette is not None else make_palette(len(classes))
+            info = DatasetInfo(name=name, classes=classes, palette=palette)
+        classes = info.classes
         if not 0 < len(classes) + reduce_zero_label <= 255:
             raise ValueError(f"{name}: {len(classes)} classes do not fit below the ignore value 255")
-        palette = tuple(palette) if palette is not None else make_palette(len(classes))
-        info = DatasetInfo(name=name, classes=classes, palette=palette)
 
         image_dir = require_dir(root / images_dir, f"{name} images")
         mask_dir = require_dir(root / masks_dir, f"{name} masks")

@@ -8,8 +8,9 @@ facts from the records (:data:`DATASETS`), never from a name string.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
 
 from ..inference import MS_SCALES, InferenceConfig
 from .image import MEAN, STD
@@ -94,6 +95,40 @@ class DatasetInfo:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def to_json(self) -> str:
+        """The record as JSON: what checkpoints and exported models carry."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> DatasetInfo:
+        """The inverse of :meth:`to_json`; ``ValueError`` for anything that is not such a record."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("a dataset record is a JSON object")
+        test = dict(data.get("test") or {})
+        if test.get("multi_scale") is not None:
+            test["multi_scale"] = _build(InferenceConfig, test["multi_scale"])
+        training = data.get("training")
+        if training is not None:
+            training = dict(training)
+            if training.get("schedule") is not None:
+                training["schedule"] = _build(Schedule, training["schedule"])
+            training = _build(TrainingDefaults, training)
+        return _build(cls, {**data, "test": _build(TestProtocol, test), "training": training})
+
+
+def _tuples(value: Any) -> Any:
+    """JSON lists back to the tuples the records hold."""
+    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    known = {item.name for item in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field {', '.join(unknown)}")
+    return cls(**{key: _tuples(value) for key, value in data.items()})
 
 
 def make_palette(num_classes: int) -> tuple[RGB, ...]:

@@ -11,9 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .info import DatasetInfo
+
 CLASSES = ("sky", "building", "road", "tree", "car", "person")
 PALETTE = ((70, 130, 180), (128, 64, 64), (128, 64, 128), (60, 150, 40), (0, 0, 142), (220, 20, 60))
 SKY, BUILDING, ROAD, TREE, CAR, PERSON = range(len(CLASSES))
+# The record the demo's folder dataset carries (dataset.json): its colours, tested as drawn.
+RECORD = DatasetInfo(name="synthetic_streets", classes=CLASSES, palette=PALETTE)
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ def draw_scene(seed: int, height: int = 96, width: int = 128) -> Scene:
 
 
 def write_dataset(root, *, num_train: int = 48, num_val: int = 16, height: int = 96, width: int = 128) -> None:
-    """Write scenes as a folder dataset: ``images/{train,val}/*.png``, ``masks/...``, ``classes.txt``."""
+    """Write scenes as a folder dataset: ``images/{train,val}/*.png``, ``masks/...``, ``classes.txt``, ``dataset.json``."""
     from pathlib import Path
 
     from PIL import Image
@@ -99,3 +103,4 @@ def write_dataset(root, *, num_train: int = 48, num_val: int = 16, height: int =
             Image.fromarray(scene.image).save(root / "images" / split / f"{index:04d}.png")
             Image.fromarray(scene.label).save(root / "masks" / split / f"{index:04d}.png")
     (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    (root / "dataset.json").write_text(RECORD.to_json())

@@ -34,11 +34,12 @@ class RandomResize(A.DualTransform):
     With ``keep_ratio`` the target is a box of ``size = (long side, short side)`` that the
     image is scaled to fit, whatever its orientation (mmseg / sssegmentation ``Resize`` with
     ``keep_ratio=True``); without it the image is resized to exactly ``size = (height, width)``.
-    Either way the target is first multiplied by a ratio drawn from ``scale_range``.
+    Either way the target is first multiplied by a ratio drawn from ``scale_range``. A ``size``
+    of None is the image's own size (only the random ratio applies).
     """
 
     def __init__(
-        self, size: Size, scale_range: tuple[float, float] = (1.0, 1.0), keep_ratio: bool = True
+        self, size: Size | None, scale_range: tuple[float, float] = (1.0, 1.0), keep_ratio: bool = True
     ) -> None:
         super().__init__(p=1.0)
         self.size = size
@@ -48,12 +49,13 @@ class RandomResize(A.DualTransform):
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         height, width = params["shape"][:2]
         ratio = self.py_random.uniform(*self.scale_range)
+        size = self.size or ((max(height, width), min(height, width)) if self.keep_ratio else (height, width))
         if self.keep_ratio:
-            long_side, short_side = max(self.size) * ratio, min(self.size) * ratio
+            long_side, short_side = max(size) * ratio, min(size) * ratio
             scale = min(long_side / max(height, width), short_side / min(height, width))
             out_size = (int(height * scale + 0.5), int(width * scale + 0.5))
         else:
-            out_size = (int(self.size[0] * ratio + 0.5), int(self.size[1] * ratio + 0.5))
+            out_size = (int(size[0] * ratio + 0.5), int(size[1] * ratio + 0.5))
         return {"out_size": (max(out_size[0], 1), max(out_size[1], 1))}
 
     def apply(self, img: np.ndarray, out_size: Size, **params: Any) -> np.ndarray:
@@ -224,7 +226,7 @@ class ImageOnlyTransform(_SeededPipeline):
 
 def train_transforms(
     crop_size: Size = (512, 512),
-    fit_size: Size = (2048, 512),
+    fit_size: Size | None = (2048, 512),
     scale_range: tuple[float, float] = (0.5, 2.0),
     flip_pairs: Sequence[tuple[int, int]] = (),
     cat_max_ratio: float = 0.75,

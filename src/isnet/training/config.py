@@ -18,6 +18,7 @@ from ..data import (
     open_dataset,
     train_transforms,
 )
+from ..data.folder import folder_record
 from ..data.image import MAX_IMAGE_PIXELS
 from ..inference import InferenceConfig
 from ..losses import DEFAULT_LOSS_WEIGHTS
@@ -46,40 +47,43 @@ class DataConfig:
 
     @classmethod
     def of(cls, record: DatasetInfo, **overrides: Any) -> DataConfig:
-        """The released data settings of ``record`` (its training defaults and test resize)."""
+        """The data settings of ``record``: its training defaults and its test resize.
+
+        A record that is not one of :data:`~isnet.data.DATASETS` is a folder's (``dataset``
+        "folder"); without training defaults the crop and rescale keep this class's defaults.
+        """
         defaults = record.training
-        if defaults is None:
-            raise ValueError(f"{record.name} has no training defaults; give a DataConfig explicitly")
-        config = cls(
-            dataset=record.name,
-            root=defaults.root,
-            crop_size=defaults.crop_size,
-            fit_size=defaults.fit_size,
-            scale_range=defaults.scale_range,
-            eval_fit_size=record.test.fit_size,
-            train_split=defaults.train_split,
-            val_split=defaults.val_split,
-        )
+        named = DATASETS.get(record.name) == record
+        config = cls(dataset=record.name if named else "folder", root=defaults.root if defaults else ".",
+                     eval_fit_size=record.test.fit_size)
+        if defaults is not None:
+            config = replace(config, crop_size=defaults.crop_size, fit_size=defaults.fit_size,
+                             scale_range=defaults.scale_range, train_split=defaults.train_split,
+                             val_split=defaults.val_split)
         return replace(config, **overrides)
+
+    def dataset_record(self) -> DatasetInfo:
+        """The record of the dataset: a named one, or the folder's (``dataset.json`` or ``classes.txt``)."""
+        if self.dataset == "folder":
+            return folder_record(self.root)
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}: expected one of {', '.join((*DATASETS, 'folder'))}")
+        return DATASETS[self.dataset]
 
     def build(self, split: str, *, train: bool) -> Dataset:
         """The dataset of ``split`` with the training or the evaluation transform."""
-        record = DATASETS.get(self.dataset)
-        person = record is not None and record.training is not None and record.training.pipeline == "person"
-        if train and person:
+        record = self.dataset_record()
+        if train and record.training is not None and record.training.pipeline == "person":
             transform = lip_train_transforms(crop_size=self.crop_size, resize=self.fit_size,
                                              scale_range=self.scale_range, flip_pairs=record.flip_pairs)
         elif train:
-            transform = train_transforms(crop_size=self.crop_size, fit_size=self.fit_size, scale_range=self.scale_range)
-        elif self.eval_fit_size is None and record is not None and record.test.resize_to is not None:
+            transform = train_transforms(crop_size=self.crop_size, fit_size=self.fit_size, scale_range=self.scale_range,
+                                         flip_pairs=record.flip_pairs)
+        elif self.eval_fit_size is None and record.test.resize_to is not None:
             transform = lip_eval_transforms(record.test.resize_to)
         else:
             transform = eval_transforms(self.eval_fit_size)
         return open_dataset(self.dataset, self.root, split, transform)
-
-    def record(self) -> DatasetInfo:
-        """The dataset record (for a folder: made from its ``classes.txt``)."""
-        return self.build(self.val_split, train=False).info
 
 
 @dataclass(frozen=True)
@@ -118,11 +122,25 @@ class TrainConfig:
     check_data: str = "headers"  # before training: "headers" (open every file), "full" (decode every file), "off"
     skip_bad_samples: bool = False  # drop unusable samples (listed in bad_samples.txt) instead of stopping
     max_image_pixels: int = MAX_IMAGE_PIXELS  # larger images are refused (decompression bombs)
+    # Fine-tuning: start from these weights (a file or released weights' name), loading every
+    # tensor whose shape fits and initialising the rest (e.g. classifiers for other classes).
+    init_from: str | None = None
+    # Per-class loss weights for imbalanced data: K values, or "median_frequency" to compute
+    # them from the training labels (median frequency balancing), or None.
+    class_weights: str | tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        for name, allowed in (("nonfinite", ("stop", "skip")), ("check_data", ("headers", "full", "off"))):
+        for name, allowed in (("nonfinite", ("stop", "skip")), ("check_data", ("headers", "full", "off")),
+                              ("precision", ("fp32", "bf16", "fp16"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"TrainConfig.{name} is {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
+        if self.precision == "fp16" and self.device is not None and not self.device.startswith("cuda"):
+            raise ValueError(f"TrainConfig.precision fp16 needs a GPU (device {self.device}); on a CPU use bf16")
+        if isinstance(self.class_weights, str) and self.class_weights != "median_frequency":
+            raise ValueError(f"TrainConfig.class_weights is {self.class_weights!r}: give K numbers or median_frequency")
+        if isinstance(self.class_weights, tuple) and len(self.class_weights) != self.model.num_classes:
+            raise ValueError(f"TrainConfig.class_weights has {len(self.class_weights)} values for "
+                             f"{self.model.num_classes} classes")
 
     def to_json(self) -> str:
         data = asdict(self)

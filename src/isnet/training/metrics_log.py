@@ -62,6 +62,11 @@ class MetricsLog:
         self.write(iteration, lr=lr, loss=losses["total"], loss_out=losses.get("out", math.nan),
                    loss_stage1=losses.get("stage1", math.nan), loss_aux=losses.get("aux", math.nan), seconds=seconds)
 
+    def best_miou(self) -> float | None:
+        """The best mIoU logged so far (None before the first evaluation)."""
+        values = [float(row["mIoU"]) for row in self.rows() if row.get("mIoU")] if self.enabled else []
+        return max(values, default=None)
+
     def plot(self) -> None:
         if self.enabled:
             plot_training_curves(self.rows(), self.output_dir / "curves.png")
