@@ -206,3 +206,38 @@ def test_hub_directory_round_trips(trained, tmp_path):
     images = torch.randn(1, 3, 48, 64)
     with torch.no_grad():
         assert torch.equal(loaded.eval().logits(images), model.eval().logits(images))
+
+
+def test_folder_without_a_record_is_tested_by_the_checkpoints_protocol(trained, data_root, tmp_path):
+    """A folder with only classes.txt takes the test resize the checkpoint's record carries, and says so."""
+    import shutil
+    from dataclasses import replace
+
+    from isnet.checkpoint import load_model
+
+    run, _ = trained
+    model = load_model(run / "model.safetensors")
+    model.dataset = replace(model.dataset, test=replace(model.dataset.test, fit_size=(32, 24)))
+    checkpoint = save_model(model, tmp_path / "fit32.safetensors")
+    plain = tmp_path / "plain"
+    shutil.copytree(data_root, plain)
+    (plain / "dataset.json").unlink()
+    result = isnet("eval", "--checkpoint", checkpoint, "--dataset", "folder", "--data-root", plain,
+                   "--split", "val", "--output", tmp_path / "eval")
+    assert result.returncode == 0, result.stderr
+    assert f"test resize: fit 32×24 (from the dataset record of {checkpoint})" in result.stdout
+
+
+def test_overlay_legend_wraps_and_large_images_are_drawn_smaller(tmp_path):
+    from isnet.data.info import ADE20K
+    from isnet.visualize import MAX_OVERLAY_SIDE, save_overlay_with_legend
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.repeat(rng.integers(0, 150, (20, 30)), 8, 0), 8, 1)  # every class present
+    picture = rng.integers(0, 255, (*labels.shape, 3), dtype=np.uint8)
+    small = Image.open(save_overlay_with_legend(tmp_path / "many.png", picture, labels, ADE20K.classes, ADE20K.palette))
+    assert small.height < 400  # 150 names in columns, not one 150-row column
+    big_labels = np.zeros((5000, 7000), np.int64)
+    big = Image.open(save_overlay_with_legend(tmp_path / "big.png", np.zeros((5000, 7000, 3), np.uint8), big_labels,
+                                              ADE20K.classes, ADE20K.palette))
+    assert big.height <= MAX_OVERLAY_SIDE + 100 and big.width <= 2 * MAX_OVERLAY_SIDE + 400

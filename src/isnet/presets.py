@@ -62,8 +62,7 @@ def register(name: str, dataset: DatasetInfo, config: Callable[..., ModelConfig]
 
 # The released models; those on LIP carry the layer1 shortcut.
 for _name, _weights in WEIGHTS.items():
-    _backbone = _name.removeprefix("isnet_").split("os8_")[0]
-    register(_name, _weights.dataset, isnet, _backbone, shortcut=_weights.dataset is LIP)
+    register(_name, _weights.dataset, isnet, _weights.backbone, shortcut=_weights.dataset is LIP)
 
 # ISNet‡: ASPP as the image-level module (the paper's best LIP and Cityscapes models).
 for _backbone in BACKBONES:

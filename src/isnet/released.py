@@ -34,6 +34,7 @@ class ReleasedWeights:
     """
 
     preset: str
+    backbone: str  # resnet50, resnet101 or resnest101 (isnet.presets.BACKBONES)
     dataset: DatasetInfo
     zoo_miou: tuple[float | None, float | None] = (None, None)
     paper_miou: float | None = None
@@ -57,18 +58,18 @@ class ReleasedWeights:
 WEIGHTS: dict[str, ReleasedWeights] = {
     weights.preset: weights
     for weights in (
-        ReleasedWeights("isnet_resnet50os8_ade20k", ADE20K, (44.22, 45.03), paper_miou=44.09),
-        ReleasedWeights("isnet_resnet101os8_ade20k", ADE20K, (45.92, 47.29)),
-        ReleasedWeights("isnet_resnest101os8_ade20k", ADE20K, (46.65, 47.56), lr=0.004),
-        ReleasedWeights("isnet_resnet50os8_cityscapes", CITYSCAPES, (79.32, 81.31)),
-        ReleasedWeights("isnet_resnet101os8_cityscapes", CITYSCAPES, (80.56, 81.96)),
-        ReleasedWeights("isnet_resnest101os8_cityscapes", CITYSCAPES),
-        ReleasedWeights("isnet_resnet50os8_cocostuff10k", COCO_STUFF, (38.06, 40.39)),
-        ReleasedWeights("isnet_resnet101os8_cocostuff10k", COCO_STUFF, (40.53, 41.74)),
-        ReleasedWeights("isnet_resnest101os8_cocostuff10k", COCO_STUFF),
-        ReleasedWeights("isnet_resnet50os8_lip", LIP, (53.14, 53.41)),
-        ReleasedWeights("isnet_resnet101os8_lip", LIP, (54.96, 55.41)),
-        ReleasedWeights("isnet_resnest101os8_lip", LIP),
+        ReleasedWeights("isnet_resnet50os8_ade20k", "resnet50", ADE20K, (44.22, 45.03), paper_miou=44.09),
+        ReleasedWeights("isnet_resnet101os8_ade20k", "resnet101", ADE20K, (45.92, 47.29)),
+        ReleasedWeights("isnet_resnest101os8_ade20k", "resnest101", ADE20K, (46.65, 47.56), lr=0.004),
+        ReleasedWeights("isnet_resnet50os8_cityscapes", "resnet50", CITYSCAPES, (79.32, 81.31)),
+        ReleasedWeights("isnet_resnet101os8_cityscapes", "resnet101", CITYSCAPES, (80.56, 81.96)),
+        ReleasedWeights("isnet_resnest101os8_cityscapes", "resnest101", CITYSCAPES),
+        ReleasedWeights("isnet_resnet50os8_cocostuff10k", "resnet50", COCO_STUFF, (38.06, 40.39)),
+        ReleasedWeights("isnet_resnet101os8_cocostuff10k", "resnet101", COCO_STUFF, (40.53, 41.74)),
+        ReleasedWeights("isnet_resnest101os8_cocostuff10k", "resnest101", COCO_STUFF),
+        ReleasedWeights("isnet_resnet50os8_lip", "resnet50", LIP, (53.14, 53.41)),
+        ReleasedWeights("isnet_resnet101os8_lip", "resnet101", LIP, (54.96, 55.41)),
+        ReleasedWeights("isnet_resnest101os8_lip", "resnest101", LIP),
     )
 }
 
