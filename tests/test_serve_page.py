@@ -15,7 +15,9 @@ import pytest
 pytest.importorskip("starlette", reason="isnet serve needs the serve extra: pip install -e '.[serve]'")
 webdriver = pytest.importorskip("selenium.webdriver", reason="the page test drives Chromium with selenium (test extra)")
 
-from serve_helpers import REPO, predict_classes, running_server, tiny_checkpoint  # noqa: E402
+from serve_helpers import REPO, predict_classes, tiny_checkpoint  # noqa: E402
+
+from isnet.serve.client import running_server  # noqa: E402
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 CHROMEDRIVER = shutil.which("chromedriver")
