@@ -1,11 +1,12 @@
 """Dynamic batching: concurrent requests for images of one size share one model call.
 
 One worker thread owns the model. Requests wait in a bounded queue; the worker takes the
-oldest, then for up to ``max_wait_s`` gathers the waiting requests whose image has the
-same size (up to ``max_batch``), stacks them and runs the model once. Requests of other
-sizes keep their place for the next call, so nothing is padded: every image is seen by
-the model exactly as ``isnet predict`` would show it. A full queue refuses new requests at
-once (:class:`QueueFullError`, HTTP 503) instead of letting latency grow without bound.
+oldest and, until that one has waited ``max_wait_s`` since it arrived, gathers the waiting
+requests whose image has the same size (up to ``max_batch``), stacks them and runs the
+model once. Requests of other sizes keep their place for the next call, so nothing is
+padded: every image is seen by the model exactly as ``isnet predict`` would show it. A
+full queue refuses new requests at once (:class:`QueueFullError`, HTTP 503) instead of
+letting latency grow without bound.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class QueueFullError(RuntimeError):
 class _Request:
     image: Tensor  # (3, H, W)
     future: Future = field(default_factory=Future)
+    arrived: float = field(default_factory=time.monotonic)
 
 
 class DynamicBatcher:
@@ -103,7 +105,7 @@ class DynamicBatcher:
                     return None
                 self._condition.wait()
             size = self._waiting[0].image.shape
-            deadline = time.monotonic() + self.max_wait_s
+            deadline = self._waiting[0].arrived + self.max_wait_s  # no request waits longer for company
             while True:
                 batch = [request for request in self._waiting if request.image.shape == size][: self.max_batch]
                 remaining = deadline - time.monotonic()
