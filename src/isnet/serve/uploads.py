@@ -30,8 +30,9 @@ class BodySizeLimit:
         self.app = app
         self.max_bytes = max_bytes
 
-    def _message(self, size: int) -> str:
-        return f"request body of {size:,} bytes or more is over the server's limit of {self.max_bytes:,} bytes"
+    def _message(self, size: int, *, streaming: bool = False) -> str:
+        size = f"{size:,} bytes or more" if streaming else f"{size:,} bytes"
+        return f"request body of {size} is over the server's limit of {self.max_bytes:,} bytes (--max-upload-mb)"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,7 +49,7 @@ class BodySizeLimit:
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_bytes:
-                raise HTTPException(413, self._message(received))
+                raise HTTPException(413, self._message(received, streaming=True))
             return message
 
         await self.app(scope, limited_receive, send)
