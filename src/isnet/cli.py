@@ -1,4 +1,4 @@
-"""The ``isnet`` command line: ``demo``, ``train``, ``eval``, ``predict``, ``export``, ``bench``, ``presets``, ``recipes``."""
+"""The ``isnet`` command line: ``demo``, ``train``, ``eval``, ``predict``, ``serve``, ``export``, ``bench``, ``presets``, ``recipes``."""
 
 from __future__ import annotations
 
@@ -283,6 +283,32 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve one of our checkpoints over HTTP: ``POST /predict``, a web page at ``/``, ``GET /healthz``."""
+    from .checkpoint import CheckpointError, load_model
+
+    try:
+        from .serve.app import ServeConfig, create_app, run
+    except ImportError as error:
+        raise SystemExit(f"isnet serve needs the serve extra ({error}): pip install 'isnet[serve]'") from None
+    if not str(args.checkpoint).endswith(".safetensors"):
+        raise SystemExit(f"isnet serve: {args.checkpoint}: expected one of our .safetensors checkpoints "
+                         "(written by `isnet train` or isnet.checkpoint.save_model)")
+    try:
+        model = load_model(args.checkpoint)
+    except CheckpointError as error:
+        raise SystemExit(f"isnet serve: {error}") from None
+    classes, palette = _class_names(model, args)
+    if args.precision != "fp32":
+        from .runtime import FastSegmentor
+
+        model = FastSegmentor(model, precision=args.precision)
+    config = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+                         max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels)
+    run(create_app(model, classes, palette, config), host=args.host, port=args.port)
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     """Each named model with its dataset record; released weights with the scores they were published with."""
     from .presets import PRESETS
@@ -396,6 +422,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="speed and memory against the published implementation")
     add_bench_arguments(bench)
     bench.set_defaults(run=cmd_bench)
+
+    serve = commands.add_parser("serve", help="serve a checkpoint over HTTP, with a web page (needs isnet[serve])")
+    serve.add_argument("--checkpoint", required=True, help="one of our .safetensors checkpoints")
+    serve.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="compute precision")
+    serve.add_argument("--max-batch", type=int, default=8, help="images of one size per model call (1: no batching)")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch with")
+    serve.add_argument("--max-queue", type=int, default=32, help="requests waiting for the model; more get 503")
+    serve.add_argument("--max-upload-mb", type=float, default=20.0, help="larger uploads get 413")
+    serve.add_argument("--max-pixels", type=int, default=4096 * 4096, help="larger images get 413")
+    serve.set_defaults(run=cmd_serve)
 
     presets = commands.add_parser("presets", help="list the named model configurations")
     presets.set_defaults(run=cmd_presets)
