@@ -1,0 +1,102 @@
+"""Labelling a folder on several processes (torchrun): the same files as one process, and a
+killed job resumes without redoing what it finished."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from isnet.checkpoint import save_model
+from isnet.config import BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.segmentor import build_model
+
+SOURCE = Path(__file__).resolve().parents[1] / "src"
+ENV = {**os.environ, "PYTHONPATH": str(SOURCE), "OMP_NUM_THREADS": "1"}  # torchrun's per-process default
+TINY = ModelConfig(
+    num_classes=5,
+    backbone=BackboneConfig("resnet", 18, base_channels=8, stem_channels=8),
+    head=ISNetHeadConfig(channels=16, transform_channels=8),
+)
+NUM_IMAGES = 24
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("sharded")
+    checkpoint = save_model(build_model(TINY), root / "tiny.safetensors")
+    images = root / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(NUM_IMAGES):
+        height, width = (40, 56) if index % 3 else (48, 48)  # two sizes, so batches group by size
+        Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(images / f"img{index:02d}.png")
+    return checkpoint, images
+
+
+def predict_command(checkpoint: Path, images: Path, output: Path, processes: int, *extra: str) -> list[str]:
+    arguments = ["predict", str(images), "--checkpoint", str(checkpoint), "--output", str(output), "--device", "cpu", *extra]
+    if processes == 1:
+        return [sys.executable, "-m", "isnet.cli", *arguments]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+            "-m", "isnet.cli", *arguments]
+
+
+def outputs(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if not path.name.startswith(".")}
+
+
+def test_two_processes_write_the_same_files_as_one(setup, tmp_path):
+    checkpoint, images = setup
+    single = subprocess.run(predict_command(checkpoint, images, tmp_path / "one", 1), env=ENV,
+                            capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-2000:]
+    sharded = subprocess.run(predict_command(checkpoint, images, tmp_path / "two", 2), env=ENV,
+                             capture_output=True, text=True, timeout=600)
+    assert sharded.returncode == 0, sharded.stderr[-2000:]
+    one, two = outputs(tmp_path / "one"), outputs(tmp_path / "two")
+    assert len(one) == 2 * NUM_IMAGES and one.keys() == two.keys()
+    assert [name for name in one if one[name] != two[name]] == []  # byte for byte
+
+
+def test_batches_of_equal_sizes_give_the_same_labels(setup, tmp_path):
+    checkpoint, images = setup
+    for name, extra in (("single", ()), ("batched", ("--batch-size", "4"))):
+        result = subprocess.run(predict_command(checkpoint, images, tmp_path / name, 1, *extra), env=ENV,
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+    for path in sorted((tmp_path / "single").glob("*_labels.png")):
+        single = np.asarray(Image.open(path))
+        batched = np.asarray(Image.open(tmp_path / "batched" / path.name))
+        assert (single == batched).mean() > 0.999, path.name  # batched kernels may differ in round-off
+
+
+def test_killed_job_resumes_without_redoing_finished_files(setup, tmp_path):
+    checkpoint, images = setup
+    output = tmp_path / "out"
+    job = subprocess.Popen(predict_command(checkpoint, images, output, 2), env=ENV, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(output.glob("*_overlay.png"))) < 6:
+        time.sleep(0.2)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    finished = {path.name: path.stat().st_mtime_ns for path in output.glob("*.png")}
+    assert 6 <= len(finished) // 2 < NUM_IMAGES, "the job should be killed halfway"
+
+    rerun = subprocess.run(predict_command(checkpoint, images, output, 2), env=ENV, capture_output=True,
+                           text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    done_before = {name for name in finished if name.endswith("_overlay.png") and name.replace("_overlay", "_labels") in finished}
+    assert f"{len(done_before)} of {NUM_IMAGES} image(s) already done" in rerun.stdout
+    assert len(list(output.glob("*_labels.png"))) == len(list(output.glob("*_overlay.png"))) == NUM_IMAGES
+    for name in done_before:  # not rewritten
+        assert (output / name).stat().st_mtime_ns == finished[name]
+    assert not list(output.glob(".*partial*"))
