@@ -4,11 +4,77 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+
+# Option types: a bad value is a usage error (exit 2) naming the option, before anything runs.
+
+
+def _integer(text: str, minimum: int, rule: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{text} {rule}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A count: an integer ≥ 1."""
+    return _integer(text, 1, "is not a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """An integer ≥ 0 (a seed, a number of workers)."""
+    return _integer(text, 0, "is negative")
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (a scale)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number > 0")
+    return value
+
+
+def recipe_name(text: str) -> str:
+    """A training recipe of ``isnet recipes``."""
+    from .recipes import recipe_names
+
+    names = recipe_names()
+    if text not in names:
+        import difflib
+
+        close = difflib.get_close_matches(text, names, n=3)
+        raise argparse.ArgumentTypeError(
+            f"unknown recipe {text!r}" + (f"; did you mean {', '.join(close)}?" if close else "; see `isnet recipes`")
+        )
+    return text
+
+
+def key_value(text: str) -> str:
+    """``KEY=VALUE`` of ``--set`` (the value is checked against the field's type when the config is built)."""
+    key, sep, _ = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. lr=0.01)")
+    return text
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error told in one line (and the way to the full help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n(see {self.prog} --help)\n")
+
 
 def _load_model(args: argparse.Namespace) -> torch.nn.Module:
     from .checkpoint import load_model
@@ -44,9 +110,9 @@ def _class_names(model: torch.nn.Module, args: argparse.Namespace) -> tuple[list
 
 def _add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=("whole", "slide"), default="whole")
-    parser.add_argument("--crop", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
-    parser.add_argument("--stride", type=int, nargs=2, default=(341, 341), metavar=("H", "W"))
-    parser.add_argument("--scales", type=float, nargs="+", default=(1.0,))
+    parser.add_argument("--crop", type=positive_int, nargs=2, default=(512, 512), metavar=("H", "W"))
+    parser.add_argument("--stride", type=positive_int, nargs=2, default=(341, 341), metavar=("H", "W"))
+    parser.add_argument("--scales", type=positive_float, nargs="+", default=(1.0,))
     parser.add_argument("--flip", action="store_true", help="average with the mirrored image")
 
 
@@ -220,25 +286,26 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .data import DATASET_NAMES
-    parser = argparse.ArgumentParser(prog="isnet", description=__doc__)
+    parser = Parser(prog="isnet", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (also: ISNET_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="train a small ISNet on generated scenes (offline, a few minutes)")
     demo.add_argument("--output", default="outputs/demo")
-    demo.add_argument("--iters", type=int, default=600)
+    demo.add_argument("--iters", type=positive_int, default=600)
     demo.set_defaults(run=cmd_demo)
 
     train = commands.add_parser("train", help="train (or resume) a recipe; use torchrun for several processes")
-    train.add_argument("--recipe", required=True, help="see `isnet recipes`")
+    train.add_argument("--recipe", required=True, type=recipe_name, help="see `isnet recipes`")
     train.add_argument("--data-root")
     train.add_argument("--output", help="run folder; an existing run there is resumed")
-    train.add_argument("--max-iters", type=int)
-    train.add_argument("--batch-size", type=int, help="global batch size")
+    train.add_argument("--max-iters", type=positive_int)
+    train.add_argument("--batch-size", type=positive_int, help="global batch size")
     train.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
     train.add_argument("--weights-backbone", help="ImageNet checkpoint for the backbone")
-    train.add_argument("--workers", type=int)
-    train.add_argument("--seed", type=int)
-    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+    train.add_argument("--workers", type=non_negative_int)
+    train.add_argument("--seed", type=non_negative_int)
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", type=key_value,
                        help="override any TrainConfig field, e.g. --set lr=0.02 --set data.crop_size=[256,256]")
     train.set_defaults(run=cmd_train)
 
@@ -247,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--dataset", required=True, choices=DATASET_NAMES)
     evaluate.add_argument("--data-root", required=True)
     evaluate.add_argument("--split", help="default: the dataset's validation split")
-    evaluate.add_argument("--fit", type=int, nargs=2, metavar=("LONG", "SHORT"), help="test-time resize box")
+    evaluate.add_argument("--fit", type=positive_int, nargs=2, metavar=("LONG", "SHORT"), help="test-time resize box")
     evaluate.add_argument("--protocol", choices=("released", "custom"), default="custom",
                           help="released: the dataset's published ms+flip protocol; custom: the flags below")
     evaluate.add_argument("--output", default="outputs/eval")
@@ -272,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                          help="compute precision (bf16 on CPU or GPU, fp16 on GPU)")
     predict.add_argument("--compile", action="store_true", help="torch.compile the model (pays off for many images of one size)")
-    predict.add_argument("--max-pixels", type=int, help="refuse larger images (default 100 million)")
+    predict.add_argument("--max-pixels", type=positive_int, help="refuse larger images (default 100 million)")
     _add_inference_arguments(predict)
     predict.set_defaults(run=cmd_predict)
 
@@ -280,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(export)
     export.add_argument("--output", required=True, help="MODEL.onnx or PROGRAM.pt2")
     export.add_argument("--format", choices=("onnx", "torch-export"), help="default: from the output's suffix")
-    export.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"), help="sample size for tracing")
+    export.add_argument("--size", type=positive_int, nargs=2, default=(512, 512), metavar=("H", "W"), help="sample size for tracing")
     export.add_argument("--check", action="store_true", help="compare the exported model with PyTorch on a random image")
     export.set_defaults(run=cmd_export)
 
@@ -296,13 +363,69 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """Run a command. A known error (a bad file, bad data, a bad option, a mismatched checkpoint,
+    a full disk, a refused permission) is printed in a few lines naming the file or option and
+    the problem: exit status 2 for usage errors, 1 otherwise. ``--debug`` (anywhere on the
+    command line) or ``ISNET_DEBUG=1`` lets the traceback through instead."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("ISNET_DEBUG", "") not in ("", "0")
+    argv = [arg for arg in argv if arg != "--debug"]
     if argv[:1] == ["complexity"]:  # has its own argument parser
         from .bench.complexity import main as complexity_main
 
         return complexity_main(argv[1:])
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    if debug:
+        return args.run(args)
+    try:
+        return args.run(args)
+    except BaseException as error:  # noqa: B036 - the error boundary: every known error in words
+        return report_error(error, f"isnet {args.command}")
+
+
+def report_error(error: BaseException, prog: str) -> int:
+    """Print ``error`` for a person (``prog: error: ...``) and return the exit status; re-raise bugs."""
+    from .checkpoint import CheckpointError
+    from .data.image import DataFileError
+    from .errors import ConfigError, describe_os_error
+
+    hint = None
+    if isinstance(error, ConfigError):
+        status, message = 2, str(error)
+    elif isinstance(error, (CheckpointError, DataFileError)):
+        status, message = 1, str(error)
+    elif isinstance(error, OSError):
+        status = 1
+        message = describe_os_error(error) if error.errno is not None else str(error)
+    elif isinstance(error, FloatingPointError):
+        status, message = 1, str(error)
+    elif isinstance(error, torch.OutOfMemoryError | MemoryError):
+        status, message = 1, f"out of memory: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+        hint = "use smaller images or crops, a smaller batch, or --set grad_checkpointing=true for training"
+    elif isinstance(error, (ValueError, KeyError)):
+        status = 1
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        hint = "run again with --debug for the traceback"
+    elif isinstance(error, KeyboardInterrupt):
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    else:
+        raise error
+    message = _without_worker_traceback(str(message))
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    if hint:
+        print(f"({hint})", file=sys.stderr)
+    return status
+
+
+def _without_worker_traceback(message: str) -> str:
+    """A data loader worker's error carries the worker's traceback in its message: keep the last line."""
+    marker = "Original Traceback (most recent call last):"
+    if marker not in message:
+        return message
+    last = [line for line in message.split(marker, 1)[1].splitlines() if line.strip()][-1]
+    kind, sep, text = last.partition(": ")
+    return f"{text if sep else last} (in a data loader worker)"
 
 
 if __name__ == "__main__":
