@@ -132,16 +132,20 @@ def _inference_config(args: argparse.Namespace, flip_pairs=()):
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .data.image import find_images
+    from .errors import ConfigError
     from .predict_files import segment_files
 
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"--output {output}: is a file, not a folder; name a folder for the label maps and overlays")
     model = _load_model(args)
     classes, palette = _class_names(model, args)
-    paths = find_images(args.inputs)
+    paths = find_images(args.inputs, exclude=output)
     if not paths:
         print(f"no images found in {', '.join(map(str, args.inputs))}", file=sys.stderr)
         return 2
     failures = segment_files(
-        model, paths, Path(args.output), _inference_config(args), classes, palette, max_pixels=args.max_pixels
+        model, paths, output, _inference_config(args), classes, palette, max_pixels=args.max_pixels
     )
     if failures:
         print(f"{len(failures)} of {len(paths)} file(s) could not be segmented:", file=sys.stderr)
