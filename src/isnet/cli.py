@@ -381,55 +381,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if debug:
         return args.run(args)
+    from .errors import report_error
+
     try:
         return args.run(args)
     except BaseException as error:  # noqa: B036 - the error boundary: every known error in words
         return report_error(error, f"isnet {args.command}")
-
-
-def report_error(error: BaseException, prog: str) -> int:
-    """Print ``error`` for a person (``prog: error: ...``) and return the exit status; re-raise bugs."""
-    from .checkpoint import CheckpointError
-    from .data.image import DataFileError
-    from .errors import ConfigError, describe_os_error
-
-    hint = None
-    if isinstance(error, ConfigError):
-        status, message = 2, str(error)
-    elif isinstance(error, (CheckpointError, DataFileError)):
-        status, message = 1, str(error)
-    elif isinstance(error, OSError):
-        status = 1
-        message = describe_os_error(error) if error.errno is not None else str(error)
-    elif isinstance(error, FloatingPointError):
-        status, message = 1, str(error)
-    elif isinstance(error, torch.OutOfMemoryError | MemoryError):
-        status, message = 1, f"out of memory: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
-        hint = "use smaller images or crops, a smaller batch, or --set grad_checkpointing=true for training"
-    elif isinstance(error, (ValueError, KeyError)):
-        status = 1
-        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-        hint = "run again with --debug for the traceback"
-    elif isinstance(error, KeyboardInterrupt):
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    else:
-        raise error
-    message = _without_worker_traceback(str(message))
-    print(f"{prog}: error: {message}", file=sys.stderr)
-    if hint:
-        print(f"({hint})", file=sys.stderr)
-    return status
-
-
-def _without_worker_traceback(message: str) -> str:
-    """A data loader worker's error carries the worker's traceback in its message: keep the last line."""
-    marker = "Original Traceback (most recent call last):"
-    if marker not in message:
-        return message
-    last = [line for line in message.split(marker, 1)[1].splitlines() if line.strip()][-1]
-    kind, sep, text = last.partition(": ")
-    return f"{text if sep else last} (in a data loader worker)"
 
 
 if __name__ == "__main__":

@@ -21,14 +21,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..atomic_files import checksum_path, remove_unfinished_writes
 from ..checkpoint import (
     CheckpointError,
-    checksum_path,
     describe_nonfinite,
     load_state_dict_strict,
     load_training_checkpoint,
     nonfinite_entries,
-    remove_unfinished_writes,
     save_training_checkpoint,
 )
 from ..config import ModelConfig
