@@ -31,7 +31,8 @@ TRAINING_OPTIONS = {
     "checkpoint_interval_zero": (["--set", "checkpoint_interval=0"],
                                  "checkpoint_interval must be a positive integer, not 0"),
     "max_iters_negative": (["--max-iters", "-5"], "argument --max-iters: -5 is not a positive integer"),
-    "unknown_key": (["--set", "lrate=0.1"], "unknown key lrate: TrainConfig has no field 'lrate' (did you mean lr?)"),
+    "unknown_key": (["--set", "max_iter=10"],
+                    "unknown key max_iter: TrainConfig has no field 'max_iter' (did you mean max_iters?); its fields: "),
 }
 
 
