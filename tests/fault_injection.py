@@ -40,13 +40,13 @@ def inject(fault: str, iteration: int) -> None:
     if fault == "partial":
         real_save = torch.save
 
-        def save_half_then_die(obj, f, *args, **kwargs):
-            if not str(f).endswith(target + ".tmp"):
+        def save_half_then_die(obj, f, *args, **kwargs):  # f: a path or an open file
+            if not str(getattr(f, "name", f)).endswith(target + ".tmp"):
                 return real_save(obj, f, *args, **kwargs)
             buffer = io.BytesIO()
             real_save(obj, buffer, *args, **kwargs)
             data = buffer.getvalue()
-            with open(f, "wb") as handle:
+            with open(getattr(f, "name", f), "wb") as handle:
                 handle.write(data[: len(data) // 2])
                 handle.flush()
                 os.fsync(handle.fileno())

@@ -38,9 +38,9 @@ def tiny_checkpoint(path: Path) -> Path:
 
 def predict_classes(checkpoint: Path) -> list[str]:
     """The class names ``isnet predict`` uses for this checkpoint (the server must show the same)."""
-    from isnet.cli import _class_names
+    from isnet.cli_common import class_names
 
-    return _class_names(load_model(checkpoint), Namespace(checkpoint=str(checkpoint)))[0]
+    return class_names(load_model(checkpoint), Namespace(checkpoint=str(checkpoint)))[0]
 
 
 def random_image(path: Path, height: int, width: int, seed: int = 0) -> Path:

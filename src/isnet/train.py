@@ -42,7 +42,7 @@ from .progress import progress_bar
 from .segmentor import build_model
 from .training.config import DataConfig, TrainConfig
 from .training.metrics_log import MetricsLog
-from .training.run_folder import checkpoint_dir, list_checkpoints, resume, save_run_checkpoint
+from .training.run_folder import last_good_checkpoint, list_checkpoints, resume, save_run_checkpoint
 from .weights import load_weights
 
 __all__ = ["DataConfig", "TrainConfig", "list_checkpoints", "train"]
@@ -108,13 +108,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
             skipped_in_a_row = 0
         elif config.nonfinite == "stop":
             raise FloatingPointError(f"non-finite loss {loss.item()} at iteration {done}; "
-                                     f"the last good checkpoint is in {checkpoint_dir(output_dir)}")
+                                     f"the last good checkpoint is {last_good_checkpoint(output_dir)}")
         else:
             skipped_in_a_row += 1
             if skipped_in_a_row >= config.max_nonfinite_skips:
                 raise FloatingPointError(
                     f"{skipped_in_a_row} non-finite losses in a row, the last ({loss.item()}) at iteration {done}; "
-                    f"the last good checkpoint is in {checkpoint_dir(output_dir)}"
+                    f"the last good checkpoint is {last_good_checkpoint(output_dir)}"
                 )
             for buffer, saved in zip(model.buffers(), buffers):
                 buffer.copy_(saved)

@@ -7,18 +7,27 @@ from pathlib import Path
 
 from isnet.data.base import SegmentationDataset, Transform, label_lut, list_files, pair_files
 from isnet.data.base import require_dir
+from isnet.data.image import IMAGE_SUFFIXES, DataFileError
 from isnet.data.info import RGB, DatasetInfo, make_palette
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
 def read_class_names(path: Path) -> tuple[str, ...]:
-    """Class names from a text file, one per line in label order; blank lines are skipped."""
+    """Class names from a UTF-8 text file, one per line in label order; blank lines are skipped."""
     if not path.is_file():
         raise FileNotFoundError(f"no class list given and {path} not found (one class name per line)")
-    names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark, as some editors write, is dropped
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise DataFileError(
+            f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} on line {line}); save the class "
+            "list as UTF-8"
+        ) from None
+    except OSError as error:
+        raise DataFileError(f"{path}: unreadable class list: {error.strerror or error}") from None
+    names = tuple(line.strip() for line in text.splitlines() if line.strip())
     if not names:
-        raise ValueError(f"class list {path} is empty")
+        raise DataFileError(f"{path}: the class list is empty (one class name per line)")
     return names
 
 

@@ -2,11 +2,14 @@
 
 Every file is used **as displayed**: an EXIF orientation tag (a phone photo stored sideways)
 is applied, as OpenCV's ``imread`` does in the authors' pipeline and as an annotation tool
-shows the photo, so a label drawn on the displayed image lines up with it. Grayscale,
-palette, RGBA (alpha dropped), CMYK and 16-bit images become 8-bit RGB. An image with more
-than ``max_pixels`` pixels is refused from its header, before anything is decoded (a
-decompression bomb). Every failure is a :class:`DataFileError` whose message starts with
-the file's path and says what is wrong with it.
+shows the photo, so a label drawn on the displayed image lines up with it. Every format
+Pillow opens is read (the first frame of an animation). Grayscale, palette (transparency
+dropped), RGBA and LA (alpha dropped), CMYK images become 8-bit RGB; 16-bit images are
+scaled from their 0..65535 range, float images from 0..1 (or 0..255); other value ranges
+are refused by name rather than clipped. An image with more than ``max_pixels`` pixels is
+refused from its header, before anything is decoded (a decompression bomb). Every failure
+is a :class:`DataFileError` whose message starts with the file's path and says what is
+wrong with it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,21 @@ from torch import Tensor
 
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# Formats Pillow registers but that are not pictures, or that it only reads through an
+# outside program (EPS: Ghostscript) or a plugin the user must install (stubs).
+_NOT_READ = {"EPS", "BUFR", "GRIB", "HDF5", "WMF", "MPEG", "PDF"}
+
+
+def _image_suffixes() -> tuple[str, ...]:
+    """Every file suffix of a format Pillow can open (JPEG, PNG, GIF, WEBP, TIFF, BMP, AVIF, ...)."""
+    Image.init()
+    return tuple(sorted(
+        suffix for suffix, fmt in Image.registered_extensions().items() if fmt in Image.OPEN and fmt not in _NOT_READ
+    ))
+
+
+IMAGE_SUFFIXES = _image_suffixes()
+PREDICTION_SUFFIXES = ("_labels.png", "_overlay.png")  # what `isnet predict` writes beside each name
 MAX_IMAGE_PIXELS = 100_000_000  # 10 000 × 10 000; PIL's own hard limit (2 × PIL.Image.MAX_IMAGE_PIXELS) also applies
 EXIF_ORIENTATION = 0x0112
 _TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)  # the EXIF orientations that swap width and height
@@ -117,11 +134,48 @@ def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarr
     """Read an image as (H, W, 3) uint8 RGB, as displayed (EXIF orientation applied)."""
     path = Path(path)
     with open_image(path, max_pixels) as image:
-        upright = decode_upright(image, path)
-        if upright.mode.startswith("I;16"):  # 16-bit grayscale: keep the high byte, not a clipped low one
-            gray = (np.asarray(upright) >> 8).astype(np.uint8)
-            return np.repeat(gray[..., None], 3, axis=2)
-        return np.array(upright.convert("RGB"))
+        return to_rgb8(decode_upright(image, path), path)
+
+
+def to_rgb8(image: Image.Image, path: Path) -> np.ndarray:
+    """An image of any mode as (H, W, 3) uint8 RGB, its value range respected, or an ImageReadError naming it."""
+    mode = image.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        values = np.asarray(image)
+        if mode.startswith("I;16"):  # 16-bit grayscale: 0..65535 onto 0..255
+            gray = _scaled(values, 65535)
+        else:
+            gray = _gray_of_unknown_range(values, mode, path)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if (mode == "P" and "transparency" in image.info) or mode == "PA":
+        image = image.convert("RGBA")  # the palette's colours; the transparency is dropped below
+    try:
+        return np.array(image.convert("RGB"))
+    except (ValueError, OSError) as error:
+        raise ImageReadError(f"{path}: image mode {mode} cannot be converted to RGB ({error})") from None
+
+
+def _scaled(values: np.ndarray, top: int) -> np.ndarray:
+    """Values of 0..``top`` onto 0..255, rounded."""
+    return np.round(values.astype(np.float64) * (255 / top)).astype(np.uint8)
+
+
+def _gray_of_unknown_range(values: np.ndarray, mode: str, path: Path) -> np.ndarray:
+    """32-bit integer (``I``) or float (``F``) grayscale: mapped from the range its values fit, or refused."""
+    kind = "32-bit integer" if mode == "I" else "floating-point"
+    if values.size and not np.isfinite(values).all():
+        raise ImageReadError(f"{path}: {kind} image with NaN or infinite values; convert it to 8-bit RGB")
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if mode == "F" and low >= 0 and high <= 1:
+        return _scaled(values, 1)
+    if low >= 0 and high <= 255:
+        return np.round(values).astype(np.uint8)
+    if mode == "I" and low >= 0 and high <= 65535:  # a 16-bit image read as 32-bit
+        return _scaled(values, 65535)
+    raise ImageReadError(
+        f"{path}: {kind} image with values {low:g}..{high:g}: no known range to map onto 8 bits "
+        "(expected 0..1, 0..255 or 0..65535); convert it to 8-bit RGB"
+    )
 
 
 def to_tensor(image: np.ndarray) -> Tensor:
@@ -132,16 +186,25 @@ def to_tensor(image: np.ndarray) -> Tensor:
     return (tensor - mean) / std
 
 
-def find_images(inputs: list[str | Path]) -> list[Path]:
+def find_images(inputs: list[str | Path], *, exclude: str | Path | None = None) -> list[Path]:
     """Expand files and folders (non-recursive) into a sorted list of image paths.
 
     Everything in a folder named like an image is listed, even a sub-folder or a broken
-    link, so that it is reported as unreadable instead of silently left out.
+    link, so that it is reported as unreadable instead of silently left out. Files that
+    ``isnet predict`` wrote in the folder ``exclude`` (``*_labels.png``, ``*_overlay.png``,
+    partial writes) are left out, so a prediction never takes its own outputs as inputs.
     """
+    excluded = Path(exclude).resolve() if exclude is not None else None
     found: list[Path] = []
     for item in map(Path, inputs):
-        if item.is_dir():
-            found += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
+        if not item.is_dir():
             found.append(item)
+            continue
+        outputs_here = excluded is not None and item.resolve() == excluded
+        for path in sorted(item.iterdir()):
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            if outputs_here and (path.name.endswith(PREDICTION_SUFFIXES) or path.name.endswith(".partial.png")):
+                continue
+            found.append(path)
     return found

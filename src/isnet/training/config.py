@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from torch.utils.data import Dataset
 
+from ..checkpoint import config_bounds_problems
 from ..config import ModelConfig
 from ..data import (
     DATASETS,
@@ -20,10 +23,63 @@ from ..data import (
 )
 from ..data.folder import folder_record
 from ..data.image import MAX_IMAGE_PIXELS
+from ..errors import ConfigError
 from ..inference import InferenceConfig
 from ..losses import DEFAULT_LOSS_WEIGHTS
 
 Size = tuple[int, int]
+
+
+# Validators: each raises a ConfigError naming the field, the rule and the value.
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def require_int(name: str, value: Any, *, minimum: int = 1) -> None:
+    """An integer ≥ ``minimum`` (a count: 1; an interval where 0 means never: 0)."""
+    if not _is_int(value) or value < minimum:
+        rule = "a positive integer" if minimum == 1 else f"an integer ≥ {minimum}"
+        raise ConfigError(f"must be {rule}, not {value!r}", field=name)
+
+
+def require_number(name: str, value: Any, *, positive: bool = False, at_most: float | None = None) -> None:
+    """A finite number ≥ 0 (> 0 when ``positive``; ≤ ``at_most`` when given)."""
+    finite = _is_number(value) and math.isfinite(value)
+    if not finite or value < 0 or (positive and value == 0) or (at_most is not None and value > at_most):
+        rule = "a finite number " + ("> 0" if positive else "≥ 0") + (f" and ≤ {at_most}" if at_most is not None else "")
+        raise ConfigError(f"must be {rule}, not {value!r}", field=name)
+
+
+def require_size(name: str, value: Any, *, optional: bool = False) -> None:
+    """Two positive integers, e.g. (height, width) (or None when ``optional``)."""
+    if optional and value is None:
+        return
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2 or not all(
+        _is_int(n) and n > 0 for n in value
+    ):
+        raise ConfigError(f"must be two positive integers such as [512, 512], not {value!r}", field=name)
+
+
+def require_choice(name: str, value: Any, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"is {value!r}; choose one of {', '.join(choices)}", field=name)
+
+
+def check_inference_config(name: str, config: InferenceConfig) -> None:
+    """The evaluation protocol: a known mode, windows and strides of positive sizes, positive scales."""
+    require_choice(f"{name}.mode", config.mode, ("whole", "slide"))
+    require_size(f"{name}.crop", config.crop)
+    require_size(f"{name}.stride", config.stride)
+    if not config.scales:
+        raise ConfigError("must name at least one scale", field=f"{name}.scales")
+    for scale in config.scales:
+        require_number(f"{name}.scales", scale, positive=True, at_most=16)
 
 
 @dataclass(frozen=True)
@@ -44,6 +100,21 @@ class DataConfig:
     eval_fit_size: Size | None = None
     train_split: str = "train"
     val_split: str = "val"
+
+    def __post_init__(self) -> None:
+        for name in ("dataset", "root", "train_split", "val_split"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(f"must be a non-empty text, not {getattr(self, name)!r}", field=name)
+        require_size("crop_size", self.crop_size)
+        require_size("fit_size", self.fit_size, optional=True)
+        require_size("eval_fit_size", self.eval_fit_size, optional=True)
+        low_high = self.scale_range
+        if not isinstance(low_high, Sequence) or len(low_high) != 2:
+            raise ConfigError(f"must be two numbers (smallest, largest scale), not {low_high!r}", field="scale_range")
+        for scale in low_high:
+            require_number("scale_range", scale, positive=True, at_most=16)
+        if low_high[0] > low_high[1]:
+            raise ConfigError(f"must be (smallest, largest), not {tuple(low_high)!r}", field="scale_range")
 
     @classmethod
     def of(cls, record: DatasetInfo, **overrides: Any) -> DataConfig:
@@ -130,17 +201,41 @@ class TrainConfig:
     class_weights: str | tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        """Every value within its range, so that a bad one stops the run before it starts."""
         for name, allowed in (("nonfinite", ("stop", "skip")), ("check_data", ("headers", "full", "off")),
                               ("precision", ("fp32", "bf16", "fp16"))):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"TrainConfig.{name} is {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
+            require_choice(name, getattr(self, name), allowed)
+        for name in ("batch_size", "grad_accum_steps", "max_iters", "checkpoint_interval", "keep_checkpoints",
+                     "log_interval", "max_nonfinite_skips", "max_image_pixels"):
+            require_int(name, getattr(self, name))
+        for name in ("eval_interval", "num_workers", "seed"):  # eval_interval 0: only at the end
+            require_int(name, getattr(self, name), minimum=0)
+        if self.seed >= 2**63:
+            raise ConfigError(f"must be below 2**63, not {self.seed}", field="seed")
+        if self.batch_size % self.grad_accum_steps:
+            raise ConfigError(f"{self.batch_size} does not divide into {self.grad_accum_steps} accumulation steps",
+                              field="batch_size")
+        require_number("lr", self.lr, positive=True)
+        require_number("min_lr", self.min_lr, at_most=self.lr)
+        require_number("poly_power", self.poly_power)
+        require_number("momentum", self.momentum, at_most=1)
+        require_number("weight_decay", self.weight_decay)
+        if not isinstance(self.loss_weights, dict) or not self.loss_weights:
+            raise ConfigError(f"must map output names to weights, not {self.loss_weights!r}", field="loss_weights")
+        for name, weight in self.loss_weights.items():
+            require_choice("loss_weights", name, tuple(DEFAULT_LOSS_WEIGHTS))
+            require_number(f"loss_weights.{name}", weight)
+        check_inference_config("eval", self.eval)
+        problems = config_bounds_problems(self.model)
+        if problems:
+            raise ConfigError(f"model.{problems[0]}")
         if self.precision == "fp16" and self.device is not None and not self.device.startswith("cuda"):
-            raise ValueError(f"TrainConfig.precision fp16 needs a GPU (device {self.device}); on a CPU use bf16")
+            raise ConfigError(f"fp16 needs a GPU (device {self.device}); on a CPU use bf16", field="precision")
         if isinstance(self.class_weights, str) and self.class_weights != "median_frequency":
-            raise ValueError(f"TrainConfig.class_weights is {self.class_weights!r}: give K numbers or median_frequency")
+            raise ConfigError(f"is {self.class_weights!r}: give K numbers or median_frequency", field="class_weights")
         if isinstance(self.class_weights, tuple) and len(self.class_weights) != self.model.num_classes:
-            raise ValueError(f"TrainConfig.class_weights has {len(self.class_weights)} values for "
-                             f"{self.model.num_classes} classes")
+            raise ConfigError(f"has {len(self.class_weights)} values for {self.model.num_classes} classes",
+                              field="class_weights")
 
     def to_json(self) -> str:
         data = asdict(self)

@@ -1,11 +1,19 @@
-"""A run folder's checkpoints: saving, listing, resuming from the newest intact one, setting damaged ones aside.
+"""A run folder: its lock, its checkpoints (saving, listing, resuming from the newest intact
+one, setting damaged ones aside).
 
 ``<output_dir>/checkpoints/iter_*.pt`` holds the newest ``keep_checkpoints`` training states,
-each written atomically with a ``.sha256`` checksum (:mod:`isnet.checkpoint`).
+each written atomically with a ``.sha256`` checksum (:mod:`isnet.checkpoint`). A checkpoint
+never holds a NaN or an infinity: a state that does is refused, and a poisoned checkpoint
+(written by an older version) is set aside like a damaged one. ``<output_dir>/.lock`` is
+locked by the process that trains in the folder (an OS lock, released when it dies), so a
+second run on the same folder refuses to start.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,12 +21,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..atomic_files import checksum_path, remove_unfinished_writes
 from ..checkpoint import (
     CheckpointError,
-    checksum_path,
+    describe_nonfinite,
     load_state_dict_strict,
     load_training_checkpoint,
-    remove_unfinished_writes,
+    nonfinite_entries,
     save_training_checkpoint,
 )
 from ..config import ModelConfig
@@ -27,6 +36,68 @@ from ..distributed import DistributedContext, barrier
 
 def checkpoint_dir(output_dir: str | Path) -> Path:
     return Path(output_dir) / "checkpoints"
+
+
+LOCK_NAME = ".lock"
+_held_locks: dict[Path, int] = {}  # run folder → the descriptor holding its lock, for this process's life
+
+
+class RunFolderInUse(OSError):
+    """Another process trains in this run folder."""
+
+
+def lock_run_folder(output_dir: str | Path) -> Path:
+    """Lock ``output_dir`` for this process (``flock`` on ``<output_dir>/.lock``, which holds the pid).
+
+    The lock lasts as long as the process (the OS releases it when the process dies, however
+    it dies) or until :func:`release_run_folder`; locking a folder this process already holds
+    is a no-op. Raises :class:`RunFolderInUse` naming the process that holds it.
+    """
+    folder = Path(output_dir).resolve()
+    if folder in _held_locks:
+        return folder / LOCK_NAME
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        holder = os.read(descriptor, 64).decode(errors="replace").strip()
+        os.close(descriptor)
+        if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise
+        by = f"process {holder}" if holder.isdigit() else "another process"
+        raise RunFolderInUse(
+            f"{output_dir}: in use by {by} (it holds {path}); wait for that run to finish, or choose "
+            "another output folder"
+        ) from None
+    os.ftruncate(descriptor, 0)
+    os.write(descriptor, f"{os.getpid()}\n".encode())
+    _held_locks[folder] = descriptor
+    return path
+
+
+def release_run_folder(output_dir: str | Path) -> None:
+    """Release the lock this process holds on ``output_dir`` (for a library user starting another run)."""
+    descriptor = _held_locks.pop(Path(output_dir).resolve(), None)
+    if descriptor is not None:
+        os.close(descriptor)
+
+
+def lock_for_all(output_dir: Path, context: DistributedContext) -> None:
+    """Process 0 locks the run folder; every process raises the same error if it cannot."""
+    problem = None
+    if context.is_main:
+        try:
+            lock_run_folder(output_dir)
+        except RunFolderInUse as error:
+            problem = str(error)
+    if context.enabled:
+        shared = [problem]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        problem = shared[0]
+    if problem is not None:
+        raise RunFolderInUse(problem)
 
 
 def list_checkpoints(output_dir: str | Path) -> list[Path]:
@@ -39,8 +110,9 @@ def newest_usable_checkpoint(
 ) -> tuple[Path, dict[str, Any]] | None:
     """The newest checkpoint that passes its checksum and loads, with its state; None for a new run.
 
-    A damaged checkpoint is reported (``report(message)``, naming the file and the problem)
-    and the previous one tried. If checkpoints exist but none can be used, or they were made
+    A damaged checkpoint, or one holding NaN or infinity, is reported (``report(message)``,
+    naming the file and the problem) and the previous one tried. If checkpoints exist but
+    none can be used, or they were made
     for another model configuration, the run stops rather than silently starting over.
     """
     checkpoints = list_checkpoints(output_dir)
@@ -48,6 +120,9 @@ def newest_usable_checkpoint(
         try:
             state = load_training_checkpoint(path)
             saved = ModelConfig.from_json(state["config"])
+            poisoned = nonfinite_state(state)
+            if poisoned:
+                raise CheckpointError(f"{path}: poisoned by a diverged step: {describe_nonfinite(poisoned)}")
         except CheckpointError as error:
             report(f"cannot resume from {error}; trying the previous checkpoint")
             continue
@@ -99,7 +174,19 @@ def save_run_checkpoint(
     context: DistributedContext,
     keep: int,
 ) -> None:
-    """Save the run's state at ``iteration`` (process 0 writes; the random state of every process is kept)."""
+    """Save the run's state at ``iteration`` (process 0 writes; the random state of every process is kept).
+
+    A state holding NaN or infinity (weights, BatchNorm statistics, optimizer momentum) is not
+    saved: a ``FloatingPointError`` names the iteration, the tensors and the last good
+    checkpoint, on every process.
+    """
+    poisoned = nonfinite_state({"model": model.state_dict(), "optimizer": optimizer.state_dict()})
+    if all_processes_any(bool(poisoned), context):
+        raise FloatingPointError(
+            f"iteration {iteration}: {describe_nonfinite(poisoned) if poisoned else 'non-finite values on another process'}"
+            f"; not saved as a checkpoint. The last good checkpoint is {last_good_checkpoint(output_dir)}. "
+            "Look for a batch of extreme values, or lower the learning rate"
+        )
     rng = torch.get_rng_state()
     if context.enabled:
         gathered = [torch.empty_like(rng) for _ in range(context.world_size)]
@@ -122,6 +209,32 @@ def save_run_checkpoint(
     barrier()
 
 
+def all_processes_any(flag: bool, context: DistributedContext) -> bool:
+    """Whether ``flag`` is true on any process (so that every process takes the same decision)."""
+    if not context.enabled:
+        return flag
+    value = torch.tensor([float(flag)], device=context.device)
+    torch.distributed.all_reduce(value)
+    return bool(value.item() > 0)
+
+
+def last_good_checkpoint(output_dir: Path) -> str:
+    """The newest checkpoint that passes its checksum and holds only finite values, for messages."""
+    for path in reversed(list_checkpoints(output_dir)):
+        try:
+            state = load_training_checkpoint(path)
+        except CheckpointError:
+            continue
+        if not nonfinite_state(state):
+            return str(path)
+    return f"none ({checkpoint_dir(output_dir)} holds no intact and finite checkpoint; the run starts over)"
+
+
+def nonfinite_state(state: dict[str, Any]) -> list[str]:
+    """The tensors of a training state's weights and optimizer state that hold NaN or infinity."""
+    return nonfinite_entries({"model": state["model"], "optimizer": state["optimizer"]})
+
+
 def resume(
     output_dir: Path,
     model: nn.Module,
@@ -131,9 +244,12 @@ def resume(
 ) -> int:
     """Restore the newest intact checkpoint of ``output_dir`` into ``model`` and ``optimizer``.
 
-    Returns the iteration to start from (0 for a new run). What a killed write left behind is
-    deleted first; checkpoints newer than the one used (damaged ones) are set aside afterwards.
+    Returns the iteration to start from (0 for a new run). The folder is locked first
+    (:func:`lock_for_all`), so that no other run can write in it; what a killed write left
+    behind is deleted; checkpoints newer than the one used (damaged ones) are set aside
+    afterwards.
     """
+    lock_for_all(output_dir, context)
     if context.is_main:
         for unfinished in remove_unfinished_writes(checkpoint_dir(output_dir)) + remove_unfinished_writes(output_dir):
             report(f"removed {unfinished}, left by a write that was interrupted")
