@@ -49,6 +49,27 @@ def predict_command(checkpoint: Path, images: Path, output: Path, processes: int
             "-m", "isnet.cli", *arguments]
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants (torchrun's workers run in sessions of their own)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    doomed, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        doomed.append(current)
+        queue += children.get(current, [])
+    for victim in doomed:
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def outputs(folder: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if not path.name.startswith(".")}
 
@@ -86,8 +107,9 @@ def test_killed_job_resumes_without_redoing_finished_files(setup, tmp_path):
     deadline = time.time() + 300
     while time.time() < deadline and len(list(output.glob("*_overlay.png"))) < 6:
         time.sleep(0.2)
-    os.killpg(job.pid, signal.SIGKILL)
+    kill_tree(job.pid)
     job.wait()
+    time.sleep(1)
     finished = {path.name: path.stat().st_mtime_ns for path in output.glob("*.png")}
     assert 6 <= len(finished) // 2 < NUM_IMAGES, "the job should be killed halfway"
 

@@ -25,31 +25,67 @@ from .cli_common import (
 from .cli_training import cmd_demo, cmd_eval, cmd_presets, cmd_recipes, cmd_train
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """Segment images; under ``torchrun`` the files are split among the processes.
+
+    Images whose two outputs already exist are skipped, so a killed job run again goes on
+    where it stopped; outputs are written atomically, so a file is complete or absent.
+    """
     from .data.image import find_images
+    from .distributed import all_reduce_sum, barrier, init_distributed
     from .errors import ConfigError
-    from .predict_files import segment_files
+    from .predict_files import colliding_inputs, output_files, segment_files
 
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise ConfigError(f"--output {output}: is a file, not a folder; name a folder for the label maps and overlays")
     device = resolve_device(args)
+    context = init_distributed(str(device))
     model = load_model_from_args(args)
     if isinstance(model, torch.nn.Module):
-        model = model.to(device)
+        model = model.to(context.device)
     classes, palette = class_names(model, args)
     paths = find_images(args.inputs, exclude=output)
     if not paths:
         print(f"no images found in {', '.join(map(str, args.inputs))}", file=sys.stderr)
         return 2
-    failures = segment_files(
-        model, paths, output, inference_config(args), classes, palette, max_pixels=args.max_pixels
-    )
+    todo = [path for path in paths if not all(file.exists() for file in output_files(path, output))]
+    if context.is_main and len(todo) < len(paths):
+        print(f"{len(paths) - len(todo)} of {len(paths)} image(s) already done in {output}; segmenting the other {len(todo)}")
+    collisions = colliding_inputs(paths)  # decided on all files, so that no two processes write one output
+    mine = [path for path in todo if path not in collisions][context.rank :: context.world_size]
+    on_done = None
+    if context.enabled:  # one progress bar, on the first process, counting every process's outputs
+        on_done = _shared_progress(todo, output) if context.is_main else (lambda path: None)
+    failures = segment_files(model, mine, output, inference_config(args), classes, palette,
+                             max_pixels=args.max_pixels, batch_size=args.batch_size, on_done=on_done)
+    if context.is_main:
+        failures += [(path, reason) for path, reason in collisions.items() if path in todo]
+    failed = int(all_reduce_sum(torch.tensor(len(failures))).item())
+    barrier()
+    if on_done is not None and context.is_main:
+        on_done(None)
     if failures:
-        print(f"{len(failures)} of {len(paths)} file(s) could not be segmented:", file=sys.stderr)
-        for path, reason in failures:
+        print(f"{len(failures)} of {len(todo)} file(s) could not be segmented{' by this process' if context.enabled else ''}:",
+              file=sys.stderr)
+        for _, reason in failures:
             print(f"  {reason}", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if failed else 0
+
+
+def _shared_progress(todo: list[Path], output: Path):
+    """A progress bar of the images of ``todo`` whose outputs exist, refreshed after each image here."""
+    from .predict_files import output_files
+    from .progress import progress_bar
+
+    bar = progress_bar(total=len(todo), desc="predict")
+
+    def update(_path: Path | None) -> None:
+        bar.n = sum(all(file.exists() for file in output_files(path, output)) for path in todo)
+        bar.refresh()
+        if _path is None:
+            bar.close()
+
+    return update
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -178,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                          help="compute precision (bf16 on CPU or GPU, fp16 on GPU)")
     predict.add_argument("--compile", action="store_true", help="torch.compile the model (pays off for many images of one size)")
+    predict.add_argument("--batch-size", type=positive_int, default=1,
+                         help="predict this many images of one size together (default 1)")
     predict.add_argument("--max-pixels", type=positive_int, help="refuse larger images (default 100 million)")
     add_inference_arguments(predict)
     predict.set_defaults(run=cmd_predict)

@@ -101,6 +101,14 @@ def all_reduce_mean(value: Tensor) -> Tensor:
     return value
 
 
+def all_reduce_sum(value: Tensor) -> Tensor:
+    """Sum of a tensor over processes (itself in a single process)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        value = value.clone()
+        dist.all_reduce(value)
+    return value
+
+
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
