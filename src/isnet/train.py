@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from .progress import progress_bar
 from .segmentor import build_model
 from .training.config import DataConfig, TrainConfig
 from .training.metrics_log import MetricsLog
-from .training.run_folder import last_good_checkpoint, list_checkpoints, resume, save_run_checkpoint
+from .training.run_folder import last_good_checkpoint, list_checkpoints, lock_for_all, resume, save_run_checkpoint
 from .weights import load_weights
 
 __all__ = ["DataConfig", "TrainConfig", "list_checkpoints", "train"]
@@ -52,15 +53,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
     """Train (or resume) the run described by ``config``; return the final evaluation summary."""
     context = init_distributed(config.device)
     device, output_dir = context.device, Path(config.output_dir)
+    lock_for_all(output_dir, context)  # before anything is read or written: a second run refuses at once
     micro_batch = micro_batch_size(config, context.world_size)
-    if config.deterministic:
-        torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(config.deterministic)
     torch.manual_seed(config.seed + context.rank)
 
-    def report(message: str) -> None:
-        if context.is_main:
-            print(message, file=sys.stderr, flush=True)
-
+    report = partial(report_on_main, context)
     # Data: every file checked before the first step, so that a bad one cannot stop the run midway.
     bad_samples = BadSampleLog(output_dir / "bad_samples.txt")
     train_set = checked_dataset(config, config.data.train_split, True, context, bad_samples)
@@ -146,6 +144,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
         save_model(model, output_dir / "model.safetensors")
     barrier()
     return summary
+
+
+def report_on_main(context: DistributedContext, message: str) -> None:
+    """A message for the person running the run, from the first process only."""
+    if context.is_main:
+        print(message, file=sys.stderr, flush=True)
 
 
 def accumulate_gradients(
