@@ -43,7 +43,14 @@ from .progress import progress_bar
 from .segmentor import build_model
 from .training.config import DataConfig, TrainConfig
 from .training.metrics_log import MetricsLog
-from .training.run_folder import last_good_checkpoint, list_checkpoints, lock_for_all, resume, save_run_checkpoint
+from .training.run_folder import (
+    forget_new_run_folder,
+    last_good_checkpoint,
+    list_checkpoints,
+    lock_for_all,
+    resume,
+    save_run_checkpoint,
+)
 from .weights import load_weights
 
 __all__ = ["DataConfig", "TrainConfig", "list_checkpoints", "train"]
@@ -53,16 +60,20 @@ def train(config: TrainConfig) -> dict[str, Any]:
     """Train (or resume) the run described by ``config``; return the final evaluation summary."""
     context = init_distributed(config.device)
     device, output_dir = context.device, Path(config.output_dir)
-    lock_for_all(output_dir, context)  # before anything is read or written: a second run refuses at once
-    micro_batch = micro_batch_size(config, context.world_size)
+    created = lock_for_all(output_dir, context)  # before anything is read or written: a second run refuses at once
+    micro_batch = micro_batch_size(config, context.world_size)  # checked before anything runs
     torch.use_deterministic_algorithms(config.deterministic)
     torch.manual_seed(config.seed + context.rank)
 
     report = partial(report_on_main, context)
     # Data: every file checked before the first step, so that a bad one cannot stop the run midway.
-    bad_samples = BadSampleLog(output_dir / "bad_samples.txt")
-    train_set = checked_dataset(config, config.data.train_split, True, context, bad_samples)
-    val_set = checked_dataset(config, config.data.val_split, False, context, bad_samples)
+    try:  # a run that cannot start leaves no run folder behind
+        bad_samples = BadSampleLog(output_dir / "bad_samples.txt")
+        train_set = checked_dataset(config, config.data.train_split, True, context, bad_samples)
+        val_set = checked_dataset(config, config.data.val_split, False, context, bad_samples)
+    except BaseException:
+        forget_new_run_folder(output_dir, created, context)
+        raise
 
     # Model, optimizer, loss.
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format

@@ -84,9 +84,13 @@ def release_run_folder(output_dir: str | Path) -> None:
         os.close(descriptor)
 
 
-def lock_for_all(output_dir: Path, context: DistributedContext) -> None:
-    """Process 0 locks the run folder; every process raises the same error if it cannot."""
+def lock_for_all(output_dir: Path, context: DistributedContext) -> bool:
+    """Process 0 locks the run folder; every process raises the same error if it cannot.
+
+    Returns whether the folder was created for the lock (see :func:`forget_new_run_folder`).
+    """
     problem = None
+    created = not Path(output_dir).exists()
     if context.is_main:
         try:
             lock_run_folder(output_dir)
@@ -98,6 +102,18 @@ def lock_for_all(output_dir: Path, context: DistributedContext) -> None:
         problem = shared[0]
     if problem is not None:
         raise RunFolderInUse(problem)
+    return created
+
+
+def forget_new_run_folder(output_dir: Path, created: bool, context: DistributedContext) -> None:
+    """Undo :func:`lock_for_all` for a run that could not start: the folder it created, if it holds only the lock."""
+    if not (created and context.is_main):
+        return
+    release_run_folder(output_dir)
+    folder = Path(output_dir)
+    if [path.name for path in folder.iterdir()] == [LOCK_NAME]:
+        (folder / LOCK_NAME).unlink()
+        folder.rmdir()
 
 
 def list_checkpoints(output_dir: str | Path) -> list[Path]:
