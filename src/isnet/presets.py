@@ -7,6 +7,7 @@ weights from a local file, and attaches the dataset record to the model.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -131,6 +132,8 @@ def create_model(
         load_imagenet_weights(model.backbone, weights_backbone)
     if weights is not None:
         report = load_weights(model, weights, ignore_mismatched_sizes=ignore_mismatched_sizes)
+        if report.reinitialised or report.ignored:
+            logging.getLogger("isnet").warning(report.summary())
         if report.source.suffix == ".safetensors":
             dataset = dataset_from_metadata(read_safetensors(report.source)[1], config.num_classes,
                                             source=report.source) if not report.reinitialised else None

@@ -10,7 +10,6 @@ and leaves the others freshly initialised, listing them.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,9 +18,6 @@ from torch import Tensor, nn
 
 from .checkpoint import CheckpointError, load_state_dict_strict, read_safetensors, read_torch_checkpoint
 from .released import WEIGHTS, released_to_ours
-
-logger = logging.getLogger("isnet")
-
 
 def cache_dir() -> Path:
     """Where released weights are kept: torch's hub cache (``$TORCH_HOME/hub/checkpoints``)."""
@@ -84,7 +80,7 @@ def load_weights(model: nn.Module, weights: str | Path, *, ignore_mismatched_siz
 
     Strict unless ``ignore_mismatched_sizes``: then tensors whose key and shape match are
     loaded, the model's others keep their fresh initialisation, the file's others are ignored,
-    and the report (also logged) lists both.
+    and the report lists both.
     """
     path = resolve_weights(weights)
     state = read_weights(path)
@@ -105,5 +101,4 @@ def load_weights(model: nn.Module, weights: str | Path, *, ignore_mismatched_siz
     if not usable:
         raise CheckpointError(f"{path}: no tensor of the file fits the model: not weights of this architecture")
     model.load_state_dict(usable, strict=False)
-    logger.warning(report.summary())
     return report
