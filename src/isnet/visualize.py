@@ -64,8 +64,10 @@ def save_overlay_with_legend(
     for axis in axes:
         axis.axis("off")
     handles = [Patch(color=np.asarray(palette[k]) / 255, label=classes[k]) for k in present]
-    figure.legend(handles=handles, loc="center right", fontsize=7, frameon=False, ncol=columns)
-    figure.tight_layout(rect=(0, 0, 1 - legend_width / figure_width, 1))
+    plots_right = 1 - legend_width / figure_width
+    figure.legend(handles=handles, loc="center left", bbox_to_anchor=(plots_right, 0.5), fontsize=7, frameon=False,
+                  ncol=columns)
+    figure.tight_layout(rect=(0, 0, plots_right, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
