@@ -1,4 +1,4 @@
-"""The ``isnet`` command line: ``demo``, ``train``, ``eval``, ``predict``, ``export``, ``bench``, ``presets``, ``recipes``."""
+"""The ``isnet`` command line: ``demo``, ``train``, ``eval``, ``predict``, ``export``, ``quantize``, ``bench``, ``presets``, ``recipes``."""
 
 from __future__ import annotations
 
@@ -42,6 +42,14 @@ def _load_model(args: argparse.Namespace) -> torch.nn.Module:
         if args.checkpoint or not args.weights or not str(args.weights).endswith(".onnx"):
             _usage_error("--runtime onnx reads the model from --weights MODEL.onnx (written by `isnet export`)")
         return OnnxSegmentor(args.weights)
+    if getattr(args, "runtime", "torch") in ("auto", "openvino"):
+        from .fast_paths import GRAPH_SUFFIXES, graph_runtime
+
+        if args.runtime == "openvino" or Path(str(args.weights)).suffix in GRAPH_SUFFIXES and not args.checkpoint:
+            try:  # an exported model (.onnx, or .xml from `isnet quantize`) in OpenVINO or ONNX Runtime
+                return graph_runtime(args.checkpoint or args.weights, args.runtime, precision=getattr(args, "precision", "fp32"))
+            except (ValueError, FileNotFoundError) as error:
+                _usage_error(str(error))
     if args.checkpoint:
         model = load_model(args.checkpoint)
     elif not args.model:
@@ -53,6 +61,11 @@ def _load_model(args: argparse.Namespace) -> torch.nn.Module:
             f"--model {args.model} has no weights: give --weights (a file, or the name of released weights: "
             "see `isnet presets`), or --allow-random to run randomly initialised weights on purpose"
         )
+    if getattr(args, "precision", "fp32") == "auto":  # the fastest float32-accurate path measured here
+        from .fast_paths import fast_model
+
+        return fast_model(model, runtime=getattr(args, "runtime", "auto"), compile=getattr(args, "compile", False),
+                          device=_device(args), log=lambda line: print(line, file=sys.stderr))
     if getattr(args, "precision", "fp32") != "fp32" or getattr(args, "compile", False):
         from .runtime import FastSegmentor
 
@@ -174,6 +187,10 @@ def _on_dataset(config, dataset: str, root: str | None):
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import train
 
+    if args.precision == "auto":  # TrainConfig holds what auto resolves to
+        from .precision import resolve_training_precision
+
+        args.precision = resolve_training_precision("auto", "cuda" if torch.cuda.is_available() else "cpu")
     config = _train_config(args)
     summary = train(config)
     if summary:
@@ -283,6 +300,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quantize(args: argparse.Namespace) -> int:
+    """INT8 for CPUs (OpenVINO + NNCF), calibrated on your images, checked against float32 (:mod:`isnet.quantize_command`)."""
+    from .quantize_command import run
+
+    return run(args, _load_model(args).eval(), _eval_data)
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     """Each named model with its dataset record; released weights with the scores they were published with."""
     from .presets import PRESETS
@@ -319,6 +343,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, device: bool = True)
 
 def build_parser() -> argparse.ArgumentParser:
     from .data import DATASET_NAMES
+    from .fast_paths import add_runtime_arguments
     from . import __version__
 
     parser = argparse.ArgumentParser(prog="isnet", description=__doc__)
@@ -341,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", help="run folder; an existing run there is resumed")
     train.add_argument("--max-iters", type=int)
     train.add_argument("--batch-size", type=int, help="global batch size")
-    train.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
+    train.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="auto: bf16 where this machine's peaks say it pays")
     train.add_argument("--weights-backbone", help="ImageNet checkpoint for the backbone")
     train.add_argument("--workers", type=int)
     train.add_argument("--seed", type=int)
@@ -358,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--protocol", choices=("released", "custom"), default="custom",
                           help="released: the dataset's published ms+flip protocol; custom: the flags below")
     evaluate.add_argument("--output", default="outputs/eval")
+    add_runtime_arguments(evaluate)
     _add_inference_arguments(evaluate)
     evaluate.set_defaults(run=cmd_eval)
 
@@ -374,10 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("inputs", nargs="+", help="image files or folders")
     add_model_arguments(predict)
     predict.add_argument("--output", default="outputs/predict")
-    predict.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
-                         help="onnx: run --weights MODEL.onnx (from `isnet export`) in ONNX Runtime")
-    predict.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                         help="compute precision (bf16 on CPU or GPU, fp16 on GPU)")
+    add_runtime_arguments(predict)
     predict.add_argument("--compile", action="store_true", help="torch.compile the model (pays off for many images of one size)")
     predict.add_argument("--max-pixels", type=int, help="refuse larger images (default 100 million)")
     _add_inference_arguments(predict)
@@ -390,6 +413,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"), help="sample size for tracing")
     export.add_argument("--check", action="store_true", help="compare the exported model with PyTorch on a random image")
     export.set_defaults(run=cmd_export)
+
+    from .quantize_command import add_arguments as add_quantize_arguments
+
+    quantize = commands.add_parser("quantize", help="INT8 model for CPUs (OpenVINO + NNCF), calibrated on your images")
+    add_model_arguments(quantize, device=False)
+    add_quantize_arguments(quantize, DATASET_NAMES)
+    quantize.set_defaults(run=cmd_quantize)
 
     from .bench import add_arguments as add_bench_arguments
 
