@@ -12,10 +12,13 @@ convolutions markedly slower (see the benchmarks' "choosing the INT8 stack" tabl
 
 What stays in float (:class:`FloatScope`, chosen with ``python -m isnet.bench.int8_sensitivity``):
 
-- the **attention products and region statistics** (every activation×activation ``MatMul``:
-  ILCM's ``QKᵀ`` and ``AV``, SLCM's softmax-weighted region sums and its attention over the
-  regions): a softmax turns an 8-bit score error into a weight error, and the region sums
-  reduce over many pixels;
+- the **attention products** (every activation×activation ``MatMul``: ILCM's ``QKᵀ`` and
+  ``AV``, SLCM's softmax-weighted region sums and its attention over the regions): a softmax
+  turns an 8-bit score error into a weight error, and the region sums reduce over many pixels;
+- SLCM's **region statistics** (its own operations: the argmax, the per-region maxima with
+  their ``-inf`` fill, the softmax weights and their sums, the pixel counts): left to its
+  defaults NNCF quantises the inputs of these reductions too, with ranges that include
+  ``±inf``, and the regions are lost;
 - the **classifiers' last convolutions**: the stage-1 logits' argmax decides SLCM's regions
   and the stage-2 logits are the output; 8-bit logits flip near-tied pixels.
 
@@ -36,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .context.slcm import SemanticLevelContext
 from .data.image import read_image, to_tensor
 from .layers import Classifier, ConvClassifier
 
@@ -47,15 +51,18 @@ class FloatScope:
     """Which parts of the model stay in float when the rest is quantised to INT8."""
 
     attention_products: bool = True  # every MatMul (ILCM, SLCM region statistics and attention)
+    region_statistics: bool = True  # SLCM's own operations: argmax, region maxima, softmax weights, counts
     classifiers: bool = True  # the last convolution of every classifier (stage 1 and stage 2)
     modules: tuple[str, ...] = ()  # further module paths kept float, e.g. "backbone.stem"
 
     def describe(self) -> str:
-        parts = (["attention products"] if self.attention_products else []) + (["classifiers"] if self.classifiers else [])
+        parts = [name for name, kept in (("attention products", self.attention_products),
+                                         ("region statistics", self.region_statistics),
+                                         ("classifiers", self.classifiers)) if kept]
         return ", ".join(parts + list(self.modules)) or "nothing"
 
 
-NOTHING_FLOAT = FloatScope(attention_products=False, classifiers=False)  # NNCF's defaults: everything INT8
+NOTHING_FLOAT = FloatScope(attention_products=False, region_statistics=False, classifiers=False)  # NNCF's defaults
 
 
 def onnx_scope(module_path: str) -> str:
@@ -82,8 +89,10 @@ def ignored_scope(model: nn.Module, scope: FloatScope) -> Any:
     import nncf
 
     paths = (classifier_convolutions(model) if scope.classifiers else []) + list(scope.modules)
-    # The exporter prefixes every node with the path of the LogitsModule wrapper's model.
     patterns = [re.escape(onnx_scope(path)) + ".*" for path in paths]
+    if scope.region_statistics:  # the module's own nodes, not its convolutions' (those are quantised)
+        patterns += [re.escape(onnx_scope(name)) + "[^/]+$" for name, module in model.head.named_modules(prefix="head")
+                     if isinstance(module, SemanticLevelContext)]
     return nncf.IgnoredScope(types=["MatMul"] if scope.attention_products else [], patterns=patterns, validate=False)
 
 

@@ -28,9 +28,10 @@ from ..quantize import NOTHING_FLOAT, FloatScope, quantize_model
 OURS = FloatScope()
 VARIANTS: dict[str, FloatScope] = {
     "everything INT8 (NNCF defaults)": NOTHING_FLOAT,
-    "classifiers float, attention products INT8": FloatScope(attention_products=False),
-    "attention products float, classifiers INT8": FloatScope(classifiers=False),
-    "ours: attention products + classifiers float": OURS,
+    "SLCM's region statistics": FloatScope(attention_products=False, classifiers=False),
+    "region statistics + attention products": FloatScope(classifiers=False),
+    "region statistics + classifiers": FloatScope(attention_products=False),
+    "ours: region statistics + attention products + classifiers": OURS,
     "ours + stem": replace(OURS, modules=("backbone.stem",)),
     "ours + backbone layer1": replace(OURS, modules=("backbone.layer1",)),
     "ours + backbone layer4": replace(OURS, modules=("backbone.layer4",)),
