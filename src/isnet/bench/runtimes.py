@@ -90,7 +90,7 @@ def case_runtimes(quick: bool, model: nn.Module, workdir: Path, log=print) -> di
     return {"rows": rows, "costs": costs}
 
 
-def case_trained(checkpoint: str, calibration_dir: str, dataset: str, data_root: str, *, subset_size: int = 300,
+def case_trained(checkpoint: str, calibration: str, dataset: str, data_root: str, *, subset_size: int = 300,
                  workdir: Path, log=print) -> dict:
     from ..checkpoint import load_model
     from ..data import DATASETS
@@ -101,9 +101,8 @@ def case_trained(checkpoint: str, calibration_dir: str, dataset: str, data_root:
 
     model = load_model(checkpoint).eval()
     resize = model_resize(model)
-    paths = calibration_subset(find_images([calibration_dir]), subset_size)
-    calibration = [prepare_image(path, **resize) for path in paths]
-    contenders, costs = runtime_contenders(model, calibration, workdir, log)
+    paths = calibration_subset(find_images([calibration]), subset_size)
+    contenders, costs = runtime_contenders(model, [prepare_image(path, **resize) for path in paths], workdir, log)
     reference = contenders.pop("ours fp32")
     data = DataConfig.of(DATASETS[dataset], root=data_root, eval_fit_size=resize.get("fit"))
     split = data.build(data.val_split, train=False)
