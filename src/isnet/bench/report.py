@@ -135,9 +135,9 @@ def markdown(report: dict) -> str:
               cases["runtimes"]["rows"], timing[:2] + paths + [("error vs published", "error_vs_published", "{:.1e}")])
     if "trained" in cases:
         c = cases["trained"]
-        table(f"Every CPU path on {c['checkpoint']}: {c['dataset']} val, {c['images']} images at {c['size'] or 'their size'} "
+        table(f"Every CPU path on {c['checkpoint']}: {c['dataset']} val, {c['images']} images at {c['size']} "
               f"(INT8 calibrated on {c['calibration_images']} images)", c["rows"],
               [("configuration", "name", ""), ("time / image (s)", "seconds", "{:.4f}")] + paths
-              + [("mIoU", "miou", "{:.2%}"), ("mIoU change", "miou_change", "{:+.2%}")])
+              + [("mIoU", "miou", "{:.2f}"), ("mIoU change", "miou_change", "{:+.2f}")])
     lines.append(report["headline"])
     return "\n".join(lines)

@@ -107,11 +107,13 @@ def case_trained(checkpoint: str, calibration: str, dataset: str, data_root: str
     data = DataConfig.of(DATASETS[dataset], root=data_root, eval_fit_size=resize.get("fit"))
     split = data.build(data.val_split, train=False)
     results = compare(reference, contenders, dataset_samples(split), model.config.num_classes)
-    rows = [{"name": "ours fp32", "seconds": next(iter(results.values())).reference_seconds / len(split),
-             "agreement_vs_fp32": 1.0, "miou": next(iter(results.values())).reference_miou}]
-    for name, result in results.items():
+    first = next(iter(results.values()))
+    rows = [{"name": "ours fp32", "seconds": first.reference_seconds / len(split), "agreement_vs_fp32": 1.0,
+             "miou": 100 * first.reference_miou}]
+    for name, result in results.items():  # mIoU in points
         rows.append({"name": name, "seconds": result.seconds / len(split), "agreement_vs_fp32": result.agreement,
-                     "miou": result.candidate_miou, "miou_change": result.candidate_miou - result.reference_miou})
+                     "miou": 100 * result.candidate_miou, "miou_change": 100 * (result.candidate_miou - result.reference_miou)})
     _ratios(rows)
     return {"rows": rows, "costs": costs, "checkpoint": checkpoint, "images": len(split), "calibration_images": len(paths),
-            "size": resize, "dataset": dataset}
+            "size": ", ".join(f"{key} {value[0]}×{value[1]}" for key, value in resize.items()) or "their size",
+            "dataset": dataset}
