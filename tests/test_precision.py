@@ -140,3 +140,14 @@ def test_cli_predicts_and_evaluates_with_auto_and_openvino(tiny, tmp_path, monke
     assert "mIoU" in capsys.readouterr().out
     with pytest.raises(SystemExit):  # a checkpoint is not a graph file
         main(["predict", str(image), "--checkpoint", str(checkpoint), "--runtime", "openvino", "--output", str(tmp_path)])
+
+
+def test_cli_trains_in_the_measured_precision(cache, monkeypatch, tmp_path):
+    from isnet.cli import main
+
+    seen = []
+    monkeypatch.setattr(precision, "measure_peaks", lambda device: PEAKS)  # a CPU where bf16 pays
+    monkeypatch.setattr("isnet.train.train", lambda config: seen.append(config.precision) or {})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["train", "--recipe", "camvid_isnet", "--precision", "auto", "--output", str(tmp_path)]) == 0
+    assert seen == ["bf16"]
