@@ -5,10 +5,14 @@ it to OpenVINO, runs ``nncf.quantize`` over the calibration images and writes an
 IR (``.xml`` + ``.bin``) carrying the model's configuration and dataset record, which
 :class:`isnet.openvino_runtime.OpenVinoSegmentor` (``isnet predict --weights OUT.xml``) runs.
 
-Why this stack: measured side by side on the same weights (``docs/benchmarks.md``), OpenVINO's
-INT8 kernels were the fastest of the three candidates — ONNX Runtime's static QDQ
-quantisation and PyTorch's PT2E with the x86 Inductor quantizer run the same quantised
-convolutions markedly slower (see the benchmarks' "choosing the INT8 stack" table).
+Why this stack (``python -m isnet.bench.int8_stacks``, ``docs/benchmarks.md``): on an AVX2
+CPU without VNNI the three candidates — OpenVINO + NNCF, ONNX Runtime's static QDQ
+quantisation, PyTorch's PT2E with the x86 Inductor quantizer — ran within 2 % of each other
+(2.1× our float32), since all use the same int8 convolution instructions there. OpenVINO
+was measured at 3.7× the published baseline on a VNNI Xeon; its graph takes any image size
+without recompiling (PT2E compiles per shape and needs torchao); ONNX Runtime's u8s8
+convolutions can saturate on CPUs without VNNI; and NNCF's ignored scopes say exactly which
+parts stay float.
 
 What stays in float (:class:`FloatScope`, chosen with ``python -m isnet.bench.int8_sensitivity``):
 
