@@ -1,5 +1,12 @@
+import os
+
 import pytest
 import torch
+
+# `precision="auto"` (the default of predict, eval and serve) measures the machine once, for
+# about a minute; the tests pin its answer instead (tests/test_precision.py tests the measuring).
+# Subprocesses inherit it.
+os.environ.setdefault("ISNET_AUTO_PATH", "torch fp32")
 
 
 @pytest.fixture(autouse=True)

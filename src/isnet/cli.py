@@ -1,4 +1,4 @@
-"""The ``isnet`` command line: ``demo``, ``train``, ``eval``, ``predict``, ``serve``, ``export``, ``bench``, ``presets``, ``recipes``."""
+"""The ``isnet`` command line: ``demo``, ``train``, ``eval``, ``predict``, ``serve``, ``export``, ``quantize``, ``bench``, ``presets``, ``recipes``."""
 
 from __future__ import annotations
 
@@ -141,7 +141,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except CheckpointError as error:
         raise SystemExit(f"isnet serve: {error}") from None
     classes, palette = class_names(model, args)
-    if args.precision != "fp32":
+    if args.precision == "auto":  # the fastest float32-accurate path measured on this machine
+        from .fast_paths import fast_model
+
+        model = fast_model(model, log=lambda line: print(line, file=sys.stderr))
+    elif args.precision != "fp32":
         from .runtime import FastSegmentor
 
         model = FastSegmentor(model, precision=args.precision)
@@ -151,8 +155,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quantize(args: argparse.Namespace) -> int:
+    """INT8 for CPUs (OpenVINO + NNCF), calibrated on your images, checked against float32 (:mod:`isnet.quantize_command`)."""
+    from .cli_training import eval_data
+    from .quantize_command import run
+
+    return run(args, load_model_from_args(args).eval(), eval_data)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .data import DATASET_NAMES
+    from .fast_paths import add_runtime_arguments
     from . import __version__
 
     parser = Parser(prog="isnet", description=__doc__)
@@ -176,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", help="run folder; an existing run there is resumed")
     train.add_argument("--max-iters", type=positive_int)
     train.add_argument("--batch-size", type=positive_int, help="global batch size")
-    train.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
+    train.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
+                       help="autocast; auto: bf16 where this machine's measured peaks say it pays, else fp32")
     train.add_argument("--weights-backbone", help="ImageNet checkpoint for the backbone")
     train.add_argument("--workers", type=non_negative_int)
     train.add_argument("--seed", type=non_negative_int)
@@ -193,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--protocol", choices=("released", "custom"), default="custom",
                           help="released: the dataset's published ms+flip protocol; custom: the flags below")
     evaluate.add_argument("--output", default="outputs/eval")
+    add_runtime_arguments(evaluate)
     add_inference_arguments(evaluate)
     evaluate.set_defaults(run=cmd_eval)
 
@@ -209,10 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("inputs", nargs="+", help="image files or folders")
     add_model_arguments(predict)
     predict.add_argument("--output", default="outputs/predict")
-    predict.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
-                         help="onnx: run --weights MODEL.onnx (from `isnet export`) in ONNX Runtime")
-    predict.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                         help="compute precision (bf16 on CPU or GPU, fp16 on GPU)")
+    add_runtime_arguments(predict)
     predict.add_argument("--compile", action="store_true", help="torch.compile the model (pays off for many images of one size)")
     predict.add_argument("--batch-size", type=positive_int, default=1,
                          help="predict this many images of one size together (default 1)")
@@ -228,6 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--check", action="store_true", help="compare the exported model with PyTorch on a random image")
     export.set_defaults(run=cmd_export)
 
+    from .quantize_command import add_arguments as add_quantize_arguments
+
+    quantize = commands.add_parser("quantize", help="INT8 model for CPUs (OpenVINO + NNCF), calibrated on your images")
+    add_model_arguments(quantize, device=False)
+    add_quantize_arguments(quantize, DATASET_NAMES)
+    quantize.set_defaults(run=cmd_quantize)
+
     from .bench import add_arguments as add_bench_arguments
 
     bench = commands.add_parser("bench", help="speed and memory against the published implementation")
@@ -238,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--checkpoint", required=True, help="one of our .safetensors checkpoints")
     serve.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="compute precision")
+    serve.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                       help="auto (default): the fastest float32-accurate path measured on this machine (cached)")
     serve.add_argument("--max-batch", type=int, default=8, help="images of one size per model call (1: no batching)")
     serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch with")
     serve.add_argument("--max-queue", type=int, default=32, help="requests waiting for the model; more get 503")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
+from pathlib import Path
 from typing import NoReturn
 
 import torch
@@ -84,7 +86,7 @@ def usage_error(message: str) -> NoReturn:
 
 def resolve_device(args: argparse.Namespace) -> torch.device:
     """``--device``, default a GPU when there is one; fp16 only on a GPU."""
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(getattr(args, "device", None) or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         usage_error(f"--device {args.device}: no CUDA device is available here")
     if getattr(args, "precision", "fp32") == "fp16" and device.type != "cuda":
@@ -101,12 +103,16 @@ def load_model_from_args(args: argparse.Namespace) -> torch.nn.Module:
     from .checkpoint import load_model
     from .presets import create_model
 
-    if getattr(args, "runtime", "torch") == "onnx":
-        from .onnx_runtime import OnnxSegmentor
+    from .fast_paths import GRAPH_SUFFIXES, graph_runtime
 
-        if args.checkpoint or not args.weights or not str(args.weights).endswith(".onnx"):
-            usage_error("--runtime onnx reads the model from --weights MODEL.onnx (written by `isnet export`)")
-        return OnnxSegmentor(args.weights)
+    runtime = getattr(args, "runtime", "torch")
+    exported = Path(str(args.checkpoint or args.weights)).suffix in GRAPH_SUFFIXES
+    if runtime in ("onnx", "openvino") or (exported and runtime == "auto"):
+        # an exported model: .onnx (`isnet export`) or .xml (`isnet quantize`), in ONNX Runtime or OpenVINO
+        try:
+            return graph_runtime(args.checkpoint or args.weights, runtime, precision=getattr(args, "precision", "fp32"))
+        except (ValueError, FileNotFoundError) as error:
+            usage_error(str(error))
     if args.checkpoint:
         model = load_model(args.checkpoint)
     elif not args.model:
@@ -118,10 +124,16 @@ def load_model_from_args(args: argparse.Namespace) -> torch.nn.Module:
             f"--model {args.model} has no weights: give --weights (a file, or the name of released weights: "
             "see `isnet presets`), or --allow-random to run randomly initialised weights on purpose"
         )
-    if getattr(args, "precision", "fp32") != "fp32" or getattr(args, "compile", False):
+    precision = getattr(args, "precision", "fp32")
+    if precision == "auto":  # the fastest float32-accurate path measured on this machine
+        from .fast_paths import fast_model
+
+        return fast_model(model, runtime=runtime, compile=getattr(args, "compile", False), device=resolve_device(args),
+                          log=lambda line: print(line, file=sys.stderr))
+    if precision != "fp32" or getattr(args, "compile", False):
         from .runtime import FastSegmentor
 
-        return FastSegmentor(model, precision=args.precision, compile=args.compile)
+        return FastSegmentor(model, precision=precision, compile=getattr(args, "compile", False))
     return model
 
 

@@ -69,7 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_data(args: argparse.Namespace, model: torch.nn.Module):
+def eval_data(args: argparse.Namespace, model: torch.nn.Module):
     """The evaluation data settings and a sentence saying where the test protocol comes from.
 
     A named dataset is tested by its record's protocol; a folder by its ``dataset.json``, else
@@ -102,7 +102,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     device = resolve_device(args)
     model = load_model_from_args(args)
-    data, protocol = _eval_data(args, model)
+    data, protocol = eval_data(args, model)
     split = args.split or data.val_split
     dataset = data.build(split, train=False)
     num_classes = model.config.num_classes

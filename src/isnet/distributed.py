@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -112,3 +113,13 @@ def all_reduce_sum(value: Tensor) -> Tensor:
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def from_first_process(value: Any) -> Any:
+    """The first process's ``value`` on every process (a decision all must share, e.g. one each
+    measured on its own and could disagree on)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        shared = [value]
+        dist.broadcast_object_list(shared, src=0)
+        return shared[0]
+    return value

@@ -83,6 +83,11 @@ def os_error_behind(error: BaseException) -> OSError | None:
     return OSError(number, os.strerror(number))
 
 
+# Optional dependencies and the extra of pyproject.toml that installs each.
+OPTIONAL_MODULES = {"onnx": "onnx", "onnxruntime": "onnx", "openvino": "openvino", "nncf": "openvino",
+                    "tensorboard": "tensorboard", "huggingface_hub": "hub", "starlette": "serve", "uvicorn": "serve"}
+
+
 def report_error(error: BaseException, prog: str) -> int:
     """Print ``error`` for a person (``prog: error: ...``) and return the exit status; re-raise bugs."""
     import torch
@@ -102,6 +107,9 @@ def report_error(error: BaseException, prog: str) -> int:
         status = 1
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
         hint = "run again with --debug for the traceback"
+    elif isinstance(error, ModuleNotFoundError) and (error.name or "").split(".")[0] in OPTIONAL_MODULES:
+        status, module = 1, (error.name or "").split(".")[0]
+        message = f"this needs {module}, which is not installed: pip install 'isnet[{OPTIONAL_MODULES[module]}]'"
     elif isinstance(error, KeyboardInterrupt):
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

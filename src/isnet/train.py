@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import replace
 from functools import partial
@@ -36,9 +36,17 @@ from .checkpoint import save_model
 from .data.class_weights import median_frequency_weights
 from .data.sampling import RunSampler, SeededSamples
 from .data.validate import BadSampleLog, check_dataset
-from .distributed import DistributedContext, all_reduce_mean, barrier, convert_sync_batchnorm, init_distributed
+from .distributed import (
+    DistributedContext,
+    all_reduce_mean,
+    barrier,
+    convert_sync_batchnorm,
+    from_first_process,
+    init_distributed,
+)
 from .evaluation import evaluate, write_report
 from .losses import segmentation_loss
+from .precision import resolve_training_precision
 from .progress import progress_bar
 from .segmentor import build_model
 from .training.config import DataConfig, TrainConfig
@@ -66,6 +74,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     torch.manual_seed(config.seed + context.rank)
 
     report = partial(report_on_main, context)
+    config = with_measured_precision(config, device, report)
     # Data: every file checked before the first step, so that a bad one cannot stop the run midway.
     try:  # a run that cannot start leaves no run folder behind
         bad_samples = BadSampleLog(output_dir / "bad_samples.txt")
@@ -155,6 +164,16 @@ def train(config: TrainConfig) -> dict[str, Any]:
         save_model(model, output_dir / "model.safetensors")
     barrier()
     return summary
+
+
+def with_measured_precision(config: TrainConfig, device: torch.device, report: Callable[[str], None]) -> TrainConfig:
+    """``config`` with ``precision="auto"`` resolved: bf16 only where this machine's measured
+    peaks say it pays (:func:`isnet.precision.training_precision`), one answer for all processes."""
+    if config.precision != "auto":
+        return config
+    config = replace(config, precision=from_first_process(resolve_training_precision("auto", device)))
+    report(f"precision auto: training in {config.precision}")
+    return config
 
 
 def report_on_main(context: DistributedContext, message: str) -> None:

@@ -11,7 +11,11 @@ configuration in a fresh process).
 The paper's Table 2 (``isnet complexity``): :mod:`~isnet.bench.complexity` counts and times,
 :mod:`~isnet.bench.complexity_report` prints and plots.
 
+Every CPU path (``isnet bench --cases runtimes [trained]``): :mod:`~isnet.bench.runtimes`
+(ours, ``auto``, ONNX Runtime, OpenVINO fp32 and INT8, beside the published baseline).
+
 Studies: :mod:`~isnet.bench.bf16_agreement` (where bfloat16 loses argmax agreement),
+:mod:`~isnet.bench.int8_sensitivity` (which parts INT8 must leave in float),
 :mod:`~isnet.bench.camvid_ablation` (Tables 1 and 3 in miniature on CamVid),
 :mod:`~isnet.bench.onnx_memory` (ONNX Runtime's peak memory with ILCM's query blocks).
 """
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 
-CASES = ("peak", "infer512", "slcm", "whole1024", "train", "onnx")
+CASES = ("peak", "infer512", "slcm", "whole1024", "train", "onnx", "runtimes", "trained")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,3 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile contenders")
     parser.add_argument("--output", help="write every figure as JSON here")
     parser.add_argument("--markdown", help="write the tables as Markdown here")
+    trained = parser.add_argument_group("case trained: every CPU path on a trained model (runs when --checkpoint is given)")
+    trained.add_argument("--checkpoint", help="a trained model (our safetensors)")
+    trained.add_argument("--calibration", help="folder of calibration images for the INT8 contenders")
+    trained.add_argument("--dataset", help="held-out data: this dataset's validation split (with --data-root)")
+    trained.add_argument("--data-root")

@@ -57,8 +57,15 @@ def _row(name: str, seconds: list[float], flops: int | None, peak: dict[str, flo
 
 
 def case_peak(quick: bool, device: str) -> dict:
-    result = {"fp32": measure.matmul_peak(torch.float32, device=device)}
-    result["bf16"] = measure.matmul_peak(torch.bfloat16, device=device)
+    """The 2048³ float32 and bfloat16 matrix-multiply peaks; the machine's peaks and what ``auto``
+    picks (:mod:`isnet.precision`). bfloat16 at 2048³ only where it is not emulated (minutes otherwise)."""
+    from ..precision import inference_path, measure_peaks
+
+    peaks = measure_peaks(device)
+    result = {"fp32": measure.matmul_peak(torch.float32, device=device), "peaks": peaks}
+    native = peaks["matmul"]["bf16"] >= 0.5 * peaks["matmul"]["fp32"]
+    result["bf16"] = measure.matmul_peak(torch.bfloat16, device=device) if native else peaks["matmul"]["bf16"]
+    result["auto"] = inference_path(device) if torch.device(device).type == "cpu" else "torch fp32"
     return result
 
 

@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import os
-import platform
-from pathlib import Path
 
 import torch
 
 
 def machine_description(device: str) -> str:
+    """The device, with (on a CPU) the flags that decide its fast paths, and torch's version."""
+    from ..precision import cpu_name_and_flags
+
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name()
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    flags = ""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        flags = " ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f" {f} " in text or f" {f}\n" in text)
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical cores ({flags}), torch {torch.__version__}"
+    cpu, flags = cpu_name_and_flags()
+    return f"{cpu}, {os.cpu_count()} logical cores ({' '.join(flags) or 'no AVX2'}), torch {torch.__version__}"
 
 
 def _find(rows: list[dict], name: str) -> dict | None:
@@ -63,6 +51,15 @@ def headline(report: dict) -> str:
     if "train" in cases:
         bf16 = _find(cases["train"]["rows"], "ours bf16")
         parts.append(f"train 2x512²: {bf16['speedup']:.2f}x images/s")
+    for case, label in (("runtimes", "R50 512²"), ("trained", "trained")):
+        if case in cases:
+            rows = cases[case]["rows"]
+            auto = next(row for row in rows if row["name"].startswith("auto"))
+            ours, nncf = _find(rows, "ours int8 (isnet quantize)"), _find(rows, "openvino int8 (NNCF defaults)")
+            parts.append(
+                f"{label}: INT8 (ours) {ours['speedup']:.2f}x published, agree {100 * ours['agreement_vs_fp32']:.2f}%; "
+                f"OpenVINO INT8 {nncf['speedup']:.2f}x; {auto['name']} {auto['vs_ours_fp32']:.2f}x ours fp32"
+            )
     if "onnx" in cases:
         worst = max((row["relative_error_vs_pytorch"] for row in cases["onnx"]["fixtures"]), default=float("nan"))
         r50 = cases["onnx"]["r50_512"]
@@ -76,9 +73,16 @@ def markdown(report: dict) -> str:
     cases = report["cases"]
     peak = cases["peak"]
     lines += [f"Matrix-multiply peak (2048³): float32 {peak['fp32']:.0f} GFLOP/s, bfloat16 {peak['bf16']:.0f} GFLOP/s.", ""]
+    if "peaks" in peak:
+        precisions = sorted({p for values in peak["peaks"].values() for p in values}, key=["fp32", "bf16", "fp16", "int8"].index)
+        lines += [f"**Peaks, GFLOP/s ({report['machine']}); `precision=auto` picks: {peak['auto']}**", "",
+                  "| kernel | " + " | ".join(precisions) + " |", "|---|" + "---|" * len(precisions)]
+        for kind, values in peak["peaks"].items():
+            lines.append(f"| {kind} | " + " | ".join(f"{values[p]:.1f}" if p in values else "–" for p in precisions) + " |")
+        lines.append("")
 
     def table(title: str, rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
-        lines.append(f"**{title}**")
+        lines.append(f"**{title}** — {report['machine']}, {report['threads']} thread(s)")
         lines.append("")
         lines.append("| " + " | ".join(header for header, _, _ in columns) + " |")
         lines.append("|" + "---|" * len(columns))
@@ -124,5 +128,16 @@ def markdown(report: dict) -> str:
               [("model", "name", ""), ("PyTorch (s)", "pytorch_seconds", "{:.3f}"), ("ONNX Runtime (s)", "onnxruntime_seconds", "{:.3f}"),
                ("max abs error", "max_abs_error_vs_pytorch", "{:.1e}"), ("rel. error", "relative_error_vs_pytorch", "{:.1e}"),
                ("rel. error vs fixture", "relative_error_vs_fixture", "{:.1e}"), ("argmax agreement", "agreement_vs_pytorch", "{:.2%}")])
+    paths = [("speed-up vs published", "speedup", "{:.2f}×"), ("vs ours fp32", "vs_ours_fp32", "{:.2f}×"),
+             ("argmax agreement vs ours fp32", "agreement_vs_fp32", "{:.2%}")]
+    if "runtimes" in cases:
+        table("Every CPU path, ResNet-50-D8, 1×512×512, K = 150 (INT8 calibrated on the benchmark image and 3 copies)",
+              cases["runtimes"]["rows"], timing[:2] + paths + [("error vs published", "error_vs_published", "{:.1e}")])
+    if "trained" in cases:
+        c = cases["trained"]
+        table(f"Every CPU path on {c['checkpoint']}: {c['dataset']} val, {c['images']} images at {c['size']} "
+              f"(INT8 calibrated on {c['calibration_images']} images)", c["rows"],
+              [("configuration", "name", ""), ("time / image (s)", "seconds", "{:.4f}")] + paths
+              + [("mIoU", "miou", "{:.2f}"), ("mIoU change", "miou_change", "{:+.2f}")])
     lines.append(report["headline"])
     return "\n".join(lines)

@@ -13,7 +13,12 @@ headline ratios on its last line. Cases (:mod:`isnet.bench.cases`):
   configuration in a fresh process;
 - ``train``: one SGD step on 2×512×512 crops (K = 150), images per second;
 - ``onnx``: ONNX Runtime against PyTorch float32 on the reference fixtures and on the
-  512×512 model: agreement and latency.
+  512×512 model: agreement and latency;
+- ``runtimes``: every CPU path on the 512×512 model beside the published baseline: ours fp32,
+  ``auto``, ONNX Runtime and OpenVINO fp32, OpenVINO INT8 and ours INT8
+  (:mod:`isnet.bench.runtimes`);
+- ``trained``: the same on a trained model (``--checkpoint``, ``--calibration``,
+  ``--dataset``, ``--data-root``), with mIoU; skipped without ``--checkpoint``.
 
 Every figure of :func:`run` lands in one JSON document (``--output``) and in a Markdown
 table (``--markdown``, :mod:`isnet.bench.report`), which ``docs/benchmarks.md`` reproduces.
@@ -34,10 +39,12 @@ import torch
 from . import CASES, add_arguments
 from .cases import case_infer512, case_onnx, case_peak, case_slcm, case_train, case_whole1024
 from .report import headline, machine_description, markdown
+from .runtimes import case_runtimes, case_trained
 from .workload import benchmark_model
 
 
-def run(cases: tuple[str, ...] = CASES, *, quick: bool = False, device: str = "cpu", compile: bool = True, log=print) -> dict:
+def run(cases: tuple[str, ...] = CASES, *, quick: bool = False, device: str = "cpu", compile: bool = True, log=print,
+        trained: dict | None = None) -> dict:
     """Run the benchmark cases; return every figure (see the module docstring)."""
     started = time.perf_counter()
     report: dict[str, Any] = {
@@ -49,7 +56,7 @@ def run(cases: tuple[str, ...] = CASES, *, quick: bool = False, device: str = "c
     }
     peak = case_peak(quick, device)
     report["cases"]["peak"] = peak
-    log(f"[peak] fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
+    log(f"[peak] fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s; auto → {peak.get('auto')}")
     model150: torch.nn.Module | None = None
 
     def ade_model() -> torch.nn.Module:  # shared by infer512, train and onnx
@@ -74,6 +81,13 @@ def run(cases: tuple[str, ...] = CASES, *, quick: bool = False, device: str = "c
                 result = case_train(quick, device, peak, ade_model())
             elif case == "onnx":
                 result = case_onnx(quick, device, workdir, report["cases"].get("infer512"), ade_model().cpu())
+            elif case == "runtimes":
+                result = case_runtimes(quick, ade_model().cpu(), workdir, log)
+            elif case == "trained":
+                if not trained or not trained.get("checkpoint"):
+                    log("[trained] skipped: no --checkpoint")
+                    continue
+                result = case_trained(**trained, workdir=workdir, log=log)
             else:
                 raise ValueError(f"unknown case {case!r}; choose from {', '.join(CASES)}")
             result["case_seconds"] = time.perf_counter() - start
@@ -93,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
 def run_from_args(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    report = run(tuple(args.cases), quick=args.quick, device=args.device, compile=not args.no_compile)
+    trained = {key: getattr(args, key) for key in ("checkpoint", "calibration", "dataset", "data_root")}
+    if trained["checkpoint"] and not all(trained.values()):
+        raise SystemExit("isnet bench: --checkpoint needs --calibration, --dataset and --data-root")
+    cases = tuple(args.cases) + (("trained",) if trained["checkpoint"] and "trained" not in args.cases else ())
+    report = run(cases, quick=args.quick, device=args.device, compile=not args.no_compile, trained=trained)
     text = markdown(report)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -170,7 +170,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     max_iters: int = 160_000
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
-    precision: str = "fp32"  # fp32, bf16 (CPU or GPU), fp16 (GPU)
+    precision: str = "fp32"  # fp32, bf16 (CPU or GPU), fp16 (GPU), auto (bf16 where this machine's peaks say it pays)
     channels_last: bool = True  # model and images in the layout oneDNN and tensor cores want (same results)
     # Recompute backbone activations in the backward pass instead of storing them: less memory
     # for large crops, about one more backbone forward of time, the same results.
@@ -203,7 +203,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         """Every value within its range, so that a bad one stops the run before it starts."""
         for name, allowed in (("nonfinite", ("stop", "skip")), ("check_data", ("headers", "full", "off")),
-                              ("precision", ("fp32", "bf16", "fp16"))):
+                              ("precision", ("auto", "fp32", "bf16", "fp16"))):
             require_choice(name, getattr(self, name), allowed)
         for name in ("batch_size", "grad_accum_steps", "max_iters", "checkpoint_interval", "keep_checkpoints",
                      "log_interval", "max_nonfinite_skips", "max_image_pixels"):

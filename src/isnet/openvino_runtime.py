@@ -1,0 +1,135 @@
+"""Prediction through OpenVINO: the CPU runtime Intel users deploy with, and our INT8 path.
+
+:class:`OpenVinoSegmentor` runs an ONNX graph written by :func:`isnet.export.export_onnx` or
+an OpenVINO IR (``.xml`` + ``.bin``, e.g. the INT8 model of ``isnet quantize``) with the
+interface of :class:`~isnet.onnx_runtime.RuntimeSegmentor` (``logits``, ``config``,
+``dataset``, ``eval``, ``__call__``), so ``isnet predict/eval --runtime openvino`` and the
+inference protocols use it unchanged.
+
+The model's configuration and dataset record travel in the file: ONNX metadata properties
+(``isnet export``) or, in an IR, the model's ``rt_info`` under ``isnet`` (:func:`save_ir`).
+Everything that is not quantised computes in float32 (``INFERENCE_PRECISION_HINT=f32``):
+OpenVINO would otherwise switch float layers to bfloat16 on CPUs that have it, and the
+parts an INT8 model keeps in float are kept there for their accuracy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .onnx_runtime import RuntimeSegmentor
+
+RT_INFO_SECTION = "isnet"  # rt_info["isnet"][key] = metadata value
+QUANTIZED_OPS = ("FakeQuantize", "FakeConvert")
+
+
+def onnx_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata properties of an ONNX file (the configuration and dataset record ``isnet export`` writes)."""
+    import onnx
+
+    return {entry.key: entry.value for entry in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+def ir_metadata(model: Any) -> dict[str, str]:
+    """The metadata an OpenVINO model carries in its ``rt_info`` (see :func:`save_ir`)."""
+    if not model.has_rt_info([RT_INFO_SECTION]):
+        return {}
+    section = model.get_rt_info()[RT_INFO_SECTION]  # a dict of OVAny values
+    return {key: value.astype(str) for key, value in section.items()}
+
+
+def save_ir(model: Any, path: str | Path, metadata: Mapping[str, str]) -> Path:
+    """Write ``model`` as an OpenVINO IR (``path`` ``.xml`` and its ``.bin``) with ``metadata`` in its rt_info.
+
+    Weights are stored as they are (no float16 compression: float parts stay float32).
+    """
+    import openvino as ov
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for key, value in metadata.items():
+        model.set_rt_info(value, [RT_INFO_SECTION, key])
+    ov.save_model(model, str(path), compress_to_fp16=False)
+    return path
+
+
+def is_quantized(model: Any) -> bool:
+    """Whether an OpenVINO model has quantised operations (made by NNCF)."""
+    return any(op.get_type_name() in QUANTIZED_OPS for op in model.get_ops())
+
+
+def read_model(path: str | Path) -> tuple[Any, dict[str, str]]:
+    """An OpenVINO model from an ONNX file or an IR, with the metadata it carries."""
+    import openvino as ov
+
+    path = Path(path)
+    if path.suffix not in (".onnx", ".xml"):
+        raise ValueError(f"{path}: OpenVINO reads an ONNX file (.onnx) or an IR (.xml + .bin)")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    model = ov.Core().read_model(str(path))
+    return model, (onnx_metadata(path) if path.suffix == ".onnx" else ir_metadata(model))
+
+
+class OpenVinoSegmentor(RuntimeSegmentor):
+    """An OpenVINO compiled model standing in for a segmentor (inference only, CPU).
+
+    ``source`` is a path (``.onnx`` or ``.xml``) or an ``openvino.Model`` with its
+    ``metadata``. ``precision`` says what the graph computes in: ``int8`` for a quantised
+    model (float parts in float32), else ``fp32``.
+    """
+
+    def __init__(self, source: str | Path | Any, *, threads: int | None = None, metadata: Mapping[str, str] | None = None) -> None:
+        import openvino as ov
+
+        if isinstance(source, (str, Path)):
+            self.path = Path(source)
+            model, metadata = read_model(source)
+        else:
+            self.path, model, metadata = Path("<in memory>"), source, metadata or {}
+        self._read_metadata(metadata)
+        self.precision = "int8" if is_quantized(model) else "fp32"
+        properties: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            properties["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = ov.Core().compile_model(model, "CPU", properties)
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        return self.compiled(images)[0]
+
+
+def convolution_probe(int8: bool):
+    """For the machine's peaks: ``make(n)`` → (FLOPs, call) of OpenVINO's 3×3 convolution,
+    256→256 channels on n×n, in float32 or INT8 (quantised input and weights, as NNCF writes them)."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    def make(n: int):
+        channels = 256
+        images = ops.parameter([1, channels, n, n], np.float32)
+        source = images
+        rng = np.random.default_rng(0)
+        if int8:
+            low, high = np.float32(-4), np.float32(4)
+            source = ops.fake_quantize(images, low, high, low, high, 256)
+            codes = ops.constant(rng.integers(-127, 128, (channels, channels, 3, 3)).astype(np.int8))
+            weight = ops.multiply(ops.convert(codes, np.float32), ops.constant(np.full((channels, 1, 1, 1), 0.01, np.float32)))
+        else:
+            weight = ops.constant(rng.standard_normal((channels, channels, 3, 3)).astype(np.float32))
+        output = ops.convolution(source, weight, [1, 1], [1, 1], [1, 1], [1, 1])
+        properties = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": _torch_threads()}
+        compiled = ov.Core().compile_model(ov.Model([output], [images]), "CPU", properties)
+        array = rng.standard_normal((1, channels, n, n)).astype(np.float32)
+        return 2 * n * n * channels * channels * 9, lambda: compiled(array)
+
+    return make
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
