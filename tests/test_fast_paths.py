@@ -307,3 +307,22 @@ def test_published_restatement_equals_the_model():
     actual = PublishedISNet(model).train()(images)
     for name in ("out", "stage1", "aux"):
         assert relative_error(actual[name], expected[name]) < 1e-5, name
+
+
+def test_evaluation_runs_a_fast_segmentor_and_scores_as_the_model_does(tmp_path):
+    """``isnet eval --precision bf16`` (and ``auto``) evaluate a FastSegmentor: it starts in eval
+    mode, so the evaluation loop's restoring of the mode it found does not try to train it."""
+    from isnet.data import synthetic
+    from isnet.evaluation import evaluate
+    from isnet.training.config import DataConfig
+
+    synthetic.write_dataset(tmp_path, num_train=1, num_val=2, height=48, width=64)
+    dataset = DataConfig(dataset="folder", root=str(tmp_path)).build("val", train=False)
+    config = replace(TINY, num_classes=dataset.info.num_classes)
+    model = randomise_batchnorm(build_model(config)).eval()
+    fast = FastSegmentor(model)
+    assert not fast.training
+    expected = evaluate(model, dataset, config.num_classes).matrix
+    assert expected.sum() > 0
+    assert torch.equal(evaluate(fast, dataset, config.num_classes).matrix, expected)
+    assert not fast.training

@@ -64,7 +64,7 @@ def cpu_name_and_flags() -> tuple[str, list[str]]:
     return name, [flag for flag in CPU_FLAGS if flag in flags]
 
 
-def _version(module: str) -> str | None:
+def installed_version(module: str) -> str | None:
     try:
         return __import__(module).__version__
     except ImportError:
@@ -82,8 +82,8 @@ def machine_key(device: str = "cpu") -> dict[str, Any]:
         "processor": processor,
         "flags": flags,
         "torch": torch.__version__,
-        "onnxruntime": _version("onnxruntime"),
-        "openvino": _version("openvino"),
+        "onnxruntime": installed_version("onnxruntime"),
+        "openvino": installed_version("openvino"),
         "threads": torch.get_num_threads(),
         "version": PROFILE_VERSION,
     }
@@ -158,7 +158,7 @@ def measure_peaks(device: str = "cpu") -> dict[str, dict[str, float]]:
             "matmul": {name: _rate(matmul(dtype), (256, 512, 1024)) for name, dtype in dtypes.items()},
             "conv": {name: _rate(conv(dtype), (16, 32, 64)) for name, dtype in dtypes.items()},
         }
-    if torch.device(device).type == "cpu" and _version("openvino") is not None:
+    if torch.device(device).type == "cpu" and installed_version("openvino") is not None:
         from .openvino_runtime import convolution_probe
 
         peaks["openvino conv"] = {name: _rate(convolution_probe(name == "int8"), (16, 32, 64)) for name in ("fp32", "int8")}
@@ -187,7 +187,7 @@ def probe_candidates(device: str, bf16: bool, workdir: Path, size: tuple[int, in
         return candidates
     threads = torch.get_num_threads()
     runtimes = [(name, module) for name, module in (("onnxruntime", "onnx_runtime"), ("openvino", "openvino_runtime"))
-                if _version(name) is not None]
+                if installed_version(name) is not None]
     if runtimes:
         onnx_path = export_onnx(model, workdir / "probe.onnx", sample_size=size)
         from .onnx_runtime import OnnxSegmentor

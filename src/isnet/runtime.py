@@ -146,6 +146,7 @@ class FastSegmentor(nn.Module):
             # Freezing turns the weights into constants: inductor folds them into prepacked
             # oneDNN convolutions with fused activations. Each new input shape compiles anew.
             self._logits = torch.compile(self.model.logits, options={"freezing": True})
+        self.train(False)  # in eval mode from the start, as it stays (the evaluation loop restores the mode it found)
 
     def train(self, mode: bool = True) -> FastSegmentor:
         if mode:

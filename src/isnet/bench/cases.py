@@ -178,12 +178,15 @@ def case_whole1024(quick: bool, device: str, peak: dict, workdir: Path) -> dict:
     weights = workdir / "whole1024.pt"
     torch.save(model.state_dict(), weights)
     configurations = [("published", "fp32"), ("ours", "fp32"), ("ours", "bf16")]
+    graphs = _whole1024_graphs(model, workdir) if torch.device(device).type == "cpu" else {}
+    configurations += list(graphs)
     runs = 1 if quick else 2
     results = {}
     for contender, precision in configurations:
         name = f"{contender} {precision}"
         spec = dict(contender=contender, precision=precision, num_classes=19, size=list(size), batch=1, weights=str(weights),
-                    runs=runs, device=device, threads=torch.get_num_threads(), logits=str(workdir / f"whole1024_{contender}_{precision}.npy"))
+                    runs=runs, device=device, threads=torch.get_num_threads(), graph=str(graphs.get((contender, precision))),
+                    logits=str(workdir / f"whole1024_{contender}_{precision}.npy"))
         results[name] = measure.run_child(spec)
     shape = (1, 3, *size)
     flops = {"published": _meta_flops(19, shape, "published"), "ours": _meta_flops(19, shape, "ours")}
@@ -198,11 +201,34 @@ def case_whole1024(quick: bool, device: str, peak: dict, workdir: Path) -> dict:
             "memory_ratio": result["peak_mb"] / baseline_peak,
             "error_vs_published": relative_error(logits[name], logits["published fp32"]),
         }
-        if "bf16" in name:
+        if name != "ours fp32":
             extra["agreement_vs_fp32"] = agreement(logits[name], logits["ours fp32"])
         rows.append(_row(name, result["seconds"], flops["published" if "published" in name else "ours"], peak, baseline, **extra))
     hw = (size[0] // 8) * (size[1] // 8)
     return {"rows": rows, "attention_matrix_gb": hw * hw * 4 / 1e9}
+
+
+def _whole1024_graphs(model: torch.nn.Module, workdir: Path) -> dict[tuple[str, str], Path]:
+    """The CPU runtimes' contenders of ``whole1024``: ``isnet export``'s graph in ONNX Runtime and
+    OpenVINO, and the INT8 model ``isnet quantize`` makes of it (calibrated on the benchmark
+    image at 256×512 and three mirrored / shifted copies). Only the runtimes installed here."""
+    from ..export import export_onnx
+    from ..precision import installed_version
+    from ..quantize import FloatScope, ignored_scope, quantize_onnx, write_int8
+
+    graphs: dict[tuple[str, str], Path] = {}
+    if installed_version("onnxruntime") is None and installed_version("openvino") is None:
+        return graphs
+    onnx_path = export_onnx(model, workdir / "whole1024.onnx", sample_size=(256, 512))
+    if installed_version("onnxruntime") is not None:
+        graphs["onnxruntime", "fp32"] = onnx_path
+    if installed_version("openvino") is not None:
+        graphs["openvino", "fp32"] = onnx_path
+        copies = benchmark_image(256, 512, batch=4)
+        scope = FloatScope()
+        quantized = quantize_onnx(onnx_path, [copies[i : i + 1] for i in range(4)], ignored=ignored_scope(model, scope))
+        graphs["openvino", "int8"] = write_int8(quantized, model, workdir / "whole1024_int8.xml", scope)
+    return graphs
 
 
 def case_train(quick: bool, device: str, peak: dict, model: torch.nn.Module) -> dict:

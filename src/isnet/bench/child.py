@@ -1,6 +1,7 @@
 """One benchmark configuration in a fresh process, for its peak memory: ``python -m isnet.bench.child SPEC``.
 
-``SPEC`` is JSON: ``contender`` (published, ours), ``precision`` (fp32, bf16, fp16),
+``SPEC`` is JSON: ``contender`` (published, ours; onnxruntime or openvino with ``graph``, an
+exported ``.onnx`` or ``isnet quantize``'s ``.xml``), ``precision`` (fp32, bf16, fp16, int8),
 ``num_classes``, ``size`` [H, W], ``batch``, ``weights`` (a state-dict file), ``runs``,
 ``mode`` (infer, train), ``grad_checkpointing``, ``device``, ``threads`` and optionally ``logits``
 (a ``.npy`` path for the last output). Prints one JSON line: the seconds of each run, the
@@ -15,6 +16,8 @@ import time
 
 import numpy as np
 import torch
+
+GRAPH_RUNTIMES = {"onnxruntime": "onnx", "openvino": "openvino"}  # contender → ``--runtime``
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         labels = torch.randint(0, spec["num_classes"], (images.shape[0], *images.shape[2:]), generator=torch.Generator().manual_seed(0))
         step = train_step(model, spec["contender"], spec["precision"], images, labels.to(device), segmentation_loss)
         run = step
+    elif spec["contender"] in GRAPH_RUNTIMES:  # the exported graph (float32, or INT8 from isnet quantize)
+        from ..fast_paths import graph_runtime
+
+        contender = graph_runtime(spec["graph"], GRAPH_RUNTIMES[spec["contender"]], threads=spec.get("threads"))
+        run = lambda: contender.logits(images)  # noqa: E731
     else:
         contender = build_contender(model, spec["contender"], spec["precision"])
         run = lambda: contender.logits(images)  # noqa: E731

@@ -37,8 +37,11 @@ def headline(report: dict) -> str:
         rows = cases["whole1024"]["rows"]
         bf16 = _find(rows, "ours bf16")
         fp32 = _find(rows, "ours fp32")
+        others = ", ".join(f"{row['name']} {row['memory_ratio']:.3f}x" for row in rows
+                           if row["name"] not in ("published fp32", "ours fp32", "ours bf16"))
         parts.append(
-            f"1024x2048: memory {bf16['memory_ratio']:.3f}x (fp32 {fp32['memory_ratio']:.3f}x), bf16 {bf16['speedup']:.2f}x, fp32 {fp32['speedup']:.2f}x"
+            f"1024x2048: memory {bf16['memory_ratio']:.3f}x (fp32 {fp32['memory_ratio']:.3f}x{', ' + others if others else ''}), "
+            f"bf16 {bf16['speedup']:.2f}x, fp32 {fp32['speedup']:.2f}x"
         )
     if "slcm" in cases:
         groups = cases["slcm"]["groups"]

@@ -10,7 +10,8 @@ headline ratios on its last line. Cases (:mod:`isnet.bench.cases`):
 - ``slcm``: SLCM alone (C = 512, 128×128, K = 150, ≥ 30 classes): the region aggregation,
   ``A_sl`` (aggregation + attention) and the whole module with its fusion conv;
 - ``whole1024``: ResNet-50-D8, one 1024×2048 image, K = 19: time and peak memory, each
-  configuration in a fresh process;
+  configuration in a fresh process: the published fp32, ours fp32 and bf16, and on a CPU
+  ``isnet export``'s graph in ONNX Runtime and OpenVINO and ``isnet quantize``'s INT8 model;
 - ``train``: one SGD step on 2×512×512 crops (K = 150), images per second;
 - ``onnx``: ONNX Runtime against PyTorch float32 on the reference fixtures and on the
   512×512 model: agreement and latency;
