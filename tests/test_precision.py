@@ -72,6 +72,25 @@ def test_the_machine_is_measured_once_and_cached(cache, monkeypatch):
     assert len(calls) == 4  # measured again
 
 
+def test_asking_for_bf16_where_it_does_not_pay_says_so(cache, monkeypatch, tiny, tmp_path, capsys):
+    from isnet.cli import main
+
+    emulated = {kind: {**values, "bf16": values["fp32"] / 20} for kind, values in PEAKS.items()}
+    monkeypatch.setattr(precision, "measure_peaks", lambda device: emulated)
+    monkeypatch.setattr(precision, "measure_paths", lambda device, bf16: {"torch fp32": 1.0})
+    precision.profile("cpu")  # this machine, measured: bf16 at 1/20 of float32
+    checkpoint = save_model(tiny, tmp_path / "tiny.safetensors")
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(image)
+    arguments = ["predict", str(image), "--checkpoint", str(checkpoint), "--device", "cpu", "--output", str(tmp_path / "out")]
+    assert main(arguments + ["--precision", "bf16"]) == 0
+    assert "note: bf16 convolutions run at 5 GFLOP/s on this CPU against 100 in float32" in capsys.readouterr().err
+    monkeypatch.setattr(precision, "measure_peaks", lambda device: PEAKS)
+    precision.profile("cpu", refresh=True)  # a CPU where bf16 pays: no note
+    assert main(arguments + ["--precision", "bf16"]) == 0
+    assert "note:" not in capsys.readouterr().err
+
+
 def test_auto_path_can_be_pinned(cache, monkeypatch):
     monkeypatch.setenv("ISNET_AUTO_PATH", "onnxruntime fp32")
     assert precision.inference_path() == "onnxruntime fp32"

@@ -130,6 +130,12 @@ def load_model_from_args(args: argparse.Namespace) -> torch.nn.Module:
 
         return fast_model(model, runtime=runtime, compile=getattr(args, "compile", False), device=resolve_device(args),
                           log=lambda line: print(line, file=sys.stderr))
+    if precision == "bf16":
+        from .precision import slow_bf16_note
+
+        note = slow_bf16_note(resolve_device(args))
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     if precision != "fp32" or getattr(args, "compile", False):
         from .runtime import FastSegmentor
 

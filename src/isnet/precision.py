@@ -287,6 +287,25 @@ def training_precision(device: str = "cpu") -> str:
     return "bf16" if measured.bf16_pays() else "fp32"
 
 
+def slow_bf16_note(device: str | torch.device = "cpu") -> str | None:
+    """A sentence for a user who asked for bfloat16 on a CPU where it does not pay, else None:
+    from this machine's measured peaks when they are cached, else from its flags (without
+    AVX-512-BF16 or AMX, bfloat16 is emulated)."""
+    if torch.device(device).type != "cpu":
+        return None
+    measured = cached_profile("cpu")
+    if measured is not None:
+        if measured.bf16_pays():
+            return None
+        conv = measured.peaks["conv"]
+        return (f"bf16 convolutions run at {conv['bf16']:.0f} GFLOP/s on this CPU against {conv['fp32']:.0f} in float32 "
+                "(measured): --precision auto picks the fastest path here")
+    _, flags = cpu_name_and_flags()
+    if {"avx512_bf16", "amx_bf16"} & set(flags):
+        return None
+    return "this CPU has neither AVX-512-BF16 nor AMX, so bf16 is emulated and slow: --precision auto picks the fastest path here"
+
+
 def resolve_training_precision(precision: str, device: str | torch.device = "cpu") -> str:
     """``precision`` itself, or for ``"auto"`` the measured :func:`training_precision`."""
     return training_precision(str(device)) if precision == "auto" else precision

@@ -46,7 +46,7 @@ from .distributed import (
 )
 from .evaluation import evaluate, write_report
 from .losses import segmentation_loss
-from .precision import resolve_training_precision
+from .precision import resolve_training_precision, slow_bf16_note
 from .progress import progress_bar
 from .segmentor import build_model
 from .training.config import DataConfig, TrainConfig
@@ -169,6 +169,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
 def with_measured_precision(config: TrainConfig, device: torch.device, report: Callable[[str], None]) -> TrainConfig:
     """``config`` with ``precision="auto"`` resolved: bf16 only where this machine's measured
     peaks say it pays (:func:`isnet.precision.training_precision`), one answer for all processes."""
+    if config.precision == "bf16":
+        note = slow_bf16_note(device)
+        if note:
+            report(f"note: {note}")
     if config.precision != "auto":
         return config
     config = replace(config, precision=from_first_process(resolve_training_precision("auto", device)))
