@@ -105,28 +105,59 @@ class OpenVinoSegmentor(RuntimeSegmentor):
 def convolution_probe(int8: bool):
     """For the machine's peaks: ``make(n)`` → (FLOPs, call) of OpenVINO's 3×3 convolution,
     256→256 channels on n×n, in float32 or INT8 (quantised input and weights, as NNCF writes them)."""
-    import openvino as ov
     import openvino.opset13 as ops
 
     def make(n: int):
         channels = 256
         images = ops.parameter([1, channels, n, n], np.float32)
-        source = images
-        rng = np.random.default_rng(0)
-        if int8:
-            low, high = np.float32(-4), np.float32(4)
-            source = ops.fake_quantize(images, low, high, low, high, 256)
-            codes = ops.constant(rng.integers(-127, 128, (channels, channels, 3, 3)).astype(np.int8))
-            weight = ops.multiply(ops.convert(codes, np.float32), ops.constant(np.full((channels, 1, 1, 1), 0.01, np.float32)))
-        else:
-            weight = ops.constant(rng.standard_normal((channels, channels, 3, 3)).astype(np.float32))
-        output = ops.convolution(source, weight, [1, 1], [1, 1], [1, 1], [1, 1])
-        properties = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": _torch_threads()}
-        compiled = ov.Core().compile_model(ov.Model([output], [images]), "CPU", properties)
-        array = rng.standard_normal((1, channels, n, n)).astype(np.float32)
-        return 2 * n * n * channels * channels * 9, lambda: compiled(array)
+        weight = _probe_weight((channels, channels, 3, 3), int8)
+        output = ops.convolution(_probe_input(images, int8), weight, [1, 1], [1, 1], [1, 1], [1, 1])
+        return 2 * n * n * channels * channels * 9, _compiled_call(output, images, (1, channels, n, n))
 
     return make
+
+
+def matmul_probe(int8: bool):
+    """For the machine's peaks: ``make(n)`` → (FLOPs, call) of OpenVINO's n×n by n×n matrix
+    product, in float32 or INT8 (quantised as NNCF writes a quantised ``MatMul``)."""
+    import openvino.opset13 as ops
+
+    def make(n: int):
+        rows = ops.parameter([n, n], np.float32)
+        output = ops.matmul(_probe_input(rows, int8), _probe_weight((n, n), int8), False, True)
+        return 2 * n**3, _compiled_call(output, rows, (n, n))
+
+    return make
+
+
+def _probe_input(node: Any, int8: bool) -> Any:
+    import openvino.opset13 as ops
+
+    if not int8:
+        return node
+    low, high = np.float32(-4), np.float32(4)
+    return ops.fake_quantize(node, low, high, low, high, 256)
+
+
+def _probe_weight(shape: tuple[int, ...], int8: bool) -> Any:
+    """Random weights: float32, or int8 codes with a per-output-channel scale (NNCF's form)."""
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(0)
+    if not int8:
+        return ops.constant(rng.standard_normal(shape).astype(np.float32))
+    codes = ops.constant(rng.integers(-127, 128, shape).astype(np.int8))
+    scale = ops.constant(np.full((shape[0],) + (1,) * (len(shape) - 1), 0.01, np.float32))
+    return ops.multiply(ops.convert(codes, np.float32), scale)
+
+
+def _compiled_call(output: Any, parameter: Any, shape: tuple[int, ...]):
+    import openvino as ov
+
+    properties = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": _torch_threads()}
+    compiled = ov.Core().compile_model(ov.Model([output], [parameter]), "CPU", properties)
+    array = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    return lambda: compiled(array)
 
 
 def _torch_threads() -> int:

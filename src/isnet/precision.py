@@ -8,9 +8,9 @@ flags, the versions of torch, ONNX Runtime and OpenVINO, the thread count), and 
 result under ``~/.cache/isnet/`` (``ISNET_CACHE_DIR`` moves it):
 
 - the **peaks** (:func:`measure_peaks`): GFLOP/s of a matrix product and of a 3×3
-  convolution in float32, bfloat16 and float16, and of an int8 matrix product;
+  convolution in float32, bfloat16 and float16, and with OpenVINO in float32 and int8;
 - the **paths** (:func:`measure_paths`): a ResNet-50-D8 ISNet at 256×256 (random weights),
-  timed interleaved in PyTorch float32 (``FastSegmentor``), in bfloat16 where the peaks say
+  timed interleaved (best of three rounds) in PyTorch float32 (``FastSegmentor``), in bfloat16 where the peaks say
   it can pay, in ONNX Runtime and in OpenVINO (float32, on the graph ``isnet export`` writes).
 
 It then picks (:func:`choose`) the fastest path that needs no calibration and keeps float32's
@@ -41,7 +41,7 @@ PATHS = ("torch fp32", "torch bf16", "onnxruntime fp32", "openvino fp32")
 MARGIN = 1.05  # another path must be this much faster than PyTorch float32 to be picked
 BF16_PAYS = 1.2  # bfloat16 is tried (and trained in) only where its peaks are this much above float32
 PROBE_SIZE = (256, 256)
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2  # 2: OpenVINO int8 matrix products in the peaks
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
 
 
@@ -135,7 +135,7 @@ def _rate(make: Callable[[int], tuple[int, Callable[[], Any]]], sizes: tuple[int
 def measure_peaks(device: str = "cpu") -> dict[str, dict[str, float]]:
     """GFLOP/s of a matrix product (up to 1024³) and of a 3×3 convolution (256→256 channels, up
     to 64×64, channels-last) in float32, bfloat16 and float16 in PyTorch; on a CPU with OpenVINO
-    also its float32 and int8 convolution (the kernels of ``isnet quantize``'s models)."""
+    also its float32 and int8 matrix product and convolution (the kernels of ``isnet quantize``'s models)."""
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
     def matmul(dtype: torch.dtype) -> Callable[[int], tuple[int, Callable[[], Any]]]:
@@ -159,8 +159,9 @@ def measure_peaks(device: str = "cpu") -> dict[str, dict[str, float]]:
             "conv": {name: _rate(conv(dtype), (16, 32, 64)) for name, dtype in dtypes.items()},
         }
     if torch.device(device).type == "cpu" and installed_version("openvino") is not None:
-        from .openvino_runtime import convolution_probe
+        from .openvino_runtime import convolution_probe, matmul_probe
 
+        peaks["openvino matmul"] = {name: _rate(matmul_probe(name == "int8"), (256, 512, 1024)) for name in ("fp32", "int8")}
         peaks["openvino conv"] = {name: _rate(convolution_probe(name == "int8"), (16, 32, 64)) for name in ("fp32", "int8")}
     return peaks
 
@@ -200,9 +201,9 @@ def probe_candidates(device: str, bf16: bool, workdir: Path, size: tuple[int, in
     return candidates
 
 
-def measure_paths(device: str, bf16: bool, *, rounds: int = 2) -> dict[str, float]:
-    """Median seconds of the probe model on every available path, timed interleaved."""
-    import statistics
+def measure_paths(device: str, bf16: bool, *, rounds: int = 3) -> dict[str, float]:
+    """The best seconds of the probe model on every available path, timed interleaved: the
+    best of a few rounds, since a machine's other work only ever adds time."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="isnet-probe-") as tmp:
@@ -216,7 +217,7 @@ def measure_paths(device: str, bf16: bool, *, rounds: int = 2) -> dict[str, floa
                     start = time.perf_counter()
                     _sync(run(), device)
                     times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return {name: min(values) for name, values in times.items()}
 
 
 def choose(paths: dict[str, float], runtimes: tuple[str, ...] | None = None) -> str:
