@@ -92,7 +92,7 @@ def eval_data(args: argparse.Namespace, model: torch.nn.Module):
             data = replace(data, eval_fit_size=checkpoint_record.test.fit_size)
             source = f"the dataset record of {args.checkpoint or args.weights}"
     if args.fit is not None:
-        data, source = replace(data, eval_fit_size=tuple(args.fit)), "--fit"
+        data, source = replace(data, eval_fit_size=tuple(args.fit)), getattr(args, "fit_source", "--fit")
     resize = f"fit {data.eval_fit_size[0]}×{data.eval_fit_size[1]}" if data.eval_fit_size else "no resize"
     return data, f"test resize: {resize} (from {source})"
 

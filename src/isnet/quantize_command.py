@@ -63,6 +63,7 @@ def run(args: argparse.Namespace, model: nn.Module, eval_data: Callable) -> int:
     if args.dataset:
         if args.fit is None and "fit" in resize:
             args.fit = resize["fit"]  # checked at the size it was calibrated at
+            args.fit_source = "the model's test resize, as calibrated"
         data, protocol = eval_data(args, model)
         samples, where = dataset_samples(data.build(args.split or data.val_split, train=False)), f"{args.dataset} ({protocol})"
     elif args.holdout:
