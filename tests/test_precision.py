@@ -180,3 +180,23 @@ def test_cli_trains_in_the_measured_precision(cache, monkeypatch, tmp_path, caps
     arguments = tiny_training(tmp_path / "data", tmp_path / "pinned", "--precision", "auto", max_iters=1)
     assert main([str(argument) for argument in arguments]) == 0
     assert json.loads((tmp_path / "pinned" / "config.json").read_text())["precision"] == "fp32"
+
+
+@pytest.mark.parametrize("missing", [None, "onnx", "openvino"])
+def test_the_probe_times_the_runtimes_that_can_run_here(monkeypatch, tiny, tmp_path, missing):
+    """A runtime is a candidate only when it and the ``onnx`` package that writes its graph are
+    installed: a user with ONNX Runtime but without ``onnx`` still gets a PyTorch path."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+    import isnet.presets
+
+    real_version = precision.installed_version
+    monkeypatch.setattr(precision, "installed_version", lambda name: None if name == missing else real_version(name))
+    monkeypatch.setattr(isnet.presets, "create_model", lambda name: tiny)  # the probe's model, small
+    candidates = precision.probe_candidates("cpu", bf16=False, workdir=tmp_path, size=(32, 32))
+    expected = {None: ["torch fp32", "onnxruntime fp32", "openvino fp32"], "onnx": ["torch fp32"],
+                "openvino": ["torch fp32", "onnxruntime fp32"]}[missing]
+    assert list(candidates) == expected
+    with torch.no_grad():
+        outputs = [run() for run in candidates.values()]
+    assert all(relative_error(output, outputs[0]) < 1e-4 for output in outputs)

@@ -187,15 +187,14 @@ def probe_candidates(device: str, bf16: bool, workdir: Path, size: tuple[int, in
     if torch.device(device).type != "cpu":
         return candidates
     threads = torch.get_num_threads()
-    runtimes = [(name, module) for name, module in (("onnxruntime", "onnx_runtime"), ("openvino", "openvino_runtime"))
-                if installed_version(name) is not None]
-    if runtimes:
+    runtimes = [name for name in ("onnxruntime", "openvino") if installed_version(name) is not None]
+    if runtimes and installed_version("onnx") is not None:  # the runtimes run the graph `isnet export` writes with onnx
         onnx_path = export_onnx(model, workdir / "probe.onnx", sample_size=size)
         from .onnx_runtime import OnnxSegmentor
         from .openvino_runtime import OpenVinoSegmentor
 
         runners = {"onnxruntime": OnnxSegmentor, "openvino": OpenVinoSegmentor}
-        for name, _ in runtimes:
+        for name in runtimes:
             runtime = runners[name](onnx_path, threads=threads)
             candidates[f"{name} fp32"] = lambda r=runtime: r.logits(images.cpu())
     return candidates
