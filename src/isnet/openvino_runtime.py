@@ -15,6 +15,7 @@ parts an INT8 model keeps in float are kept there for their accuracy.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,14 @@ from .onnx_runtime import RuntimeSegmentor
 
 RT_INFO_SECTION = "isnet"  # rt_info["isnet"][key] = metadata value
 QUANTIZED_OPS = ("FakeQuantize", "FakeConvert")
+
+
+@functools.cache
+def core() -> Any:
+    """The process's one ``openvino.Core``: compiled models never outlive the core that made them."""
+    import openvino as ov
+
+    return ov.Core()
 
 
 def onnx_metadata(path: str | Path) -> dict[str, str]:
@@ -64,14 +73,12 @@ def is_quantized(model: Any) -> bool:
 
 def read_model(path: str | Path) -> tuple[Any, dict[str, str]]:
     """An OpenVINO model from an ONNX file or an IR, with the metadata it carries."""
-    import openvino as ov
-
     path = Path(path)
     if path.suffix not in (".onnx", ".xml"):
         raise ValueError(f"{path}: OpenVINO reads an ONNX file (.onnx) or an IR (.xml + .bin)")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    model = ov.Core().read_model(str(path))
+    model = core().read_model(str(path))
     return model, (onnx_metadata(path) if path.suffix == ".onnx" else ir_metadata(model))
 
 
@@ -84,8 +91,6 @@ class OpenVinoSegmentor(RuntimeSegmentor):
     """
 
     def __init__(self, source: str | Path | Any, *, threads: int | None = None, metadata: Mapping[str, str] | None = None) -> None:
-        import openvino as ov
-
         if isinstance(source, (str, Path)):
             self.path = Path(source)
             model, metadata = read_model(source)
@@ -96,7 +101,7 @@ class OpenVinoSegmentor(RuntimeSegmentor):
         properties: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
         if threads:
             properties["INFERENCE_NUM_THREADS"] = threads
-        self.compiled = ov.Core().compile_model(model, "CPU", properties)
+        self.compiled = core().compile_model(model, "CPU", properties)
 
     def run(self, images: np.ndarray) -> np.ndarray:
         return self.compiled(images)[0]
@@ -155,7 +160,7 @@ def _compiled_call(output: Any, parameter: Any, shape: tuple[int, ...]):
     import openvino as ov
 
     properties = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": _torch_threads()}
-    compiled = ov.Core().compile_model(ov.Model([output], [parameter]), "CPU", properties)
+    compiled = core().compile_model(ov.Model([output], [parameter]), "CPU", properties)
     array = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     return lambda: compiled(array)
 

@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor, nn
 
 from .context.slcm import SemanticLevelContext
@@ -131,10 +130,11 @@ def quantize_onnx(
     import logging
 
     import nncf
-    import openvino as ov
+
+    from .openvino_runtime import core
 
     nncf.set_log_level(logging.WARNING)  # not a line per node it leaves in float
-    model = ov.Core().read_model(str(onnx_path))
+    model = core().read_model(str(onnx_path))
     dataset = nncf.Dataset(list(images), lambda image: image.numpy())
     return nncf.quantize(
         model,
