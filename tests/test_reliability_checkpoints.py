@@ -187,3 +187,14 @@ def test_fault_failed_write_names_the_file_and_the_cause_and_leaves_nothing(tmp_
         write_atomically(target, write_half_then_fill_the_disk, checksum=True)
     assert (error.value.errno, error.value.filename) == (errno.ENOSPC, str(target))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_hostile_foreign_onnx_graph_is_refused_by_name(tmp_path):
+    """An ONNX file not written by ``isnet export`` has no classes or model to tell: refused, named."""
+    pytest.importorskip("onnxruntime")
+    path, _ = onnx_model(tmp_path)
+    image = write_png(tmp_path / "x.png", random_image(30, 40))
+    result = isnet("predict", image, "--weights", path, "--output", tmp_path / "out")
+    message = first_line(result, "predict", 2)
+    assert message == f"{path}: carries no isnet configuration (classes, model): export it with `isnet export`"
+    assert not (tmp_path / "out").exists()

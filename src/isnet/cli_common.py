@@ -106,13 +106,19 @@ def load_model_from_args(args: argparse.Namespace) -> torch.nn.Module:
     from .fast_paths import GRAPH_SUFFIXES, graph_runtime
 
     runtime = getattr(args, "runtime", "torch")
-    exported = Path(str(args.checkpoint or args.weights)).suffix in GRAPH_SUFFIXES
+    exported = Path(str(args.weights)).suffix in GRAPH_SUFFIXES and not args.checkpoint
     if runtime in ("onnx", "openvino") or (exported and runtime == "auto"):
-        # an exported model: .onnx (`isnet export`) or .xml (`isnet quantize`), in ONNX Runtime or OpenVINO
+        # an exported model: --weights MODEL.onnx (`isnet export`) or MODEL.xml (`isnet quantize`)
+        if args.checkpoint:
+            usage_error(f"--runtime {runtime} reads --weights MODEL.onnx (`isnet export`) or MODEL.xml (`isnet quantize`); "
+                        "--checkpoint is for our .safetensors files")
         try:
-            return graph_runtime(args.checkpoint or args.weights, runtime, precision=getattr(args, "precision", "fp32"))
+            model = graph_runtime(args.weights, runtime, precision=getattr(args, "precision", "fp32"))
         except (ValueError, FileNotFoundError) as error:
             usage_error(str(error))
+        if model.config is None:
+            usage_error(f"{args.weights}: carries no isnet configuration (classes, model): export it with `isnet export`")
+        return model
     if args.checkpoint:
         model = load_model(args.checkpoint)
     elif not args.model:

@@ -109,8 +109,8 @@ def fast_model(
         path = "torch fp32"
     else:
         path = inference_path("cpu", runtimes=("torch",) if runtime == "torch" else None, log=log)
-    if log:
-        log(f"precision auto: {path}")
+    if log and path != "torch fp32":  # PyTorch float32 is what runs without auto: nothing to say
+        log(f"precision auto: {path} (the fastest float32-accurate path measured on this machine)")
     runner, _, precision = path.partition(" ")
     if runner == "torch":
         from .runtime import FastSegmentor
