@@ -101,9 +101,8 @@ def load_model_from_args(args: argparse.Namespace) -> torch.nn.Module:
     weights look like predictions.
     """
     from .checkpoint import load_model
-    from .presets import create_model
-
     from .fast_paths import GRAPH_SUFFIXES, graph_runtime
+    from .presets import create_model
 
     runtime = getattr(args, "runtime", "torch")
     exported = Path(str(args.weights)).suffix in GRAPH_SUFFIXES and not args.checkpoint
