@@ -140,3 +140,16 @@ def test_cli_quantizes_and_predicts_with_the_int8_model(trained, tmp_path):
     assert labels.shape == (48, 64) and labels.max() < model.config.num_classes
     refused = _isnet("predict", image, "--weights", output, "--runtime", "onnx", "--output", tmp_path / "out2")
     assert refused.returncode == 2 and "--runtime onnx" in refused.stderr
+
+
+def test_cli_quantize_refuses_a_wrong_output_name_before_calibrating(trained, tmp_path):
+    model, root = trained
+    checkpoint = save_model(model, tmp_path / "tiny.safetensors")
+    result = _isnet("quantize", "--checkpoint", checkpoint, "--calibration", root / "images" / "train",
+                    "--output", tmp_path / "model.onnx")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "--output" in result.stderr and "MODEL.xml" in result.stderr and "Traceback" not in result.stderr
+    assert "calibrating" not in result.stdout  # refused before any work
+    zero = _isnet("quantize", "--checkpoint", checkpoint, "--calibration", root / "images" / "train",
+                  "--output", tmp_path / "m.xml", "--subset-size", "0")
+    assert zero.returncode == 2 and "--subset-size" in zero.stderr

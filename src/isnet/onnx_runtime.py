@@ -10,6 +10,7 @@ so :func:`isnet.inference.predict` (whole image, sliding window, multi-scale + f
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from .checkpoint import CONFIG_METADATA_KEY, dataset_from_metadata
 from .config import ModelConfig
 
 
-class RuntimeSegmentor:
+class RuntimeSegmentor(abc.ABC):
     """A compiled graph standing in for a segmentor (inference only, on the CPU).
 
     Subclasses implement :meth:`run` (float32 NCHW array in, logits array out). Inputs on
@@ -40,8 +41,9 @@ class RuntimeSegmentor:
             None if self.config is None else dataset_from_metadata(metadata, self.config.num_classes, source=self.path)
         )
 
+    @abc.abstractmethod
     def run(self, images: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Logits (N, K, h, w) of a float32 NCHW batch, computed by the runtime."""
 
     def logits(self, images: Tensor) -> Tensor:
         """Stage-2 logits at the head's resolution (float32, channels-last, on the images' device).

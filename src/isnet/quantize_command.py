@@ -19,13 +19,15 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
+from .cli_common import positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser, dataset_names: Sequence[str]) -> None:
     parser.add_argument("--calibration", required=True, help="folder of images like those the model will see")
     parser.add_argument("--output", required=True, help="MODEL.xml (OpenVINO IR; its weights go to MODEL.bin)")
-    parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
+    parser.add_argument("--size", type=positive_int, nargs=2, metavar=("H", "W"),
                         help="calibrate (and check) at this size; default: the model's test resize, else the images' own")
-    parser.add_argument("--subset-size", type=int, default=300, help="at most this many calibration images (spread evenly)")
+    parser.add_argument("--subset-size", type=positive_int, default=300, help="at most this many calibration images (spread evenly)")
     parser.add_argument("--holdout", help="folder of held-out images to check agreement with float32 on")
     parser.add_argument("--labels-dir", help="with --holdout: label PNGs (<stem>.png, class indices, 255 ignored) for mIoU")
     parser.add_argument("--dataset", choices=dataset_names, help="check on this dataset's split (with --data-root)")
@@ -46,6 +48,9 @@ def run(args: argparse.Namespace, model: nn.Module, eval_data: Callable) -> int:
         raise ConfigError("give a float model (--checkpoint FILE.safetensors, or --model with --weights), not an exported graph")
     if (args.dataset is None) != (args.data_root is None):
         raise ConfigError("--dataset and --data-root go together")
+    if not str(args.output).endswith(".xml"):  # before the calibration, not after it
+        raise ConfigError(f"--output {args.output}: the INT8 model is an OpenVINO IR; name it MODEL.xml "
+                          "(its weights go to MODEL.bin)")
     resize = {"size": tuple(args.size)} if args.size else model_resize(model)
     paths = calibration_subset(find_images([args.calibration]), args.subset_size)
     if not paths:
