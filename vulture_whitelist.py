@@ -15,11 +15,11 @@ class _Whitelist:
 
 _ = _Whitelist()
 
-# isnet.export.control_flow_ops: a check for the tests (tests/test_export.py asserts that an
+# isnet.deploy.export.control_flow_ops: a check for the tests (tests/test_export.py asserts that an
 # exported graph has no If/Loop/Scan node), which vulture does not scan with src/isnet.
 _.control_flow_ops
 
-# isnet.onnx_runtime: properties of onnxruntime.SessionOptions, set in OnnxSegmentor and
+# isnet.deploy.runtimes.onnxruntime: properties of onnxruntime.SessionOptions, set in OnnxSegmentor and
 # read by ONNX Runtime when it builds the session.
 _.graph_optimization_level
 _.intra_op_num_threads

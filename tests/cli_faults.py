@@ -116,7 +116,7 @@ def huge_batch(iteration: int, batch_size: int = 4) -> None:
 
 
 def pause_after_checkpoint(argument: str) -> None:
-    from isnet import train as engine
+    from isnet.training import loop as engine
 
     iteration, go = argument.split(":", 1)
     real_save = engine.save_run_checkpoint

@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from training_helpers import tiny_config  # noqa: E402
 
-from isnet.train import train  # noqa: E402
+from isnet.training.loop import train  # noqa: E402
 
 
 def die() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from isnet.inference import InferenceConfig
+from isnet.inference.engine import InferenceConfig
 
 
 def msflip_config(meta: dict[str, Any]) -> InferenceConfig:

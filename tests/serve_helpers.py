@@ -1,6 +1,6 @@
 """A tiny checkpoint with named classes, images, and what ``isnet predict`` makes of them, for the serve tests.
 
-Starting the server and talking to it is :mod:`isnet.serve.client` (the load benchmark uses it too).
+Starting the server and talking to it is :mod:`isnet.apps.serve.client` (the load benchmark uses it too).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from isnet.checkpoint import load_model, save_model
-from isnet.config import BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.weights.checkpoint import load_model, save_model
+from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig
 from isnet.data.info import DatasetInfo
-from isnet.segmentor import build_model
+from isnet.model.segmentor import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
@@ -38,7 +38,7 @@ def tiny_checkpoint(path: Path) -> Path:
 
 def predict_classes(checkpoint: Path) -> list[str]:
     """The class names ``isnet predict`` uses for this checkpoint (the server must show the same)."""
-    from isnet.cli_common import class_names
+    from isnet.cli.common import class_names
 
     return class_names(load_model(checkpoint), Namespace(checkpoint=str(checkpoint)))[0]
 

@@ -91,8 +91,8 @@ def test_cycle_finder_finds_a_cycle():
 
 def test_import_graph_sees_lazy_imports():
     graph = import_graph()
-    assert "isnet.segmentor" in graph["isnet.presets"]  # imported inside create_model
-    assert "isnet.backbones" in graph["isnet.segmentor"]
+    assert "isnet.model.segmentor" in graph["isnet.weights.presets"]  # imported inside create_model
+    assert "isnet.model.backbones" in graph["isnet.model.segmentor"]
 
 
 @pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
@@ -115,6 +115,6 @@ def test_no_dead_code():
 
 
 def test_train_loop_fits_on_two_screens():
-    tree = ast.parse((PACKAGE / "train.py").read_text())
+    tree = ast.parse((PACKAGE / "training" / "loop.py").read_text())
     loop = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "train")
     assert loop.end_lineno - loop.lineno + 1 <= 100

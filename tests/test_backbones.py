@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from isnet.backbones import build_backbone, stage_channels
-from isnet.backbones.pretrained import load_imagenet_weights
-from isnet.checkpoint import CheckpointError
-from isnet.config import BackboneConfig
+from isnet.model.backbones import build_backbone, stage_channels
+from isnet.weights.imagenet import load_imagenet_weights
+from isnet.weights.checkpoint import CheckpointError
+from isnet.model.config import BackboneConfig
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import inspect
 
-from isnet.bench import add_arguments, report, runtimes, suite
+from isnet.apps.bench import add_arguments, report, runtimes, suite
 
 
 def _rows(names: list[str]) -> list[dict]:

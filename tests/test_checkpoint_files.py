@@ -10,11 +10,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from isnet.checkpoint import CheckpointError, load_model, save_model
-from isnet.released import load_released_checkpoint
-from isnet.config import BackboneConfig, ISNetHeadConfig, ModelConfig
-from isnet.config import PEER_HEAD_CONFIGS
-from isnet.segmentor import build_model
+from isnet.weights.checkpoint import CheckpointError, load_model, save_model
+from isnet.weights.released import load_released_checkpoint
+from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.model.config import PEER_HEAD_CONFIGS
+from isnet.model.segmentor import build_model
 
 SMALL = ModelConfig(
     num_classes=5,

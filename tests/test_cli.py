@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from isnet.checkpoint import save_model
+from isnet.weights.checkpoint import save_model
 from isnet.cli import main
-from isnet.config import BackboneConfig, ISNetHeadConfig, ModelConfig
-from isnet.segmentor import build_model
+from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.model.segmentor import build_model
 
 TINY = ModelConfig(
     num_classes=4,

@@ -19,13 +19,13 @@ import pytest
 import torch
 from torch import nn
 
-from isnet.released import load_released_checkpoint
-from isnet.released import from_released_config
-from isnet.inference import InferenceConfig, predict
-from isnet.losses import segmentation_loss
-from isnet.numerics import relative_error
-from isnet.runtime import use_region_attention
-from isnet.segmentor import build_model
+from isnet.weights.released import load_released_checkpoint
+from isnet.weights.released import from_released_config
+from isnet.inference.engine import InferenceConfig, predict
+from isnet.training.losses import segmentation_loss
+from isnet.utils.numerics import relative_error
+from isnet.deploy.runtimes.pytorch import use_region_attention
+from isnet.model.segmentor import build_model
 from reference_helpers import msflip_config
 
 DEFAULT_DIR = Path(__file__).parent / "fixtures" / "reference"

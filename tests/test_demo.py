@@ -1,6 +1,6 @@
 """The demo trains a model that beats the untrained one (a short run here; `isnet demo` runs 600 iterations)."""
 
-from isnet.demo import run_demo
+from isnet.apps.demo import run_demo
 
 
 def test_short_demo_improves_on_the_untrained_model(tmp_path):

@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from isnet.checkpoint import save_model
+from isnet.weights.checkpoint import save_model
 from isnet.cli import main
-from isnet.config import BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig
 from isnet.data import CamVidDataset, eval_transforms
 from isnet.evaluation import evaluate
-from isnet.inference import InferenceConfig
-from isnet.segmentor import build_model
+from isnet.inference.engine import InferenceConfig
+from isnet.model.segmentor import build_model
 
 TINY = ModelConfig(
     num_classes=11,

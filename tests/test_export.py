@@ -11,19 +11,19 @@ import pytest
 import torch
 from PIL import Image
 
-from isnet.checkpoint import save_model
-from isnet.released import load_released_checkpoint
+from isnet.weights.checkpoint import save_model
+from isnet.weights.released import load_released_checkpoint
 from isnet.cli import main
-from isnet.config import BackboneConfig, ISNetHeadConfig, ModelConfig
-from isnet.released import from_released_config
-from isnet.export import control_flow_ops, export_onnx, export_program
-from isnet.inference import predict
-from isnet.numerics import relative_error
-from isnet.segmentor import build_model
+from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.weights.released import from_released_config
+from isnet.deploy.export import control_flow_ops, export_onnx, export_program
+from isnet.inference.engine import predict
+from isnet.utils.numerics import relative_error
+from isnet.model.segmentor import build_model
 from reference_helpers import msflip_config
 
 pytest.importorskip("onnxruntime")
-from isnet.onnx_runtime import OnnxSegmentor  # noqa: E402
+from isnet.deploy.runtimes.onnxruntime import OnnxSegmentor  # noqa: E402
 
 FIXTURE_DIR = Path(os.environ.get("ISNET_REFERENCE_FIXTURES", Path(__file__).parent / "fixtures" / "reference"))
 STEMS = sorted(p.stem for p in FIXTURE_DIR.glob("*.npz") if p.with_suffix(".pth").exists())

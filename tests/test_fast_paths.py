@@ -18,17 +18,17 @@ import pytest
 import torch
 from torch import nn
 
-from isnet.bench.published import PublishedISNet, published_region_map
-from isnet.released import load_released_checkpoint
-from isnet.config import BackboneConfig, ISNetHeadConfig, ModelConfig
-from isnet.released import from_released_config
-from isnet.context.attention import blockwise_attention, split_query_attention
-from isnet.context.slcm import SemanticLevelContext, find_regions, region_representations
-from isnet.inference import predict
-from isnet.losses import segmentation_loss
-from isnet.numerics import relative_error
-from isnet.runtime import FastSegmentor, fold_batchnorm, use_region_attention
-from isnet.segmentor import build_model
+from isnet.apps.bench.published import PublishedISNet, published_region_map
+from isnet.weights.released import load_released_checkpoint
+from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.weights.released import from_released_config
+from isnet.model.context.attention import blockwise_attention, split_query_attention
+from isnet.model.context.slcm import SemanticLevelContext, find_regions, region_representations
+from isnet.inference.engine import predict
+from isnet.training.losses import segmentation_loss
+from isnet.utils.numerics import relative_error
+from isnet.deploy.runtimes.pytorch import FastSegmentor, fold_batchnorm, use_region_attention
+from isnet.model.segmentor import build_model
 from reference_helpers import msflip_config
 
 FIXTURE_DIR = Path(os.environ.get("ISNET_REFERENCE_FIXTURES", Path(__file__).parent / "fixtures" / "reference"))

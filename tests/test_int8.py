@@ -16,17 +16,17 @@ pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 pytest.importorskip("onnx")
 
-from isnet.checkpoint import save_model  # noqa: E402
+from isnet.weights.checkpoint import save_model  # noqa: E402
 from isnet.data.base import read_label_png  # noqa: E402
 from isnet.data.image import find_images, read_image, to_tensor  # noqa: E402
 from isnet.data.info import DatasetInfo  # noqa: E402
-from isnet.export import export_onnx  # noqa: E402
-from isnet.losses import segmentation_loss  # noqa: E402
-from isnet.numerics import relative_error  # noqa: E402
-from isnet.openvino_runtime import OpenVinoSegmentor, read_model, save_ir  # noqa: E402
-from isnet.quantize import FloatScope, classifier_convolutions, onnx_scope, quantize_model, write_int8  # noqa: E402
-from isnet.quantize_check import compare, labelled_samples  # noqa: E402
-from isnet.segmentor import build_model  # noqa: E402
+from isnet.deploy.export import export_onnx  # noqa: E402
+from isnet.training.losses import segmentation_loss  # noqa: E402
+from isnet.utils.numerics import relative_error  # noqa: E402
+from isnet.deploy.runtimes.openvino import OpenVinoSegmentor, read_model, save_ir  # noqa: E402
+from isnet.deploy.quantize import FloatScope, classifier_convolutions, onnx_scope, quantize_model, write_int8  # noqa: E402
+from isnet.deploy.quantize_check import compare, labelled_samples  # noqa: E402
+from isnet.model.segmentor import build_model  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from training_helpers import make_data, tiny_config  # noqa: E402

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from isnet.config import AuxConfig, BackboneConfig, ISNetHeadConfig, ModelConfig
-from isnet.released import from_released_config
-from isnet.inference import InferenceConfig, predict, sliding_windows, slide_inference, whole_inference
-from isnet.segmentor import build_model
+from isnet.model.config import AuxConfig, BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.weights.released import from_released_config
+from isnet.inference.engine import InferenceConfig, predict, sliding_windows, slide_inference, whole_inference
+from isnet.model.segmentor import build_model
 
 SMALL = ModelConfig(
     num_classes=7,

@@ -11,10 +11,10 @@ from typing import NamedTuple
 import pytest
 import torch
 
-from isnet.context import slcm
-from isnet.context.ilcm import ImageLevelContext
-from isnet.context.slcm import SemanticLevelContext
-from isnet.heads.isnet_head import ISNetHead, PlainDecoder
+from isnet.model.context import slcm
+from isnet.model.context.ilcm import ImageLevelContext
+from isnet.model.context.slcm import SemanticLevelContext
+from isnet.model.heads.isnet_head import ISNetHead, PlainDecoder
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_MAP = ROOT / "docs" / "paper-map.md"
@@ -93,13 +93,13 @@ def test_code_cell_resolves(row: Row):
 @pytest.mark.parametrize(
     "code",
     [
-        "src/isnet/context/slcm.py:find_region",  # misspelt
-        "src/isnet/context/slcm.py:Regions.to_maps",  # misspelt method
-        "src/isnet/context/slcn.py:find_regions",  # no such file
-        "src/isnet/context/slcm.py:ConvBNReLU",  # imported there, defined in layers.py
-        "src/isnet/heads/fcn.py:FCNAuxHead.append",  # inherited from nn.Sequential
-        "isnet/context/slcm.py:find_regions",  # not the cell format
-        "src/isnet/context/slcm.py:find_regions()",
+        "src/isnet/model/context/slcm.py:find_region",  # misspelt
+        "src/isnet/model/context/slcm.py:Regions.to_maps",  # misspelt method
+        "src/isnet/model/context/slcn.py:find_regions",  # no such file
+        "src/isnet/model/context/slcm.py:ConvBNReLU",  # imported there, defined in layers.py
+        "src/isnet/model/heads/fcn.py:FCNAuxHead.append",  # inherited from nn.Sequential
+        "isnet/model/context/slcm.py:find_regions",  # not the cell format
+        "src/isnet/model/context/slcm.py:find_regions()",
     ],
 )
 def test_resolve_rejects(code: str):
@@ -108,7 +108,7 @@ def test_resolve_rejects(code: str):
 
 
 def test_equation_check_rejects_a_missing_or_repeated_row():
-    rows = [Row(str(n), "x", "src/isnet/losses.py:segmentation_loss", "") for n in EQUATIONS]
+    rows = [Row(str(n), "x", "src/isnet/training/losses.py:segmentation_loss", "") for n in EQUATIONS]
     check_equations(rows)
     for broken in (rows[:-1], rows + rows[:1], rows[:5] + [rows[4]] + rows[6:], rows + [rows[0]._replace(equation="21")]):
         with pytest.raises(AssertionError):

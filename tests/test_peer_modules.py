@@ -13,16 +13,16 @@ import pytest
 import torch
 from torch import nn
 
-from isnet.context.ann import AsymmetricNonLocal
-from isnet.context.apcnet import AdaptiveContextModule
-from isnet.context.ccnet import CrissCrossAttention, RecurrentCrissCrossAttention
-from isnet.context.danet import ChannelAttention, PositionAttention
-from isnet.context.dnl import DisentangledNonLocal2d
-from isnet.context.nonlocal_block import NonLocal2d
-from isnet.context.ocr import ObjectContext
-from isnet.context.ppm import PyramidPoolingModule
-from isnet.config import PEER_HEAD_CONFIGS
-from isnet.heads.peers import build_peer_head
+from isnet.model.context.ann import AsymmetricNonLocal
+from isnet.model.context.apcnet import AdaptiveContextModule
+from isnet.model.context.ccnet import CrissCrossAttention, RecurrentCrissCrossAttention
+from isnet.model.context.danet import ChannelAttention, PositionAttention
+from isnet.model.context.dnl import DisentangledNonLocal2d
+from isnet.model.context.nonlocal_block import NonLocal2d
+from isnet.model.context.ocr import ObjectContext
+from isnet.model.context.ppm import PyramidPoolingModule
+from isnet.model.config import PEER_HEAD_CONFIGS
+from isnet.model.heads.peers import build_peer_head
 
 IN_CHANNELS, CHANNELS, NUM_CLASSES = 32, 16, 5
 SMALL_WIDTHS = {"ocr": {"key_channels": 8}, "ann": {"project_channels": 8}}

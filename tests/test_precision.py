@@ -11,12 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from isnet import fast_paths, precision
-from isnet.checkpoint import save_model
-from isnet.numerics import relative_error
-from isnet.precision import MachineProfile, choose
-from isnet.runtime import FastSegmentor
-from isnet.segmentor import build_model
+from isnet.deploy import fast_paths
+from isnet.deploy import profile as precision
+from isnet.weights.checkpoint import save_model
+from isnet.utils.numerics import relative_error
+from isnet.deploy.profile import MachineProfile, choose
+from isnet.deploy.runtimes.pytorch import FastSegmentor
+from isnet.model.segmentor import build_model
 
 sys.path.insert(0, str(Path(__file__).parent))
 from training_helpers import tiny_config  # noqa: E402
@@ -117,7 +118,7 @@ def test_every_auto_path_computes_the_float32_logits(tiny, cache, monkeypatch, p
 def test_the_exported_graph_is_cached_per_weights(tiny, cache, monkeypatch):
     pytest.importorskip("onnx")
     first = fast_paths.exported_graph(tiny)
-    monkeypatch.setattr("isnet.export.export_onnx", lambda *a, **k: pytest.fail("exported again"))
+    monkeypatch.setattr("isnet.deploy.export.export_onnx", lambda *a, **k: pytest.fail("exported again"))
     assert fast_paths.exported_graph(tiny) == first
     other = build_model(tiny.config).eval()
     assert fast_paths.weights_digest(other) != fast_paths.weights_digest(tiny)
@@ -126,9 +127,9 @@ def test_the_exported_graph_is_cached_per_weights(tiny, cache, monkeypatch):
 def test_a_graph_file_runs_in_the_runtime_it_needs(tiny, cache, tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("openvino")
-    from isnet.export import export_onnx
-    from isnet.onnx_runtime import OnnxSegmentor
-    from isnet.openvino_runtime import OpenVinoSegmentor
+    from isnet.deploy.export import export_onnx
+    from isnet.deploy.runtimes.onnxruntime import OnnxSegmentor
+    from isnet.deploy.runtimes.openvino import OpenVinoSegmentor
 
     path = export_onnx(tiny, tmp_path / "tiny.onnx", sample_size=(48, 64))
     assert isinstance(fast_paths.graph_runtime(path, "auto"), OnnxSegmentor)  # nothing measured: ONNX Runtime
@@ -188,11 +189,11 @@ def test_the_probe_times_the_runtimes_that_can_run_here(monkeypatch, tiny, tmp_p
     installed: a user with ONNX Runtime but without ``onnx`` still gets a PyTorch path."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("openvino")
-    import isnet.presets
+    import isnet.weights.presets
 
     real_version = precision.installed_version
     monkeypatch.setattr(precision, "installed_version", lambda name: None if name == missing else real_version(name))
-    monkeypatch.setattr(isnet.presets, "create_model", lambda name: tiny)  # the probe's model, small
+    monkeypatch.setattr(isnet.weights.presets, "create_model", lambda name: tiny)  # the probe's model, small
     candidates = precision.probe_candidates("cpu", bf16=False, workdir=tmp_path, size=(32, 32))
     expected = {None: ["torch fp32", "onnxruntime fp32", "openvino fp32"], "onnx": ["torch fp32"],
                 "openvino": ["torch fp32", "onnxruntime fp32"]}[missing]

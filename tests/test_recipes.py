@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from isnet.config import PEER_HEAD_CONFIGS
-from isnet.presets import PEERS
-from isnet.recipes import recipe, recipe_names
-from isnet.segmentor import build_model
+from isnet.model.config import PEER_HEAD_CONFIGS
+from isnet.weights.presets import PEERS
+from isnet.training.recipes import recipe, recipe_names
+from isnet.model.segmentor import build_model
 
 
 @pytest.mark.parametrize("name", recipe_names())

@@ -7,11 +7,11 @@ from dataclasses import fields
 import pytest
 import torch
 
-from isnet.config import HEAD_CONFIGS, ISNetHeadConfig, ModelConfig, PSPHeadConfig
+from isnet.model.config import HEAD_CONFIGS, ISNetHeadConfig, ModelConfig, PSPHeadConfig
 from isnet.data import DATASETS, READERS
-from isnet.presets import PRESETS, create_model
-from isnet.recipes import CAMVID_RECIPES, recipe, recipe_names
-from isnet.released import WEIGHTS
+from isnet.weights.presets import PRESETS, create_model
+from isnet.training.recipes import CAMVID_RECIPES, recipe, recipe_names
+from isnet.weights.released import WEIGHTS
 from isnet.training.config import DataConfig
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from isnet.checkpoint import CheckpointError
-from isnet.presets import create_model, get_config
-from isnet.released import WEIGHTS, load_released_checkpoint, released_to_ours
-from isnet.segmentor import build_model
+from isnet.weights.checkpoint import CheckpointError
+from isnet.weights.presets import create_model, get_config
+from isnet.weights.released import WEIGHTS, load_released_checkpoint, released_to_ours
+from isnet.model.segmentor import build_model
 
 MANIFEST = Path(__file__).parent / "fixtures" / "official_isnet_state_dict_manifest.json.gz"
 ENTRIES = json.loads(gzip.decompress(MANIFEST.read_bytes()))

@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from isnet.checkpoint import (
+from isnet.weights.checkpoint import (
     CheckpointError,
     read_safetensors_header,
     save_model,
     save_training_checkpoint,
     write_atomically,
 )
-from isnet.config import BackboneConfig, ISNetHeadConfig, ModelConfig
-from isnet.segmentor import build_model
+from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.model.segmentor import build_model
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cli_helpers import first_line, isnet  # noqa: E402

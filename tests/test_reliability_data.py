@@ -22,7 +22,7 @@ from isnet.data import DataFileError, FolderDataset, train_transforms
 from isnet.data.image import read_image
 from isnet.data.validate import BadSampleLog, check_dataset
 from isnet.data.sampling import SeededSamples
-from isnet.train import list_checkpoints, train
+from isnet.training.loop import list_checkpoints, train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hostile_files import random_image, truncate, write_bomb_png, write_png, write_rotated_jpeg  # noqa: E402
@@ -222,7 +222,7 @@ def test_hostile_file_found_during_training_stops_with_its_name(data, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(DataFileError, match=f"{bad}: unreadable image"):
         train(tiny_config(data, run, max_iters=6, checkpoint_interval=1))
-    from isnet.checkpoint import load_training_checkpoint
+    from isnet.weights.checkpoint import load_training_checkpoint
 
     for checkpoint in list_checkpoints(run):  # whatever was saved before is intact
         load_training_checkpoint(checkpoint)

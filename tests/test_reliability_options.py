@@ -101,8 +101,8 @@ MALFORMED_SETTINGS = {
 
 @pytest.mark.parametrize("setting", MALFORMED_SETTINGS)
 def test_malformed_setting_is_named_before_anything_runs(setting):
-    from isnet.errors import ConfigError
-    from isnet.recipes import recipe
+    from isnet.utils.errors import ConfigError
+    from isnet.training.recipes import recipe
     from isnet.training.overrides import parse_overrides, with_overrides
 
     base = with_overrides(recipe("camvid_isnet"), {"grad_accum_steps": 4, "batch_size": 8})
@@ -112,7 +112,7 @@ def test_malformed_setting_is_named_before_anything_runs(setting):
 
 
 def test_settings_are_read_by_the_type_of_their_field():
-    from isnet.recipes import recipe
+    from isnet.training.recipes import recipe
     from isnet.training.overrides import parse_overrides, with_overrides
 
     config = with_overrides(recipe("camvid_isnet"), parse_overrides([
@@ -130,5 +130,5 @@ def test_malformed_option_shows_the_traceback_with_debug(data_root, tmp_path):
         assert result.returncode == 1
         assert "Traceback (most recent call last)" in result.stderr
         assert result.stderr.rstrip().splitlines()[-1] == (
-            "isnet.errors.ConfigError: checkpoint_interval must be a positive integer, not 0"
+            "isnet.utils.errors.ConfigError: checkpoint_interval must be a positive integer, not 0"
         )

@@ -15,10 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-from isnet.checkpoint import save_model
+from isnet.weights.checkpoint import save_model
 from isnet.cli import main
-from isnet.config import BackboneConfig, ISNetHeadConfig, ModelConfig
-from isnet.segmentor import build_model
+from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.model.segmentor import build_model
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hostile_files import random_image, truncate, write_bomb_png, write_png  # noqa: E402

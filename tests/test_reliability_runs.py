@@ -55,7 +55,7 @@ def checkpoint_names(run: Path) -> list[str]:
 
 
 def assert_every_checkpoint_finite_and_intact(run: Path) -> None:
-    from isnet.checkpoint import load_training_checkpoint, nonfinite_entries
+    from isnet.weights.checkpoint import load_training_checkpoint, nonfinite_entries
 
     for checkpoint in sorted((run / "checkpoints").glob("iter_*.pt")):
         state = load_training_checkpoint(checkpoint)  # checksum verified

@@ -24,8 +24,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from isnet.checkpoint import CheckpointError, load_training_checkpoint
-from isnet.train import list_checkpoints, train
+from isnet.weights.checkpoint import CheckpointError, load_training_checkpoint
+from isnet.training.loop import list_checkpoints, train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from training_helpers import make_data, tiny_config  # noqa: E402
@@ -205,7 +205,7 @@ def checksum_missing(path: Path, tmp_path: Path) -> str:
 def malformed_state(path: Path, tmp_path: Path) -> str:
     torch.save({"weights": torch.zeros(3)}, path)
     forge_checksum(path)
-    return "not a training checkpoint of isnet.train: no model, optimizer, iteration, rng, config entry"
+    return "not a training checkpoint of isnet.training.loop: no model, optimizer, iteration, rng, config entry"
 
 
 class Payload:
@@ -314,7 +314,7 @@ def test_fault_leftovers_of_a_killed_write_are_removed_on_resume(data_root, fini
 def poison_samples(monkeypatch: pytest.MonkeyPatch, bad_calls: set[int] | None = None, from_call: int | None = None):
     """NaN in chosen training images, so that the forward pass (BatchNorm statistics
     included) and the loss turn non-finite, as in a real divergence."""
-    from isnet import train as engine
+    from isnet.training import loop as engine
 
     real = engine.SeededSamples.__getitem__
     calls = []

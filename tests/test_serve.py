@@ -23,10 +23,10 @@ pytest.importorskip("uvicorn", reason="isnet serve needs the serve extra: pip in
 
 from serve_helpers import ENV, predict_classes, random_image, tiny_checkpoint  # noqa: E402
 
-from isnet.checkpoint import load_model  # noqa: E402
+from isnet.weights.checkpoint import load_model  # noqa: E402
 from isnet.data.image import read_image, to_tensor  # noqa: E402
-from isnet.inference import predict_labels  # noqa: E402
-from isnet.serve.client import running_server  # noqa: E402
+from isnet.inference.engine import predict_labels  # noqa: E402
+from isnet.apps.serve.client import running_server  # noqa: E402
 
 MAX_UPLOAD_BYTES = int(0.05 * 2**20)
 MAX_PIXELS = 200 * 200

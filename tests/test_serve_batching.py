@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from isnet.serve.batching import DynamicBatcher, QueueFullError
+from isnet.apps.serve.batching import DynamicBatcher, QueueFullError
 
 
 class RecordingModel:

@@ -17,7 +17,7 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="the page test driv
 
 from serve_helpers import REPO, predict_classes, tiny_checkpoint  # noqa: E402
 
-from isnet.serve.client import running_server  # noqa: E402
+from isnet.apps.serve.client import running_server  # noqa: E402
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 CHROMEDRIVER = shutil.which("chromedriver")

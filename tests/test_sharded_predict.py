@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from isnet.checkpoint import save_model
-from isnet.config import BackboneConfig, ISNetHeadConfig, ModelConfig
-from isnet.segmentor import build_model
+from isnet.weights.checkpoint import save_model
+from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.model.segmentor import build_model
 
 SOURCE = Path(__file__).resolve().parents[1] / "src"
 ENV = {**os.environ, "PYTHONPATH": str(SOURCE), "OMP_NUM_THREADS": "1"}  # torchrun's per-process default

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from isnet.context.slcm import SemanticLevelContext, region_representations
+from isnet.model.context.slcm import SemanticLevelContext, region_representations
 
 
 def per_class_regions(feats: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

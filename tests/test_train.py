@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from isnet.data.sampling import RunSampler
-from isnet.train import list_checkpoints, poly_lr, train
+from isnet.training.loop import list_checkpoints, poly_lr, train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from training_helpers import make_data, tiny_config  # noqa: E402
@@ -108,7 +108,7 @@ def test_ddp_with_syncbn_matches_one_process(data_root, tmp_path, dtype, iterati
     single, distributed, worst = _single_and_ddp(data_root, tmp_path, iterations, dtype, channels_last)
     assert worst <= tolerance, f"largest difference {worst:.2e}"
     # Both runs really trained: the weights moved away from where they started.
-    from isnet.segmentor import build_model
+    from isnet.model.segmentor import build_model
 
     torch.manual_seed(0)
     initial = build_model(tiny_config(data_root, tmp_path / "unused").model).state_dict()

@@ -20,12 +20,12 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from isnet.checkpoint import save_model
+from isnet.weights.checkpoint import save_model
 from isnet.data import synthetic
-from isnet.recipes import recipe
-from isnet.released import RELEASED_PREFIXES
-from isnet.segmentor import build_model
-from isnet.train import train
+from isnet.training.recipes import recipe
+from isnet.weights.released import RELEASED_PREFIXES
+from isnet.model.segmentor import build_model
+from isnet.training.loop import train
 from training_helpers import make_data, tiny_config
 
 SOURCE = Path(__file__).resolve().parents[1] / "src"
@@ -148,7 +148,7 @@ def test_fine_tune_from_another_class_count_reports_reinitialised_keys(data_root
 
 def test_fine_tune_in_python_needs_the_flag(tmp_path):
     from isnet import create_model
-    from isnet.checkpoint import CheckpointError
+    from isnet.weights.checkpoint import CheckpointError
 
     config = recipe("camvid_isnet").model
     source = save_model(build_model(config), tmp_path / "eleven.safetensors")
@@ -190,8 +190,8 @@ def test_classes_and_palette_survive_checkpoint_predict_and_onnx(trained, image,
 
 
 def test_hub_directory_round_trips(trained, tmp_path):
-    from isnet.checkpoint import load_model
-    from isnet.hub import from_pretrained, save_pretrained
+    from isnet.weights.checkpoint import load_model
+    from isnet.weights.hub import from_pretrained, save_pretrained
 
     run, miou = trained
     model = load_model(run / "model.safetensors")
@@ -213,7 +213,7 @@ def test_folder_without_a_record_is_tested_by_the_checkpoints_protocol(trained, 
     import shutil
     from dataclasses import replace
 
-    from isnet.checkpoint import load_model
+    from isnet.weights.checkpoint import load_model
 
     run, _ = trained
     model = load_model(run / "model.safetensors")
@@ -230,7 +230,7 @@ def test_folder_without_a_record_is_tested_by_the_checkpoints_protocol(trained, 
 
 def test_overlay_legend_wraps_and_large_images_are_drawn_smaller(tmp_path):
     from isnet.data.info import ADE20K
-    from isnet.visualize import MAX_OVERLAY_SIDE, save_overlay_with_legend
+    from isnet.utils.visualize import MAX_OVERLAY_SIDE, save_overlay_with_legend
 
     rng = np.random.default_rng(0)
     labels = np.repeat(np.repeat(rng.integers(0, 150, (20, 30)), 8, 0), 8, 1)  # every class present

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from isnet.config import AuxConfig, BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.model.config import AuxConfig, BackboneConfig, ISNetHeadConfig, ModelConfig
 from isnet.data import synthetic
 from isnet.training.config import DataConfig
-from isnet.train import TrainConfig, train
+from isnet.training.loop import TrainConfig, train
 
 HEIGHT, WIDTH = 48, 64
 

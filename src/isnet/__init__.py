@@ -3,13 +3,13 @@
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
-from .checkpoint import load_model, save_model
-from .config import AuxConfig, BackboneConfig, ISNetHeadConfig, ModelConfig
-from .data.info import DATASETS, DatasetInfo
-from .inference import InferenceConfig, predict, predict_labels
-from .presets import PRESETS, create_model, get_config
-from .released import WEIGHTS, from_released_config, load_released_checkpoint
-from .segmentor import Segmentor, build_model
+from isnet.weights.checkpoint import load_model, save_model
+from isnet.model.config import AuxConfig, BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.data.info import DATASETS, DatasetInfo
+from isnet.inference.engine import InferenceConfig, predict, predict_labels
+from isnet.weights.presets import PRESETS, create_model, get_config
+from isnet.weights.released import WEIGHTS, from_released_config, load_released_checkpoint
+from isnet.model.segmentor import Segmentor, build_model
 
 try:
     __version__ = _version("isnet")

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .base import SegmentationDataset
+from isnet.data.base import SegmentationDataset
 
 
 def label_counts(dataset: SegmentationDataset, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -19,7 +19,7 @@ def label_counts(dataset: SegmentationDataset, progress: bool = False) -> tuple[
     pixels_of_images_with = np.zeros(num_classes, dtype=np.int64)
     pairs: Iterable = dataset.pairs
     if progress:
-        from ..progress import progress_bar
+        from isnet.utils.progress import progress_bar
 
         pairs = progress_bar(pairs, desc="label frequencies")
     for _, label_path in pairs:

@@ -12,8 +12,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
-from ..inference import MS_SCALES, InferenceConfig
-from .image import MEAN, STD
+from isnet.inference.engine import MS_SCALES, InferenceConfig
+from isnet.data.image import MEAN, STD
 
 RGB = tuple[int, int, int]
 Size = tuple[int, int]

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from .image import DataFileError
-from .validate import BadSampleLog
+from isnet.data.image import DataFileError
+from isnet.data.validate import BadSampleLog
 
 
 def sample_seed(run_seed: int, position: int) -> int:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .info import DatasetInfo
+from isnet.data.info import DatasetInfo
 
 CLASSES = ("sky", "building", "road", "tree", "car", "person")
 PALETTE = ((70, 130, 180), (128, 64, 64), (128, 64, 128), (60, 150, 40), (0, 0, 142), (220, 20, 60))

@@ -6,7 +6,7 @@ headers by default, a full decode on request) and either raises one error listin
 file, or, when the user asked to skip bad samples, drops them and names each one on stderr
 and in ``bad_samples.txt`` of the run (``BadSampleLog``). A sample that passes the headers
 but fails to decode during training is recorded in the same log and replaced by the training
-engine (``isnet.train.SeededSamples``).
+engine (``isnet.training.loop.SeededSamples``).
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..inference import InferenceConfig, predict
-from .metrics import ConfusionMatrix
+from isnet.inference.engine import InferenceConfig, predict
+from isnet.evaluation.metrics import ConfusionMatrix
 
 
 def evaluate(
@@ -32,7 +32,7 @@ def evaluate(
     shard = Subset(dataset, range(rank, len(dataset), world_size))
     loader = DataLoader(shard, batch_size=1, num_workers=num_workers)
     if progress:
-        from ..progress import progress_bar
+        from isnet.utils.progress import progress_bar
 
         loader = progress_bar(loader, desc="eval", leave=False)
     matrix = ConfusionMatrix(num_classes)

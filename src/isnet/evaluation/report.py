@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import ConfusionMatrix
+from isnet.evaluation.metrics import ConfusionMatrix
 
 
 def write_report(matrix: ConfusionMatrix, class_names: Sequence[str], output: str | Path, *, title: str = "") -> dict:

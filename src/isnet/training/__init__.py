@@ -1,4 +1,4 @@
-"""The parts of the training engine; the loop itself reads top to bottom in :mod:`isnet.train`.
+"""The parts of the training engine; the loop itself reads top to bottom in :mod:`isnet.training.loop`.
 
 - :mod:`.config`: what a run is (``TrainConfig``, ``DataConfig``);
 - :mod:`.overrides`: ``--set key=value`` on those configs;

@@ -10,9 +10,9 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from ..checkpoint import config_bounds_problems
-from ..config import ModelConfig
-from ..data import (
+from isnet.weights.checkpoint import config_bounds_problems
+from isnet.model.config import ModelConfig
+from isnet.data import (
     DATASETS,
     DatasetInfo,
     eval_transforms,
@@ -21,11 +21,11 @@ from ..data import (
     open_dataset,
     train_transforms,
 )
-from ..data.folder import folder_record
-from ..data.image import MAX_IMAGE_PIXELS
-from ..errors import ConfigError
-from ..inference import InferenceConfig
-from ..losses import DEFAULT_LOSS_WEIGHTS
+from isnet.data.folder import folder_record
+from isnet.data.image import MAX_IMAGE_PIXELS
+from isnet.utils.errors import ConfigError
+from isnet.inference.engine import InferenceConfig
+from isnet.training.losses import DEFAULT_LOSS_WEIGHTS
 
 Size = tuple[int, int]
 

@@ -3,7 +3,7 @@
 Each value is checked against the type hint of its dataclass field (``typing.get_type_hints``)
 when it is given, and the new configuration is checked by the dataclasses' ``__post_init__``
 (ranges: a finite positive learning rate, positive counts and sizes), so a bad value is a
-:class:`~isnet.errors.ConfigError` naming the key before anything runs.
+:class:`~isnet.utils.errors.ConfigError` naming the key before anything runs.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import types
 from dataclasses import fields, replace
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from ..errors import ConfigError
+from isnet.utils.errors import ConfigError
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 one, setting damaged ones aside).
 
 ``<output_dir>/checkpoints/iter_*.pt`` holds the newest ``keep_checkpoints`` training states,
-each written atomically with a ``.sha256`` checksum (:mod:`isnet.checkpoint`). A checkpoint
+each written atomically with a ``.sha256`` checksum (:mod:`isnet.weights.checkpoint`). A checkpoint
 never holds a NaN or an infinity: a state that does is refused, and a poisoned checkpoint
 (written by an older version) is set aside like a damaged one. ``<output_dir>/.lock`` is
 locked by the process that trains in the folder (an OS lock, released when it dies), so a
@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..atomic_files import checksum_path, remove_unfinished_writes
-from ..checkpoint import (
+from isnet.utils.atomic_files import checksum_path, remove_unfinished_writes
+from isnet.weights.checkpoint import (
     CheckpointError,
     describe_nonfinite,
     load_state_dict_strict,
@@ -30,8 +30,8 @@ from ..checkpoint import (
     nonfinite_entries,
     save_training_checkpoint,
 )
-from ..config import ModelConfig
-from ..distributed import DistributedContext, barrier
+from isnet.model.config import ModelConfig
+from isnet.utils.distributed import DistributedContext, barrier
 
 
 def checkpoint_dir(output_dir: str | Path) -> Path:

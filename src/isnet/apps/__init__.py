@@ -1,0 +1,1 @@
+"""What users run: segmenting files, the demo, the HTTP server and the benchmarks."""

@@ -1,0 +1,171 @@
+"""Segmenting image files into label maps and overlays, for ``isnet predict`` and the demo."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from isnet.data.image import MAX_IMAGE_PIXELS, DataFileError, image_size, read_image, to_tensor
+from isnet.data.info import make_palette
+from isnet.utils.errors import describe_os_error
+from isnet.inference.engine import InferenceConfig, predict_labels
+from isnet.utils.visualize import save_overlay_with_legend
+
+
+def model_classes(model: nn.Module) -> tuple[list[str], list[tuple[int, int, int]]]:
+    """Class names and colours of a model: its dataset record, else generic names and colours."""
+    dataset = getattr(model, "dataset", None)
+    if dataset is not None:
+        return list(dataset.classes), [tuple(colour) for colour in dataset.palette]
+    num_classes = model.config.num_classes
+    return [f"class {k}" for k in range(num_classes)], list(make_palette(num_classes))
+
+
+def label_image(labels: np.ndarray, palette: Sequence[tuple[int, int, int]]) -> Image.Image:
+    """A label map as a palette-mode PNG image: pixel values are class indices, shown in ``palette``."""
+    image = Image.fromarray(labels.astype(np.uint8), mode="P")
+    flat = [channel for colour in palette for channel in colour]
+    image.putpalette(flat + [0] * (768 - len(flat)))
+    return image
+
+
+def output_files(path: Path, output: Path) -> tuple[Path, Path]:
+    """Where the label map and the overlay of image ``path`` are written."""
+    return output / f"{path.stem}_labels.png", output / f"{path.stem}_overlay.png"
+
+
+def colliding_inputs(paths: Sequence[Path]) -> dict[Path, str]:
+    """Inputs whose outputs would collide (``a.jpg`` and ``a.png``), with the reason: all of them fail."""
+    by_stem: dict[str, list[Path]] = {}
+    for path in paths:
+        by_stem.setdefault(path.stem, []).append(path)
+    return {
+        path: f"{path}: {', '.join(str(o) for o in same if o != path)} would write the same {path.stem}_labels.png; rename one"
+        for same in by_stem.values() if len(same) > 1 for path in same
+    }
+
+
+def segment_files(
+    model: nn.Module,
+    paths: Sequence[Path],
+    output: Path,
+    config: InferenceConfig,
+    classes: Sequence[str],
+    palette: Sequence[tuple[int, int, int]],
+    *,
+    max_pixels: int | None = None,
+    batch_size: int = 1,
+    on_done: Callable[[Path], None] | None = None,
+) -> list[tuple[Path, str]]:
+    """Segment each image, writing ``<stem>_labels.png`` and ``<stem>_overlay.png``.
+
+    Returns the files that could not be segmented, with the reason; the others are written.
+    A failure of one file (an unreadable image, a refused or failed write: permission, full
+    disk) is listed and the next file is tried. A failed file leaves no output behind: both
+    files are written under temporary names and renamed when complete. Inputs whose outputs
+    would collide (``a.jpg`` and ``a.png``) all fail rather than overwrite each other. An
+    output folder that cannot be created or written in is an ``OSError`` before any image is read.
+    With ``batch_size`` > 1, images of equal size are predicted together. ``on_done(path)`` is
+    called after each image (written or failed); without it each written image is printed.
+    """
+    require_writable_folder(output)
+    limit = max_pixels or MAX_IMAGE_PIXELS
+    collisions = colliding_inputs(paths)
+    failures = [(path, collisions[path]) for path in paths if path in collisions]
+    model.eval()
+    for batch in batches_by_size([p for p in paths if p not in collisions], batch_size, limit):
+        images, readable = [], []
+        for path in batch:
+            try:
+                images.append(read_image(path, limit))
+                readable.append(path)
+            except DataFileError as error:
+                failures.append((path, str(error)))
+        if images:
+            try:
+                tensors = torch.stack([to_tensor(image) for image in images])
+                labels = predict_labels(model, tensors, config).numpy().astype(np.uint8)
+                for path, image, label in zip(readable, images, labels):
+                    reason = _write_outputs(path, image, label, output, classes, palette, announce=on_done is None)
+                    if reason is not None:
+                        failures.append((path, reason))
+            except (RuntimeError, ValueError, OSError) as error:
+                failures += [(path, f"{path}: {type(error).__name__}: {error}") for path in readable]
+        for path in batch:
+            if on_done is not None:
+                on_done(path)
+    for _, reason in failures:
+        print(f"skipped {reason}", file=sys.stderr)
+    order = {path: index for index, path in enumerate(paths)}
+    return sorted(failures, key=lambda failure: order[failure[0]])
+
+
+def batches_by_size(paths: Sequence[Path], batch_size: int, max_pixels: int) -> Iterator[list[Path]]:
+    """``paths`` in batches of at most ``batch_size`` images of one size (from the headers), in order
+    of first appearance; an image whose header cannot be read is a batch of its own (it fails there)."""
+    if batch_size <= 1:
+        yield from ([path] for path in paths)
+        return
+    groups: dict[object, list[Path]] = {}
+    for path in paths:
+        try:
+            key: object = image_size(path, max_pixels)
+        except DataFileError:
+            key = path
+        groups.setdefault(key, []).append(path)
+    for group in groups.values():
+        for start in range(0, len(group), batch_size):
+            yield group[start:start + batch_size]
+
+
+def _write_outputs(
+    path: Path,
+    image: np.ndarray,
+    labels: np.ndarray,
+    output: Path,
+    classes: Sequence[str],
+    palette: Sequence[tuple[int, int, int]],
+    *,
+    announce: bool,
+) -> str | None:
+    """Write one image's label map and overlay atomically; the reason it could not, or None."""
+    finals = output_files(path, output)
+    partials = tuple(final.with_name(f".{final.stem}.partial.png") for final in finals)
+    writing = finals[0]
+    try:
+        label_image(labels, palette).save(partials[0], format="PNG")
+        writing = finals[1]
+        save_overlay_with_legend(partials[1], image, labels, classes, palette, title=path.name)
+        for partial, final in zip(partials, finals):
+            writing = final
+            os.replace(partial, final)
+    except OSError as error:  # named by the output file, not its temporary name
+        cause = OSError(error.errno, error.strerror or str(error))
+        return f"{path}: cannot write its output {describe_os_error(cause, writing)}"
+    finally:
+        for partial in partials:
+            try:
+                partial.unlink(missing_ok=True)
+            except OSError:  # a folder that refuses the write refuses the cleanup too; nothing was left
+                pass
+    if announce:
+        print(f"{path} → {finals[1]}")
+    return None
+
+
+def require_writable_folder(folder: Path) -> None:
+    """Create ``folder`` if needed and check that files can be created in it; an ``OSError`` naming it if not."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".isnet-write-test-"):
+            pass
+    except OSError as error:
+        raise OSError(error.errno, error.strerror or str(error), str(folder)) from None

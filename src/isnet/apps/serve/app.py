@@ -1,0 +1,136 @@
+"""The ASGI application (``create_app``) and the server that runs it (``run``).
+
+Routes: ``POST /predict`` (multipart field ``image``; answers the label map, the overlay or
+JSON, see :mod:`isnet.apps.serve.responses`), ``GET /`` (the web page) and ``GET /healthz``.
+Uploads are decoded in worker threads, the model runs in the batcher's thread
+(:mod:`isnet.apps.serve.batching`), so the event loop only moves bytes and keeps answering
+``/healthz`` while the model works. Errors are JSON ``{"error": message}`` with a 4xx
+status that says whose fault it is: 400 not an image, 406 unmet ``Accept``, 413 too large,
+415 not a multipart upload, 503 queue full (with ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+
+import numpy as np
+import torch
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from torch import Tensor, nn
+
+from isnet.data.image import to_tensor
+from isnet.inference.engine import InferenceConfig, predict_labels
+from isnet.apps.serve.batching import DynamicBatcher, QueueFullError
+from isnet.apps.serve.responses import MEDIA_TYPES, areas_json, choose_format, labels_png, overlay_png
+from isnet.apps.serve.uploads import BodySizeLimit, decode_upload
+
+# The page runs only what the server sends: inline script and style, images from data URLs.
+PAGE_POLICY = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; connect-src 'self'"
+RETRY_AFTER_S = 1
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Limits and batching of the server; ``inference`` is how each image is predicted."""
+
+    max_batch: int = 8  # images of one size in one model call
+    max_wait_ms: float = 5.0  # how long the oldest request waits for others to join its batch
+    max_queue: int = 32  # requests waiting for the model; more get 503
+    max_upload_bytes: int = 20 * 2**20
+    max_pixels: int = 4096 * 4096
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+
+
+def _error(request: Request, error: HTTPException) -> JSONResponse:
+    return JSONResponse({"error": error.detail}, status_code=error.status_code, headers=error.headers)
+
+
+async def _read_upload(request: Request) -> tuple[bytes, str]:
+    """The bytes and file name of the multipart field ``image``."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise HTTPException(415, "send the image as multipart/form-data in the field 'image', e.g. curl -F image=@photo.jpg")
+    async with request.form(max_files=1, max_fields=8) as form:
+        upload = form.get("image")
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(400, "no file in the multipart field 'image', e.g. curl -F image=@photo.jpg")
+        return await upload.read(), upload.filename or "upload"
+
+
+def create_app(
+    model: nn.Module,
+    classes: Sequence[str],
+    palette: Sequence[tuple[int, int, int]],
+    config: ServeConfig = ServeConfig(),
+) -> Starlette:
+    """An ASGI app serving ``model`` (a segmentor or a ``FastSegmentor``); ``classes`` and ``palette`` name its outputs."""
+    model.eval()
+
+    def predict_batch(images: Tensor) -> Tensor:
+        return predict_labels(model, images, config.inference).to(torch.uint8)
+
+    batcher = DynamicBatcher(
+        predict_batch, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000, max_queue=config.max_queue
+    )
+    page = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
+
+    async def index(request: Request) -> HTMLResponse:
+        return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_POLICY})
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({
+            "status": "ok", "classes": list(classes),
+            "queued": batcher.queued, "running": batcher.running, "max_queue": batcher.max_queue,
+            "max_batch": batcher.max_batch, "batches": batcher.batches, "images": batcher.images,
+        })
+
+    def decode(data: bytes, name: str) -> tuple[np.ndarray, Tensor]:
+        image = decode_upload(data, name, config.max_pixels)
+        return image, to_tensor(image)
+
+    def render(fmt: str, image: np.ndarray, labels: np.ndarray, name: str, embed_overlay: bool) -> Response:
+        if fmt == "json":
+            return JSONResponse(areas_json(image, labels, classes, palette, embed_overlay=embed_overlay))
+        if fmt == "overlay":
+            return Response(overlay_png(image, labels, classes, palette, title=name), media_type=MEDIA_TYPES[fmt])
+        return Response(labels_png(labels, palette), media_type=MEDIA_TYPES[fmt])
+
+    async def predict(request: Request) -> Response:
+        fmt = choose_format(request.query_params.get("format"), request.headers.get("accept"))
+        data, name = await _read_upload(request)
+        image, tensor = await run_in_threadpool(decode, data, name)
+        try:
+            labels = await batcher.predict(tensor)
+        except QueueFullError as error:
+            raise HTTPException(503, f"busy: {error}; retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+        embed_overlay = request.query_params.get("overlay", "") in ("1", "true")
+        return await run_in_threadpool(render, fmt, image, labels.numpy(), name, embed_overlay)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        batcher.start()
+        yield
+        await run_in_threadpool(batcher.close)  # answers what is still queued
+
+    return Starlette(
+        routes=[Route("/", index), Route("/healthz", healthz), Route("/predict", predict, methods=["POST"])],
+        middleware=[Middleware(BodySizeLimit, max_bytes=config.max_upload_bytes)],
+        exception_handlers={HTTPException: _error},
+        lifespan=lifespan,
+    )
+
+
+def run(app: Starlette, host: str = "127.0.0.1", port: int = 8000, *, graceful_timeout_s: float = 60) -> None:
+    """Serve ``app`` with uvicorn until SIGINT or SIGTERM; requests in flight then finish (up to ``graceful_timeout_s``)."""
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=graceful_timeout_s, log_level="info")

@@ -1,0 +1,197 @@
+"""What the ``isnet`` commands share: option types, the model arguments and their loading, inference flags.
+
+A bad option value is a usage error (exit 2) naming the option, raised before anything runs;
+``isnet.cli.commands.main`` is the error boundary that prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import torch
+
+
+def _integer(text: str, minimum: int, rule: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{text} {rule}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A count: an integer ≥ 1."""
+    return _integer(text, 1, "is not a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """An integer ≥ 0 (a seed, a number of workers)."""
+    return _integer(text, 0, "is negative")
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (a scale)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number > 0")
+    return value
+
+
+def recipe_name(text: str) -> str:
+    """A training recipe of ``isnet recipes``."""
+    from isnet.training.recipes import recipe_names
+
+    names = recipe_names()
+    if text not in names:
+        import difflib
+
+        close = difflib.get_close_matches(text, names, n=3)
+        raise argparse.ArgumentTypeError(
+            f"unknown recipe {text!r}" + (f"; did you mean {', '.join(close)}?" if close else "; see `isnet recipes`")
+        )
+    return text
+
+
+def key_value(text: str) -> str:
+    """``KEY=VALUE`` of ``--set`` (the value is checked against the field's type when the config is built)."""
+    key, sep, _ = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. lr=0.01)")
+    return text
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error told in one line (and the way to the full help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n(see {self.prog} --help)\n")
+
+
+def usage_error(message: str) -> NoReturn:
+    """A mistake in the command line: told in one line by the error boundary, exit code 2."""
+    from isnet.utils.errors import ConfigError
+
+    raise ConfigError(message)
+
+
+def resolve_device(args: argparse.Namespace) -> torch.device:
+    """``--device``, default a GPU when there is one; fp16 only on a GPU."""
+    device = torch.device(getattr(args, "device", None) or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        usage_error(f"--device {args.device}: no CUDA device is available here")
+    if getattr(args, "precision", "fp32") == "fp16" and device.type != "cuda":
+        usage_error("--precision fp16 needs a GPU (--device cuda); on a CPU use bf16 or fp32")
+    return device
+
+
+def load_model_from_args(args: argparse.Namespace) -> torch.nn.Module:
+    """The model a command runs: ``--checkpoint``, or ``--model`` with ``--weights``.
+
+    A model without weights is refused unless ``--allow-random``: predictions of random
+    weights look like predictions.
+    """
+    from isnet.weights.checkpoint import load_model
+    from isnet.deploy.fast_paths import GRAPH_SUFFIXES, graph_runtime
+    from isnet.weights.presets import create_model
+
+    runtime = getattr(args, "runtime", "torch")
+    exported = Path(str(args.weights)).suffix in GRAPH_SUFFIXES and not args.checkpoint
+    if runtime in ("onnx", "openvino") or (exported and runtime == "auto"):
+        # an exported model: --weights MODEL.onnx (`isnet export`) or MODEL.xml (`isnet quantize`)
+        if args.checkpoint:
+            usage_error(f"--runtime {runtime} reads --weights MODEL.onnx (`isnet export`) or MODEL.xml (`isnet quantize`); "
+                        "--checkpoint is for our .safetensors files")
+        try:
+            model = graph_runtime(args.weights, runtime, precision=getattr(args, "precision", "fp32"))
+        except (ValueError, FileNotFoundError) as error:
+            usage_error(str(error))
+        if model.config is None:
+            usage_error(f"{args.weights}: carries no isnet configuration (classes, model): export it with `isnet export`")
+        return model
+    if args.checkpoint:
+        model = load_model(args.checkpoint)
+    elif not args.model:
+        usage_error("which model? give --checkpoint FILE.safetensors, or --model NAME with --weights")
+    elif args.weights or args.allow_random:
+        model = create_model(args.model, weights=args.weights)
+    else:
+        usage_error(
+            f"--model {args.model} has no weights: give --weights (a file, or the name of released weights: "
+            "see `isnet presets`), or --allow-random to run randomly initialised weights on purpose"
+        )
+    precision = getattr(args, "precision", "fp32")
+    if precision == "auto":  # the fastest float32-accurate path measured on this machine
+        from isnet.deploy.fast_paths import fast_model
+
+        return fast_model(model, runtime=runtime, compile=getattr(args, "compile", False), device=resolve_device(args),
+                          log=lambda line: print(line, file=sys.stderr))
+    if precision == "bf16":
+        from isnet.deploy.profile import slow_bf16_note
+
+        note = slow_bf16_note(resolve_device(args))
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+    if precision != "fp32" or getattr(args, "compile", False):
+        from isnet.deploy.runtimes.pytorch import FastSegmentor
+
+        return FastSegmentor(model, precision=precision, compile=getattr(args, "compile", False))
+    return model
+
+
+def class_names(model: torch.nn.Module, args: argparse.Namespace) -> tuple[list[str], list[tuple[int, int, int]]]:
+    """Class names and colours: the model's dataset record, else the checkpoint's names, else generic."""
+    from isnet.weights.checkpoint import read_safetensors
+    from isnet.apps.predict_files import model_classes
+
+    classes, palette = model_classes(model)
+    if getattr(model, "dataset", None) is None and getattr(args, "checkpoint", None):
+        _, metadata = read_safetensors(args.checkpoint)
+        names = json.loads(metadata.get("classes", "[]"))
+        if len(names) == len(classes):
+            classes = names
+    return classes, palette
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mode", choices=("whole", "slide"), default="whole")
+    parser.add_argument("--crop", type=positive_int, nargs=2, default=(512, 512), metavar=("H", "W"))
+    parser.add_argument("--stride", type=positive_int, nargs=2, default=(341, 341), metavar=("H", "W"))
+    parser.add_argument("--scales", type=positive_float, nargs="+", default=(1.0,))
+    parser.add_argument("--flip", action="store_true", help="average with the mirrored image")
+
+
+def inference_config(args: argparse.Namespace, flip_pairs=()):
+    from isnet.inference.engine import InferenceConfig
+
+    return InferenceConfig(
+        mode=args.mode,
+        crop=tuple(args.crop),
+        stride=tuple(args.stride),
+        scales=tuple(args.scales),
+        flip=args.flip,
+        flip_pairs=tuple(flip_pairs),
+        probs_before_resize=len(args.scales) > 1 or args.flip,
+    )
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
+    """Which model a command runs: ``--checkpoint`` (ours), or ``--model`` with ``--weights``."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", help="one of our .safetensors checkpoints (carries its configuration and classes)")
+    source.add_argument("--model", help="preset name (see `isnet presets`); needs --weights or --allow-random")
+    parser.add_argument("--weights", help="weights for --model: a released .pth, a .safetensors, or released weights' "
+                                          "name (fetched once when online)")
+    parser.add_argument("--allow-random", action="store_true",
+                        help="run --model without weights (random predictions), on purpose")
+    if device:
+        parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")

@@ -1,0 +1,118 @@
+"""Export a segmentor for deployment: ONNX (for ONNX Runtime and others) and ``torch.export``.
+
+Both graphs compute the stage-2 logits at the head's resolution (``model.logits``), take
+any batch size and any image size (dynamic axes), and contain no data-dependent control
+flow: SLCM's regions come from one-hot matrix products of the argmax (data decide values,
+not the path), and SLCM attends over the K region representations weighted by their pixel
+counts (:func:`isnet.deploy.runtimes.pytorch.use_region_attention`), so the exported graph never forms an
+HW×HW matrix for SLCM. ILCM's attention over all pixels is exported as matrix products and
+a softmax over a fixed number of query blocks (:func:`isnet.model.context.attention.split_query_attention`),
+so ONNX Runtime holds 1/16 of its HW×HW scores at a time (268 MB instead of 4.3 GB at
+1024×2048; ``python -m isnet.apps.bench.onnx_memory``).
+
+Both files carry the model's configuration and dataset record (``isnet_config`` and
+``isnet_dataset``: ONNX metadata properties, ``.pt2`` extra files), so
+:class:`isnet.deploy.runtimes.onnxruntime.OnnxSegmentor` and ``isnet predict`` know the classes, colours and
+test protocol.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from isnet.weights.checkpoint import CONFIG_METADATA_KEY, DATASET_METADATA_KEY, model_metadata
+from isnet.deploy.runtimes.pytorch import use_region_attention
+
+ONNX_OPSET = 17
+
+
+class LogitsModule(nn.Module):
+    """``model.logits`` as a module's forward (what the exported graphs compute)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model.logits(images)
+
+
+def exportable(model: nn.Module) -> LogitsModule:
+    """An eval-mode copy of ``model`` with region attention, wrapped for export."""
+    model = use_region_attention(copy.deepcopy(model).eval().float())
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return LogitsModule(model).eval()
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    sample_size: tuple[int, int] = (512, 512),
+    opset: int = ONNX_OPSET,
+) -> Path:
+    """Write ``model`` as ONNX with dynamic batch, height and width; returns the path.
+
+    Uses the TorchScript-based exporter (the dynamo-based one needs ``onnxscript``). The
+    sample input only guides tracing; the graph accepts other sizes.
+    """
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = exportable(model)
+    sample = torch.randn(1, 3, *sample_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic
+        torch.onnx.export(
+            module,
+            (sample,),
+            str(path),
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch", 2: "out_height", 3: "out_width"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+    graph = onnx.load(str(path))
+    for key, value in model_metadata(model).items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(graph, str(path))
+    return path
+
+
+def export_program(model: nn.Module, path: str | Path, *, sample_size: tuple[int, int] = (512, 512)) -> Path:
+    """Write ``model`` as a ``torch.export`` program (``.pt2``) with dynamic batch and size.
+
+    Load it with ``torch.export.load(path).module()``; call the result on images.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = exportable(model)
+    sample = torch.randn(2, 3, *sample_size)
+    auto = torch.export.Dim.AUTO
+    program = torch.export.export(module, (sample,), dynamic_shapes={"images": {0: auto, 2: auto, 3: auto}})
+    torch.export.save(program, str(path), extra_files=model_metadata(model))
+    return path
+
+
+def program_metadata(path: str | Path) -> dict[str, str]:
+    """The configuration and dataset record a ``.pt2`` from :func:`export_program` carries."""
+    extra_files = {CONFIG_METADATA_KEY: "", DATASET_METADATA_KEY: ""}
+    torch.export.load(str(path), extra_files=extra_files)
+    return {key: value for key, value in extra_files.items() if value}
+
+
+def control_flow_ops(path: str | Path) -> list[str]:
+    """ONNX control-flow nodes (If, Loop, Scan) in the graph at ``path``: none are expected."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    return [node.op_type for node in graph.node if node.op_type in ("If", "Loop", "Scan")]

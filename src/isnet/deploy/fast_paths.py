@@ -1,0 +1,129 @@
+"""The model a precision and a runtime ask for: what ``isnet predict/eval`` run.
+
+- A float model (a checkpoint, or a preset with weights) runs in PyTorch
+  (:class:`~isnet.deploy.runtimes.pytorch.FastSegmentor`, float32 or bfloat16), or in ONNX Runtime or
+  OpenVINO on the graph :func:`isnet.deploy.export.export_onnx` writes. That graph is exported
+  once per set of weights and kept under ``~/.cache/isnet/graphs/`` (keyed by the weights'
+  and configuration's hash), so only the first run pays the export.
+- A graph file runs in the runtime asked for, or with ``auto`` in the faster one here: an
+  OpenVINO IR (``.xml``, e.g. ``isnet quantize``'s INT8 model) in OpenVINO; an ONNX file in
+  ONNX Runtime or OpenVINO, whichever the machine's profile measured faster.
+
+``precision="auto"`` takes the path :func:`isnet.deploy.profile.inference_path` measured fastest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from isnet.weights.checkpoint import model_metadata
+from isnet.deploy.profile import cache_dir, cached_profile, inference_path
+
+RUNTIMES = ("auto", "torch", "onnx", "openvino")
+GRAPH_SUFFIXES = (".onnx", ".xml")
+# What each runtime name of the command line is called in a machine profile's paths.
+PROFILE_NAMES = {"onnx": "onnxruntime", "openvino": "openvino"}
+
+
+def weights_digest(model: nn.Module) -> str:
+    """A hash of the model's configuration, dataset record and every tensor of its state dict."""
+    from isnet.deploy.export import ONNX_OPSET
+
+    digest = hashlib.sha256(f"opset {ONNX_OPSET}, torch {torch.__version__}".encode())
+    for key, value in sorted(model_metadata(model).items()):
+        digest.update(f"{key}={value}".encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
+def exported_graph(model: nn.Module, *, log: Callable[[str], None] | None = None) -> Path:
+    """The ONNX graph of ``model``: from the cache, else exported once and cached."""
+    from isnet.deploy.export import export_onnx
+
+    path = cache_dir() / "graphs" / f"{weights_digest(model)}.onnx"
+    if not path.is_file():
+        if log:
+            log(f"exporting the model once for the runtime (cached in {path})")
+        partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.onnx")
+        export_onnx(model, partial)
+        os.replace(partial, path)
+    return path
+
+
+def graph_runtime(path: str | Path | None, runtime: str = "auto", *, precision: str = "fp32", threads: int | None = None):
+    """A runtime segmentor for an exported file: ``.xml`` in OpenVINO, ``.onnx`` in ``runtime``
+    (``auto``: the faster of ONNX Runtime and OpenVINO in this machine's profile, else ONNX Runtime).
+
+    The graph computes as it was written (float32, or INT8 from ``isnet quantize``), so
+    ``precision`` may only be ``auto`` or ``fp32``. Raises ``ValueError`` for what cannot run.
+    """
+    what = "--runtime openvino reads --weights MODEL.onnx (`isnet export`) or MODEL.xml (`isnet quantize`)"
+    if path is None or Path(path).suffix not in GRAPH_SUFFIXES:
+        raise ValueError(what + (f", not {path}" if path else ""))
+    path = Path(path)
+    if runtime == "torch":
+        raise ValueError(f"--runtime torch runs a checkpoint, not the exported {path}: use --runtime onnx, openvino or auto")
+    if path.suffix == ".xml" and runtime == "onnx":
+        raise ValueError(f"--runtime onnx: {path} is an OpenVINO IR, which runs in OpenVINO (--runtime openvino or auto)")
+    if precision not in ("auto", "fp32"):
+        raise ValueError(f"{path}: an exported graph computes as it was written; --precision {precision} does not apply")
+    if runtime == "auto":
+        runtime = "openvino" if path.suffix == ".xml" else _faster_graph_runtime()
+    threads = threads or torch.get_num_threads()
+    if runtime == "openvino":
+        from isnet.deploy.runtimes.openvino import OpenVinoSegmentor
+
+        return OpenVinoSegmentor(path, threads=threads)
+    from isnet.deploy.runtimes.onnxruntime import OnnxSegmentor
+
+    return OnnxSegmentor(path, threads=threads)
+
+
+def _faster_graph_runtime() -> str:
+    measured = cached_profile("cpu")
+    paths = {} if measured is None else measured.paths
+    timed = {name: paths[f"{profile_name} fp32"] for name, profile_name in PROFILE_NAMES.items() if f"{profile_name} fp32" in paths}
+    return min(timed, key=timed.__getitem__) if timed else "onnx"
+
+
+def fast_model(
+    model: nn.Module,
+    *,
+    runtime: str = "auto",
+    compile: bool = False,
+    device: str | torch.device = "cpu",
+    log: Callable[[str], None] | None = None,
+):
+    """``model`` on the path ``precision="auto"`` picks: measured on this machine (any runtime,
+    or PyTorch's paths only with ``runtime="torch"``); float32 PyTorch when compiling or on a GPU."""
+    device = torch.device(device)
+    if compile or device.type != "cpu":
+        path = "torch fp32"
+    else:
+        path = inference_path("cpu", runtimes=("torch",) if runtime == "torch" else None, log=log)
+    if log and path != "torch fp32":  # PyTorch float32 is what runs without auto: nothing to say
+        log(f"precision auto: {path} (the fastest float32-accurate path measured on this machine)")
+    runner, _, precision = path.partition(" ")
+    if runner == "torch":
+        from isnet.deploy.runtimes.pytorch import FastSegmentor
+
+        return FastSegmentor(model, precision=precision, compile=compile)
+    return graph_runtime(exported_graph(model.cpu(), log=log), "openvino" if runner == "openvino" else "onnx")
+
+
+def add_runtime_arguments(parser) -> None:
+    """``--runtime`` and ``--precision`` of ``isnet predict`` and ``isnet eval``."""
+    parser.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                        help="onnx / openvino: run --weights MODEL.onnx (`isnet export`) or MODEL.xml (`isnet quantize`); "
+                             "auto: a checkpoint as --precision says, an .xml in OpenVINO, an .onnx in the faster runtime here")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                        help="auto (default): the fastest float32-accurate path measured on this machine (once, cached "
+                             "in ~/.cache/isnet); bf16 on CPU or GPU, fp16 on GPU")

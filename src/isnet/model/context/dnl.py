@@ -1,0 +1,53 @@
+"""Disentangled non-local block (DNL, Yin et al., ECCV 2020)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from isnet.model.context.conv_wrapped import ConvWrappedContext
+from isnet.model.context.nonlocal_block import NonLocal2d
+
+
+class DisentangledNonLocal2d(NonLocal2d):
+    """Non-local attention split into a whitened pairwise term and a unary term.
+
+    Pairwise: θ and φ are centred over the pixels before their dot product, which is scaled
+    by ``1 / (√d · temperature)``; ``y_i = Σ_j softmax_j(...) g_j``. Unary: a 1×1 conv
+    (C→1) scores every pixel, ``u = Σ_j softmax_j(m_j) g_j`` is shared by all pixels.
+    ``z = x + W_z(y + u)``. Same projections as :class:`NonLocal2d` plus the mask conv.
+    """
+
+    def __init__(
+        self, channels: int, reduction: int = 2, use_scale: bool = True, temperature: float = 0.05
+    ) -> None:
+        super().__init__(channels, reduction, use_scale)
+        self.unary_mask = nn.Conv2d(channels, 1, 1)
+        self.temperature = temperature
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, _, height, width = x.shape
+        theta = self.theta(x).flatten(2)  # (N, d, hw)
+        phi = self.phi(x).flatten(2)
+        g = self.g(x).flatten(2)
+        theta = theta - theta.mean(dim=2, keepdim=True)  # whitening
+        phi = phi - phi.mean(dim=2, keepdim=True)
+        logits = theta.transpose(1, 2) @ phi * (self.scale / self.temperature)
+        pairwise = logits.softmax(dim=-1)  # (N, hw, hw)
+        y = g @ pairwise.transpose(1, 2)  # (N, d, hw)
+        unary = self.unary_mask(x).flatten(2).softmax(dim=-1)  # (N, 1, hw)
+        u = g @ unary.transpose(1, 2)  # (N, d, 1): the same for every pixel
+        return x + self.out_project((y + u).view(batch, -1, height, width))
+
+
+class DisentangledNonLocalContext(ConvWrappedContext):
+    """DNL's context: 3×3 CBR(in→C) → DisentangledNonLocal2d → 3×3 CBR → concat-fuse."""
+
+    def __init__(
+        self,
+        in_channels: int = 2048,
+        channels: int = 512,
+        reduction: int = 2,
+        temperature: float = 0.05,
+    ) -> None:
+        block = DisentangledNonLocal2d(channels, reduction, temperature=temperature)
+        super().__init__(in_channels, channels, block)

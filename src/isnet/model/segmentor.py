@@ -1,0 +1,107 @@
+"""The segmentor: backbone → decode head (+ auxiliary head), and the model builder."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from isnet.model.backbones import build_backbone
+from isnet.model.config import ISNetHeadConfig, ModelConfig
+from isnet.model.context.aspp import ASPP
+from isnet.model.context.ilcm import ImageLevelContext
+from isnet.model.context.slcm import SemanticLevelContext
+from isnet.model.heads.fcn import FCNAuxHead
+from isnet.model.heads.isnet_head import ISNetHead, PlainDecoder, ShortcutDecoder
+from isnet.model.heads.peers import build_peer_head
+
+
+class Segmentor(nn.Module):
+    """Backbone, decode head and optional auxiliary head.
+
+    ``forward`` follows torchvision's convention: a dict with ``"out"`` (stage-2 logits) and,
+    where the model has them, ``"stage1"`` and ``"aux"``. Logits stay at the head's
+    resolution (stride 8 for the released models): the loss and the functions of
+    :mod:`isnet.inference.engine` resize them, the latter with sliding-window and multi-scale +
+    flip testing. :meth:`logits` skips the auxiliary head, which only serves training.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        aux_head: nn.Module | None = None,
+        *,
+        config: ModelConfig | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.aux_head = aux_head
+        self.config = config  # what build_model was given; saved with the weights
+        # The dataset record of the weights (classes, palette, test protocol), when known:
+        # set by create_model from a preset, and read back from our checkpoints.
+        self.dataset = None
+
+    def set_grad_checkpointing(self, enable: bool = True) -> Segmentor:
+        """Recompute the backbone's activations in the backward pass instead of storing them.
+
+        Less memory for large training crops, for about one more backbone forward of time;
+        the results are the same. A runtime switch, not part of the configuration.
+        """
+        self.backbone.set_grad_checkpointing(enable)
+        return self
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        features = self.backbone(images)
+        outputs = self.head(features)
+        if self.aux_head is not None:
+            outputs["aux"] = self.aux_head(features)
+        return outputs
+
+    def logits(self, images: Tensor) -> Tensor:
+        """Stage-2 logits at the head's resolution, for inference."""
+        return self.head(self.backbone(images))["out"]
+
+
+def build_head(config: ModelConfig, stage_channels: list[int]) -> nn.Module:
+    head = config.head
+    if not isinstance(head, ISNetHeadConfig):
+        return build_peer_head(head, stage_channels, config.num_classes)
+    channels, transform = head.channels, head.transform_channels
+    if head.image_context == "ilcm":
+        image_context: nn.Module = ImageLevelContext(channels, transform)
+    elif head.image_context == "aspp":
+        image_context = ASPP(channels, channels, head.aspp_dilations)
+    elif head.image_context == "none":
+        image_context = nn.Identity()
+    else:
+        raise ValueError(f"unknown image_context {head.image_context!r}: expected ilcm, aspp or none")
+    semantic_context = SemanticLevelContext(channels, transform) if head.semantic_context else None
+    if head.shortcut:
+        decoder: nn.Module = ShortcutDecoder(
+            channels,
+            config.num_classes,
+            low_level_channels=stage_channels[0],
+            shortcut_channels=head.shortcut_channels,
+            dropout=head.dropout,
+        )
+    else:
+        decoder = PlainDecoder(channels, config.num_classes, head.dropout)
+    return ISNetHead(
+        stage_channels[-1],
+        channels,
+        config.num_classes,
+        image_context=image_context,
+        semantic_context=semantic_context,
+        decoder=decoder,
+        dropout=head.dropout,
+    )
+
+
+def build_model(config: ModelConfig) -> Segmentor:
+    """Build an ISNet (or a variant) from its configuration, randomly initialised."""
+    backbone = build_backbone(config.backbone)
+    stage_channels = [info.channels for info in backbone.feature_info]
+    aux_head = None
+    if config.aux is not None:
+        aux_head = FCNAuxHead(stage_channels[2], config.aux.channels, config.num_classes, config.aux.dropout)
+    return Segmentor(backbone, build_head(config, stage_channels), aux_head, config=config)

@@ -1,0 +1,183 @@
+"""Looking at a checkpoint file before loading it: what kind of file it is, and what its
+safetensors header declares.
+
+A model file of ``isnet`` (safetensors), a training checkpoint of ``isnet train``
+(``iter_*.pt``), another PyTorch file (the authors' released ``.pth``), a ``torch.export``
+program, an ONNX model or a folder: each is named as what it is, with how that kind is used.
+A safetensors header is checked entry by entry (dtype, shape, byte range) without reading any
+tensor, so that the loader can compare it with the model before allocating anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from isnet.utils.errors import CheckpointError, describe_os_error
+
+MAX_SAFETENSORS_HEADER = 100_000_000  # the safetensors library's own limit
+
+
+def _training_checkpoint_zip(path: Path) -> bool:
+    """Whether a PyTorch zip file holds an ``isnet train`` state (its pickle names optimizer and rng)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [info for info in archive.infolist() if info.filename.endswith("/data.pkl")]
+            if not pickles or pickles[0].file_size > 16_000_000:
+                return False
+            structure = archive.read(pickles[0])
+    except (zipfile.BadZipFile, OSError, RuntimeError):
+        return False
+    return all(key in structure for key in (b"optimizer", b"iteration", b"rng"))
+
+
+def describe_file(path: Path) -> str:
+    """What kind of file ``path`` is, from its first bytes: the words for an error message.
+
+    Told apart: a folder, a model file of ``isnet`` (safetensors), a training checkpoint of
+    ``isnet train`` (``iter_*.pt``), another PyTorch file (a released ``.pth``), a
+    ``torch.export`` program, an ONNX model.
+    """
+    if path.is_dir():
+        return "a directory"
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+    except OSError as error:
+        return f"unreadable ({describe_os_error(error)})"
+    if not head:
+        return "an empty file (0 bytes)"
+    if len(head) >= 9 and 0 < int.from_bytes(head[:8], "little") <= MAX_SAFETENSORS_HEADER and head[8:9] == b"{":
+        return "a safetensors file (an isnet model file)"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return "a damaged zip archive"
+        if any(name.endswith("/archive_format") for name in names):
+            return "a torch.export program (.pt2)"
+        if _training_checkpoint_zip(path):
+            return "a training checkpoint of isnet train (iter_*.pt: weights, optimizer and random state)"
+        if any(name.endswith("/data.pkl") for name in names):
+            return "a PyTorch file (.pth/.pt: pickled tensors, such as the authors' released weights)"
+        return "a zip archive"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a pickle (a PyTorch file of the legacy format, such as the authors' released weights)"
+    if head[:1] == b"\x08" and head[1] < 0x80 and head[2:3] in (b"\x12", b"\x1a", b"\x22", b"\x28", b"\x3a"):
+        return "an ONNX model (written by isnet export)"
+    return "not a checkpoint of any known kind"
+
+
+_HOW_TO_USE = {
+    "a safetensors file": "load it with load_model (isnet --checkpoint FILE)",
+    "a training checkpoint": "a finished run writes its model as model.safetensors in the run folder "
+                             "(isnet --checkpoint RUN/model.safetensors)",
+    "a PyTorch file": "released weights are loaded with their preset (isnet --model PRESET --weights FILE)",
+    "a pickle": "released weights are loaded with their preset (isnet --model PRESET --weights FILE)",
+    "an ONNX model": "run it with isnet predict --runtime onnx --weights FILE",
+    "a torch.export program": "load it with torch.export.load",
+}
+
+
+def not_the_expected_kind(path: Path, expected: str) -> str:
+    """The message for a file that is not ``expected``: what it is, and how that kind is used."""
+    if path.is_dir():
+        inside = [name for name in ("model.safetensors",) if (path / name).is_file()]
+        hint = f"; did you mean {path / inside[0]}?" if inside else ""
+        return f"{path}: is a directory, not {expected}{hint}"
+    kind = describe_file(path)
+    hint = next((how for prefix, how in _HOW_TO_USE.items() if kind.startswith(prefix)), None)
+    return f"{path}: not {expected}: it is {kind}" + (f"; {hint}" if hint else "")
+
+
+def require_file(path: Path, expected: str) -> None:
+    """Raise a :class:`CheckpointError` unless ``path`` is a readable file (a folder is named as one)."""
+    if path.is_dir():
+        raise CheckpointError(not_the_expected_kind(path, expected))
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if not os.access(path, os.R_OK):
+        raise CheckpointError(f"{path}: permission denied (EACCES)")
+
+
+SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorEntry:
+    """A tensor as a safetensors header declares it: dtype, shape and byte range in the data."""
+
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    start: int
+    end: int
+
+
+def read_safetensors_header(path: str | Path) -> tuple[dict[str, TensorEntry], dict[str, str]]:
+    """The tensors a safetensors file declares and its metadata, checked, without reading any tensor.
+
+    Every entry must have a known dtype, a shape of non-negative integers, and a byte range
+    inside the file of exactly ``numel × itemsize`` bytes. Errors name the file; a file of
+    another kind (a folder, a training checkpoint, a ``.pth``, an ONNX model) is named as such.
+    """
+    path = Path(path)
+    require_file(path, "a safetensors model file")
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as handle:
+            header_size = int.from_bytes(handle.read(8), "little")
+            if size < 9 or not 0 < header_size <= min(size - 8, MAX_SAFETENSORS_HEADER):
+                raise CheckpointError(not_the_expected_kind(path, "a safetensors model file"))
+            raw = handle.read(header_size)
+    except OSError as error:
+        raise CheckpointError(f"{path}: unreadable: {describe_os_error(error)}") from None
+    if not raw.startswith(b"{"):
+        raise CheckpointError(not_the_expected_kind(path, "a safetensors model file"))
+    try:
+        header = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path}: corrupt safetensors file: unreadable header ({error})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: corrupt safetensors file: the header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise CheckpointError(f"{path}: corrupt safetensors file: its metadata is not a mapping of strings")
+    data_size = size - 8 - header_size
+    entries = {}
+    for name, entry in header.items():
+        entries[name] = _header_entry(path, name, entry, data_size)
+    return entries, metadata
+
+
+def _header_entry(path: Path, name: str, entry: Any, data_size: int) -> TensorEntry:
+    """One checked entry of a safetensors header."""
+    def corrupt(problem: str) -> CheckpointError:
+        return CheckpointError(f"{path}: corrupt safetensors file: tensor {name!r} {problem}")
+
+    if not isinstance(entry, dict):
+        raise corrupt("has no dtype, shape and data_offsets")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in SAFETENSORS_DTYPES:
+        raise corrupt(f"has an unknown dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        raise corrupt(f"has an impossible shape {shape!r}")
+    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(n, int) for n in offsets)
+            or not 0 <= offsets[0] <= offsets[1] <= data_size):
+        raise corrupt(f"has data_offsets {offsets!r} outside the file's {data_size} bytes of data")
+    torch_dtype = SAFETENSORS_DTYPES[dtype]
+    expected_bytes = math.prod(shape) * torch_dtype.itemsize
+    if offsets[1] - offsets[0] != expected_bytes:
+        raise corrupt(f"declares {dtype} {tuple(shape)} ({expected_bytes} bytes) over {offsets[1] - offsets[0]} bytes")
+    return TensorEntry(torch_dtype, tuple(shape), offsets[0], offsets[1])

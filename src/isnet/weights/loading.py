@@ -1,0 +1,104 @@
+"""Weights for a model: a file or a released name, read in either layout, loaded strictly or for fine-tuning.
+
+``weights`` anywhere in isnet (``create_model(weights=...)``, ``--weights``, ``--init-from``)
+is a local file (one of our ``.safetensors`` or a released ``.pth``) or the name of released
+weights (:data:`isnet.weights.released.WEIGHTS`), which is fetched once into torch's hub cache when
+online. Loading is strict: every tensor must fit the model. For fine-tuning on other classes,
+``ignore_mismatched_sizes=True`` (the Hugging Face name) loads every tensor whose shape fits
+and leaves the others freshly initialised, listing them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from isnet.weights.checkpoint import CheckpointError, load_state_dict_strict, read_safetensors, read_torch_checkpoint
+from isnet.weights.released import WEIGHTS, released_to_ours
+
+def cache_dir() -> Path:
+    """Where released weights are kept: torch's hub cache (``$TORCH_HOME/hub/checkpoints``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def resolve_weights(weights: str | Path) -> Path:
+    """The local file of ``weights``: the path itself, or released weights fetched into the cache.
+
+    Raises ``FileNotFoundError`` naming the path, or, for a released name that cannot be
+    fetched (offline), the URL and the cache path to put the file at by hand.
+    """
+    path = Path(weights).expanduser()
+    if path.exists() or str(weights) not in WEIGHTS:
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{weights}: no such weights file, and not the name of released weights "
+                f"({', '.join(WEIGHTS)})"
+            )
+        return path
+    release = WEIGHTS[str(weights)]
+    target = cache_dir() / release.file_name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(release.url, str(target), hash_prefix=release.sha256, progress=True)
+        except (OSError, RuntimeError) as error:  # URLError is an OSError; a hash mismatch a RuntimeError
+            raise FileNotFoundError(
+                f"cannot fetch released weights {release.preset} from {release.url} ({error}); "
+                f"download the file by hand to {target}, or pass its path"
+            ) from None
+    return target
+
+
+def read_weights(path: Path) -> dict[str, Tensor]:
+    """The tensors of a weights file under our names: our safetensors, or a released ``.pth``."""
+    if path.suffix == ".safetensors":
+        return read_safetensors(path)[0]
+    return {released_to_ours(key): value for key, value in read_torch_checkpoint(path).items()}
+
+
+@dataclass
+class LoadReport:
+    """What loading weights with ``ignore_mismatched_sizes`` did not take from the file."""
+
+    source: Path
+    reinitialised: list[str] = field(default_factory=list)  # "key: file (150, 512, 1, 1) vs model (11, ...)" or "key: missing"
+    ignored: list[str] = field(default_factory=list)  # tensors of the file the model does not have
+
+    def summary(self) -> str:
+        lines = [f"weights from {self.source}: {len(self.reinitialised)} tensor(s) freshly initialised"
+                 + (f", {len(self.ignored)} of the file's ignored" if self.ignored else "")]
+        lines += [f"  re-initialised {entry}" for entry in self.reinitialised]
+        lines += [f"  ignored {key}" for key in self.ignored]
+        return "\n".join(lines)
+
+
+def load_weights(model: nn.Module, weights: str | Path, *, ignore_mismatched_sizes: bool = False) -> LoadReport:
+    """Load ``weights`` (a file or a released name) into ``model``.
+
+    Strict unless ``ignore_mismatched_sizes``: then tensors whose key and shape match are
+    loaded, the model's others keep their fresh initialisation, the file's others are ignored,
+    and the report lists both.
+    """
+    path = resolve_weights(weights)
+    state = read_weights(path)
+    report = LoadReport(path)
+    if not ignore_mismatched_sizes:
+        load_state_dict_strict(model, state, source=path)
+        return report
+    expected = model.state_dict()
+    usable = {}
+    for key, value in expected.items():
+        if key not in state:
+            report.reinitialised.append(f"{key}: missing")
+        elif state[key].shape != value.shape:
+            report.reinitialised.append(f"{key}: file {tuple(state[key].shape)} vs model {tuple(value.shape)}")
+        else:
+            usable[key] = state[key]
+    report.ignored = [key for key in state if key not in expected]
+    if not usable:
+        raise CheckpointError(f"{path}: no tensor of the file fits the model: not weights of this architecture")
+    model.load_state_dict(usable, strict=False)
+    return report
