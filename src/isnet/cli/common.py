@@ -100,8 +100,8 @@ def load_model_from_args(args: argparse.Namespace) -> torch.nn.Module:
     A model without weights is refused unless ``--allow-random``: predictions of random
     weights look like predictions.
     """
-    from isnet.weights.checkpoint import load_model
     from isnet.deploy.fast_paths import GRAPH_SUFFIXES, graph_runtime
+    from isnet.weights.checkpoint import load_model
     from isnet.weights.presets import create_model
 
     runtime = getattr(args, "runtime", "torch")
@@ -150,8 +150,8 @@ def load_model_from_args(args: argparse.Namespace) -> torch.nn.Module:
 
 def class_names(model: torch.nn.Module, args: argparse.Namespace) -> tuple[list[str], list[tuple[int, int, int]]]:
     """Class names and colours: the model's dataset record, else the checkpoint's names, else generic."""
-    from isnet.weights.checkpoint import read_safetensors
     from isnet.apps.predict_files import model_classes
+    from isnet.weights.checkpoint import read_safetensors
 
     classes, palette = model_classes(model)
     if getattr(model, "dataset", None) is None and getattr(args, "checkpoint", None):

@@ -15,14 +15,18 @@ mIoU), or else the calibration images themselves (said so: they are not held out
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
 
 from torch import nn
 
-from isnet.cli.common import positive_int
+from isnet.cli.common import add_model_arguments, load_model_from_args, positive_int
+
+HELP = "INT8 model for CPUs (OpenVINO + NNCF), calibrated on your images"
 
 
-def add_arguments(parser: argparse.ArgumentParser, dataset_names: Sequence[str]) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from isnet.data import DATASET_NAMES
+
+    add_model_arguments(parser, device=False)
     parser.add_argument("--calibration", required=True, help="folder of images like those the model will see")
     parser.add_argument("--output", required=True, help="MODEL.xml (OpenVINO IR; its weights go to MODEL.bin)")
     parser.add_argument("--size", type=positive_int, nargs=2, metavar=("H", "W"),
@@ -30,20 +34,34 @@ def add_arguments(parser: argparse.ArgumentParser, dataset_names: Sequence[str])
     parser.add_argument("--subset-size", type=positive_int, default=300, help="at most this many calibration images (spread evenly)")
     parser.add_argument("--holdout", help="folder of held-out images to check agreement with float32 on")
     parser.add_argument("--labels-dir", help="with --holdout: label PNGs (<stem>.png, class indices, 255 ignored) for mIoU")
-    parser.add_argument("--dataset", choices=dataset_names, help="check on this dataset's split (with --data-root)")
+    parser.add_argument("--dataset", choices=DATASET_NAMES, help="check on this dataset's split (with --data-root)")
     parser.add_argument("--data-root")
     parser.add_argument("--split", help="with --dataset: default its validation split")
     parser.set_defaults(fit=None)  # read by the evaluation data settings (`isnet eval --fit`)
 
 
-def run(args: argparse.Namespace, model: nn.Module, eval_data: Callable) -> int:
-    """Quantise ``model`` as ``args`` say; ``eval_data(args, model)`` gives ``isnet eval``'s data settings."""
+def run(args: argparse.Namespace) -> int:
+    """Quantise the model as ``args`` say; checked on held-out data set up as ``isnet eval`` does."""
+    from isnet.cli.evaluate import eval_data
     from isnet.data.image import find_images
-    from isnet.utils.errors import ConfigError
+    from isnet.deploy.quantize import (
+        FloatScope,
+        calibration_subset,
+        model_resize,
+        prepare_image,
+        quantize_model,
+        write_int8,
+    )
+    from isnet.deploy.quantize_check import (
+        compare,
+        dataset_samples,
+        image_samples,
+        labelled_samples,
+    )
     from isnet.deploy.runtimes.openvino import OpenVinoSegmentor
-    from isnet.deploy.quantize import FloatScope, calibration_subset, model_resize, prepare_image, quantize_model, write_int8
-    from isnet.deploy.quantize_check import compare, dataset_samples, image_samples, labelled_samples
+    from isnet.utils.errors import ConfigError
 
+    model = load_model_from_args(args).eval()
     if not isinstance(model, nn.Module) or model.config is None:
         raise ConfigError("give a float model (--checkpoint FILE.safetensors, or --model with --weights), not an exported graph")
     if (args.dataset is None) != (args.data_root is None):

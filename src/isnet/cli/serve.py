@@ -1,0 +1,53 @@
+"""``isnet serve``: one of our checkpoints over HTTP (see :mod:`isnet.apps.serve`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from isnet.cli.common import class_names
+
+HELP = "serve a checkpoint over HTTP, with a web page (needs isnet[serve])"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="one of our .safetensors checkpoints")
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="auto (default): the fastest float32-accurate path measured on this machine (cached)")
+    parser.add_argument("--max-batch", type=int, default=8, help="images of one size per model call (1: no batching)")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch with")
+    parser.add_argument("--max-queue", type=int, default=32, help="requests waiting for the model; more get 503")
+    parser.add_argument("--max-upload-mb", type=float, default=20.0, help="larger uploads get 413")
+    parser.add_argument("--max-pixels", type=int, default=4096 * 4096, help="larger images get 413")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve one of our checkpoints over HTTP: ``POST /predict``, a web page at ``/``, ``GET /healthz``."""
+    from isnet.weights.checkpoint import CheckpointError, load_model
+
+    try:
+        from isnet.apps.serve.app import ServeConfig, create_app, run
+    except ImportError as error:
+        raise SystemExit(f"isnet serve needs the serve extra ({error}): pip install 'isnet[serve]'") from None
+    if not str(args.checkpoint).endswith(".safetensors"):
+        raise SystemExit(f"isnet serve: {args.checkpoint}: expected one of our .safetensors checkpoints "
+                         "(written by `isnet train` or isnet.weights.checkpoint.save_model)")
+    try:
+        model = load_model(args.checkpoint)
+    except CheckpointError as error:
+        raise SystemExit(f"isnet serve: {error}") from None
+    classes, palette = class_names(model, args)
+    if args.precision == "auto":  # the fastest float32-accurate path measured on this machine
+        from isnet.deploy.fast_paths import fast_model
+
+        model = fast_model(model, log=lambda line: print(line, file=sys.stderr))
+    elif args.precision != "fp32":
+        from isnet.deploy.runtimes.pytorch import FastSegmentor
+
+        model = FastSegmentor(model, precision=args.precision)
+    config = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+                         max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels)
+    run(create_app(model, classes, palette, config), host=args.host, port=args.port)
+    return 0

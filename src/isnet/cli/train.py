@@ -1,0 +1,86 @@
+"""``isnet train``: train (or resume) a recipe; under ``torchrun`` on several processes."""
+
+from __future__ import annotations
+
+import argparse
+
+from isnet.cli.common import (
+    key_value,
+    non_negative_int,
+    positive_int,
+    recipe_name,
+    usage_error,
+)
+
+HELP = "train (or resume) a recipe; use torchrun for several processes"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from isnet.data import DATASET_NAMES
+
+    parser.add_argument("--recipe", required=True, type=recipe_name, help="see `isnet recipes`")
+    parser.add_argument("--data-root")
+    parser.add_argument("--dataset", choices=DATASET_NAMES,
+                        help="train the recipe's model on another dataset (its data settings and class count)")
+    parser.add_argument("--init-from", metavar="WEIGHTS",
+                        help="start from these weights (a .safetensors, a released .pth or name), re-initialising "
+                             "the tensors whose shape differs (e.g. the classifiers, for other classes)")
+    parser.add_argument("--output", help="run folder; an existing run there is resumed")
+    parser.add_argument("--max-iters", type=positive_int)
+    parser.add_argument("--batch-size", type=positive_int, help="global batch size")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
+                        help="autocast; auto: bf16 where this machine's measured peaks say it pays, else fp32")
+    parser.add_argument("--weights-backbone", help="ImageNet checkpoint for the backbone")
+    parser.add_argument("--workers", type=non_negative_int)
+    parser.add_argument("--seed", type=non_negative_int)
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", type=key_value,
+                        help="override any TrainConfig field, e.g. --set lr=0.02 --set data.crop_size=[256,256]")
+
+
+def _train_config(args: argparse.Namespace):
+    from isnet.training.overrides import parse_overrides, with_overrides
+    from isnet.training.recipes import recipe
+
+    config = recipe(args.recipe)
+    if args.dataset is not None:
+        config = _on_dataset(config, args.dataset, args.data_root)
+    overrides = parse_overrides(args.set or [])
+    for flag, key in (("data_root", "data.root"), ("output", "output_dir"), ("max_iters", "max_iters"),
+                      ("batch_size", "batch_size"), ("precision", "precision"), ("weights_backbone", "weights_backbone"),
+                      ("workers", "num_workers"), ("seed", "seed"), ("init_from", "init_from")):
+        if getattr(args, flag, None) is not None:
+            overrides[key] = getattr(args, flag)
+    return with_overrides(config, overrides)
+
+
+def _on_dataset(config, dataset: str, root: str | None):
+    """A recipe moved to another dataset: that dataset's data settings and class count (stated)."""
+    from dataclasses import replace
+
+    from isnet.data import DATASETS
+    from isnet.data.folder import folder_record
+    from isnet.training.config import DataConfig
+
+    if dataset == "folder":
+        if root is None:
+            usage_error("--dataset folder needs --data-root")
+        record = folder_record(root)
+        data = DataConfig.of(record, root=root, crop_size=config.data.crop_size, fit_size=config.data.fit_size,
+                             scale_range=config.data.scale_range)
+    else:
+        record = DATASETS[dataset]
+        data = DataConfig.of(record)
+    if record.num_classes != config.model.num_classes:
+        print(f"--dataset {dataset}: model.num_classes {config.model.num_classes} → {record.num_classes} "
+              f"({record.name}); start from other weights with --init-from")
+    return replace(config, data=data, model=config.model.replace(num_classes=record.num_classes))
+
+
+def run(args: argparse.Namespace) -> int:
+    from isnet.training.loop import train
+
+    config = _train_config(args)
+    summary = train(config)
+    if summary:
+        print(f"final mIoU {100 * summary['mIoU']:.2f}; run in {config.output_dir}")
+    return 0
