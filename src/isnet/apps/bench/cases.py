@@ -267,7 +267,7 @@ def case_train(quick: bool, device: str, peak: dict, model: torch.nn.Module) -> 
 
 
 def case_onnx(quick: bool, device: str, workdir: Path, infer512: dict | None, model: torch.nn.Module) -> dict:
-    from isnet.weights.checkpoint import load_released_checkpoint
+    from isnet.weights.released import load_released_checkpoint
     from isnet.weights.released import from_released_config
     from isnet.deploy.export import export_onnx
     from isnet.deploy.runtimes.onnxruntime import OnnxSegmentor

@@ -1,0 +1,66 @@
+"""Every name any module imports exists: at the top of a module or inside a function.
+
+A lazy import (``from isnet.x import name`` inside a function) only fails when that
+function runs, so a moved or renamed name can hide on a path no other test takes (as
+``isnet bench``'s ONNX case once did). This walks every module's syntax tree, imports each
+target and looks the names up, without running any function.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "isnet"
+
+
+def imports_of(path: Path) -> list[tuple[int, str, str | None]]:
+    """(line, module, name) for every absolute import in ``path``; name None for ``import module``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name, None) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}:{node.lineno}: relative import (the package imports absolutely)"
+            found += [(node.lineno, node.module, alias.name) for alias in node.names if alias.name != "*"]
+    return found
+
+
+def missing(module: str, name: str | None) -> str | None:
+    """Why ``from module import name`` (or ``import module``) fails, or None. A third-party
+    module that is not installed (an optional extra) is not this test's business."""
+    top = module.split(".")[0]
+    if top != "isnet" and importlib.util.find_spec(top) is None:
+        return None
+    try:
+        imported = importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if top != "isnet" and error.name and not error.name.startswith(top):
+            return None  # an optional dependency of a third-party module
+        return f"no module {module}"
+    if name is None or hasattr(imported, name):
+        return None
+    if hasattr(imported, "__path__") and importlib.util.find_spec(f"{module}.{name}") is not None:
+        return None  # a submodule of a package
+    return f"{module} has no {name}"
+
+
+def modules() -> list[Path]:
+    return sorted(path for path in PACKAGE.rglob("*.py") if path.name != "__main__.py")
+
+
+def test_the_walk_finds_a_missing_name(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("def later():\n    from isnet.weights.checkpoint import load_released_checkpoint\n")
+    problems = [missing(module, name) for _, module, name in imports_of(broken)]
+    assert problems == ["isnet.weights.checkpoint has no load_released_checkpoint"]
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda path: str(path.relative_to(PACKAGE)))
+def test_every_imported_name_exists(path):
+    problems = [f"line {line}: {why}" for line, module, name in imports_of(path) if (why := missing(module, name))]
+    assert not problems, f"{path.relative_to(PACKAGE)}: " + "; ".join(problems)
