@@ -13,6 +13,7 @@ from PIL import Image
 
 from isnet.deploy import fast_paths
 from isnet.deploy import profile as precision
+from isnet.utils import machine
 from isnet.weights.checkpoint import save_model
 from isnet.utils.numerics import relative_error
 from isnet.deploy.profile import MachineProfile, choose
@@ -65,8 +66,8 @@ def test_the_machine_is_measured_once_and_cached(cache, monkeypatch):
     assert calls == ["peaks", ("paths", True)] and "measuring this machine once" in lines[0]
     assert precision.inference_path() == "torch bf16" and len(calls) == 2  # from the cache
     assert precision.inference_path(runtimes=("openvino", "onnxruntime")) == "openvino fp32"
-    assert precision.resolve_training_precision("auto") == "bf16" and len(calls) == 2
-    assert precision.resolve_training_precision("fp32") == "fp32"
+    assert machine.resolve_training_precision("auto") == "bf16" and len(calls) == 2
+    assert machine.resolve_training_precision("fp32") == "fp32"
     for path in cache.glob("machine-*.json"):
         path.write_text("{damaged")
     precision.inference_path()

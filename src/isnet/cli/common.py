@@ -15,6 +15,8 @@ from typing import NoReturn
 
 import torch
 
+from isnet.utils.precision import require_device
+
 
 def _integer(text: str, minimum: int, rule: str) -> int:
     try:
@@ -89,8 +91,10 @@ def resolve_device(args: argparse.Namespace) -> torch.device:
     device = torch.device(getattr(args, "device", None) or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         usage_error(f"--device {args.device}: no CUDA device is available here")
-    if getattr(args, "precision", "fp32") == "fp16" and device.type != "cuda":
-        usage_error("--precision fp16 needs a GPU (--device cuda); on a CPU use bf16 or fp32")
+    try:
+        require_device(getattr(args, "precision", "fp32"), device)
+    except ValueError as error:
+        usage_error(f"--precision {error} (--device cuda)")
     return device
 
 
@@ -136,7 +140,7 @@ def load_model_from_args(args: argparse.Namespace) -> torch.nn.Module:
         return fast_model(model, runtime=runtime, compile=getattr(args, "compile", False), device=resolve_device(args),
                           log=lambda line: print(line, file=sys.stderr))
     if precision == "bf16":
-        from isnet.deploy.profile import slow_bf16_note
+        from isnet.utils.machine import slow_bf16_note
 
         note = slow_bf16_note(resolve_device(args))
         if note:

@@ -11,6 +11,7 @@ from isnet.cli.common import (
     recipe_name,
     usage_error,
 )
+from isnet.utils.precision import Precision
 
 HELP = "train (or resume) a recipe; use torchrun for several processes"
 
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", help="run folder; an existing run there is resumed")
     parser.add_argument("--max-iters", type=positive_int)
     parser.add_argument("--batch-size", type=positive_int, help="global batch size")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
+    parser.add_argument("--precision", choices=[str(p) for p in Precision],
                         help="autocast; auto: bf16 where this machine's measured peaks say it pays, else fp32")
     parser.add_argument("--weights-backbone", help="ImageNet checkpoint for the backbone")
     parser.add_argument("--workers", type=non_negative_int)

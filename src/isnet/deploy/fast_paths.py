@@ -22,8 +22,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from isnet.deploy.profile import inference_path
+from isnet.utils.machine import cache_dir, cached_profile
+from isnet.utils.precision import Precision
 from isnet.weights.checkpoint import model_metadata
-from isnet.deploy.profile import cache_dir, cached_profile, inference_path
 
 RUNTIMES = ("auto", "torch", "onnx", "openvino")
 GRAPH_SUFFIXES = (".onnx", ".xml")
@@ -124,6 +126,6 @@ def add_runtime_arguments(parser) -> None:
     parser.add_argument("--runtime", choices=RUNTIMES, default="auto",
                         help="onnx / openvino: run --weights MODEL.onnx (`isnet export`) or MODEL.xml (`isnet quantize`); "
                              "auto: a checkpoint as --precision says, an .xml in OpenVINO, an .onnx in the faster runtime here")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+    parser.add_argument("--precision", choices=[str(p) for p in Precision], default="auto",
                         help="auto (default): the fastest float32-accurate path measured on this machine (once, cached "
                              "in ~/.cache/isnet); bf16 on CPU or GPU, fp16 on GPU")

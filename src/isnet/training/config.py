@@ -10,8 +10,6 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from isnet.weights.checkpoint import config_bounds_problems
-from isnet.model.config import ModelConfig
 from isnet.data import (
     DATASETS,
     DatasetInfo,
@@ -23,9 +21,12 @@ from isnet.data import (
 )
 from isnet.data.folder import folder_record
 from isnet.data.image import MAX_IMAGE_PIXELS
-from isnet.utils.errors import ConfigError
 from isnet.inference.engine import InferenceConfig
+from isnet.model.config import ModelConfig
 from isnet.training.losses import DEFAULT_LOSS_WEIGHTS
+from isnet.utils.errors import ConfigError
+from isnet.utils.precision import Precision, require_device
+from isnet.weights.checkpoint import config_bounds_problems
 
 Size = tuple[int, int]
 
@@ -170,7 +171,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     max_iters: int = 160_000
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
-    precision: str = "fp32"  # fp32, bf16 (CPU or GPU), fp16 (GPU), auto (bf16 where this machine's peaks say it pays)
+    precision: Precision = Precision.FP32  # fp32, bf16 (CPU or GPU), fp16 (GPU), auto (bf16 where this machine's peaks say it pays)
     channels_last: bool = True  # model and images in the layout oneDNN and tensor cores want (same results)
     # Recompute backbone activations in the backward pass instead of storing them: less memory
     # for large crops, about one more backbone forward of time, the same results.
@@ -203,8 +204,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         """Every value within its range, so that a bad one stops the run before it starts."""
         for name, allowed in (("nonfinite", ("stop", "skip")), ("check_data", ("headers", "full", "off")),
-                              ("precision", ("auto", "fp32", "bf16", "fp16"))):
+                              ("precision", tuple(map(str, Precision)))):
             require_choice(name, getattr(self, name), allowed)
+        object.__setattr__(self, "precision", Precision.of(self.precision))
         for name in ("batch_size", "grad_accum_steps", "max_iters", "checkpoint_interval", "keep_checkpoints",
                      "log_interval", "max_nonfinite_skips", "max_image_pixels"):
             require_int(name, getattr(self, name))
@@ -229,8 +231,10 @@ class TrainConfig:
         problems = config_bounds_problems(self.model)
         if problems:
             raise ConfigError(f"model.{problems[0]}")
-        if self.precision == "fp16" and self.device is not None and not self.device.startswith("cuda"):
-            raise ConfigError(f"fp16 needs a GPU (device {self.device}); on a CPU use bf16", field="precision")
+        try:
+            require_device(self.precision, self.device)
+        except ValueError as error:
+            raise ConfigError(str(error), field="precision") from None
         if isinstance(self.class_weights, str) and self.class_weights != "median_frequency":
             raise ConfigError(f"is {self.class_weights!r}: give K numbers or median_frequency", field="class_weights")
         if isinstance(self.class_weights, tuple) and len(self.class_weights) != self.model.num_classes:

@@ -31,25 +31,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
-from isnet.weights.imagenet import load_imagenet_weights
-from isnet.weights.checkpoint import save_model
 from isnet.data.class_weights import median_frequency_weights
 from isnet.data.sampling import RunSampler, SeededSamples
 from isnet.data.validate import BadSampleLog, check_dataset
-from isnet.utils.distributed import (
-    DistributedContext,
-    all_reduce_mean,
-    barrier,
-    convert_sync_batchnorm,
-    from_first_process,
-    init_distributed,
-)
 from isnet.evaluation import evaluate, write_report
-from isnet.training.losses import segmentation_loss
-from isnet.deploy.profile import resolve_training_precision, slow_bf16_note
-from isnet.utils.progress import progress_bar
 from isnet.model.segmentor import build_model
 from isnet.training.config import DataConfig, TrainConfig
+from isnet.training.losses import segmentation_loss
 from isnet.training.metrics_log import MetricsLog
 from isnet.training.run_folder import (
     forget_new_run_folder,
@@ -59,6 +47,19 @@ from isnet.training.run_folder import (
     resume,
     save_run_checkpoint,
 )
+from isnet.utils.distributed import (
+    DistributedContext,
+    all_reduce_mean,
+    barrier,
+    convert_sync_batchnorm,
+    from_first_process,
+    init_distributed,
+)
+from isnet.utils.machine import resolve_training_precision, slow_bf16_note
+from isnet.utils.precision import Precision, autocast, require_device
+from isnet.utils.progress import progress_bar
+from isnet.weights.checkpoint import save_model
+from isnet.weights.imagenet import load_imagenet_weights
 from isnet.weights.loading import load_weights
 
 __all__ = ["DataConfig", "TrainConfig", "list_checkpoints", "train"]
@@ -88,7 +89,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = training_model(config, context, memory_format)
     optimizer = sgd(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")  # fp16 gradients underflow
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision is Precision.FP16)  # fp16 gradients underflow
     class_weights = loss_class_weights(config, train_set, context)
 
     # Resume from the newest checkpoint that is complete and intact, or start (from init_from).
@@ -168,12 +169,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
 def with_measured_precision(config: TrainConfig, device: torch.device, report: Callable[[str], None]) -> TrainConfig:
     """``config`` with ``precision="auto"`` resolved: bf16 only where this machine's measured
-    peaks say it pays (:func:`isnet.deploy.profile.training_precision`), one answer for all processes."""
-    if config.precision == "bf16":
+    peaks say it pays (:func:`isnet.utils.machine.training_precision`), one answer for all processes."""
+    if config.precision is Precision.BF16:
         note = slow_bf16_note(device)
         if note:
             report(f"note: {note}")
-    if config.precision != "auto":
+    if config.precision is not Precision.AUTO:
         return config
     config = replace(config, precision=from_first_process(resolve_training_precision("auto", device)))
     report(f"precision auto: training in {config.precision}")
@@ -208,7 +209,7 @@ def accumulate_gradients(
         labels = sample["label"].to(context.device, non_blocking=True)
         last_micro_step = micro_step == config.grad_accum_steps - 1
         with nullcontext() if last_micro_step or not context.enabled else model.no_sync():
-            with autocast(config, context.device):
+            with autocast(config.precision, context.device):
                 outputs = model(images)
             losses = segmentation_loss(outputs, labels, weights=config.loss_weights, class_weights=class_weights)
             scaler.scale(losses["total"] / config.grad_accum_steps).backward()
@@ -223,8 +224,7 @@ def training_model(config: TrainConfig, context: DistributedContext, memory_form
     Its ``dataset`` record is the evaluation data's, with the test resize the run evaluates
     at, so that classes, colours and protocol travel with the checkpoints.
     """
-    if config.precision == "fp16" and context.device.type != "cuda":
-        raise ValueError(f"precision fp16 needs a GPU (device {context.device}); on a CPU use bf16 or fp32")
+    require_device(config.precision, context.device)
     model = build_model(config.model).to(context.device).set_grad_checkpointing(config.grad_checkpointing)
     record = config.data.dataset_record()
     model.dataset = replace(record, test=replace(record.test, fit_size=config.data.eval_fit_size))
@@ -325,13 +325,6 @@ def sgd(parameters: Iterable[nn.Parameter], **options: float) -> torch.optim.SGD
 def poly_lr(config: TrainConfig, iteration: int) -> float:
     progress = 1 - iteration / config.max_iters
     return (config.lr - config.min_lr) * progress**config.poly_power + config.min_lr
-
-
-def autocast(config: TrainConfig, device: torch.device):
-    if config.precision == "fp32":
-        return nullcontext()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[config.precision]
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def run_evaluation(

@@ -6,8 +6,8 @@ import csv
 import math
 from pathlib import Path
 
-from isnet.weights.checkpoint import write_atomically
 from isnet.utils.visualize import plot_training_curves
+from isnet.weights.checkpoint import write_atomically
 
 
 class MetricsLog:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
 import json
 import math
 import types
@@ -90,7 +91,7 @@ def typed_value(value: Any, hint: Any, name: str) -> Any:
 
 def _accepts_text(hint: Any) -> bool:
     """Whether the field's type is text (the value of ``--set`` is then taken as written)."""
-    if hint is str:
+    if hint is str or _is_text_enum(hint):
         return True
     origin = get_origin(hint)
     if origin is Literal:
@@ -100,10 +101,16 @@ def _accepts_text(hint: Any) -> bool:
     return False
 
 
+def _is_text_enum(hint: Any) -> bool:
+    return isinstance(hint, type) and issubclass(hint, enum.Enum) and issubclass(hint, str)
+
+
 def _coerce(value: Any, hint: Any) -> Any:
     origin, args = get_origin(hint), get_args(hint)
     if hint is Any:
         return value
+    if _is_text_enum(hint):
+        return hint(value)  # a ValueError for a word it does not have
     if hint is type(None):
         if value is None:
             return None
@@ -154,6 +161,8 @@ def _describe(hint: Any) -> str:
         return " or ".join(_describe(member) for member in args)
     if origin is Literal:
         return "one of " + ", ".join(map(repr, args))
+    if _is_text_enum(hint):
+        return "one of " + ", ".join(repr(member.value) for member in hint)
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             return f"a list of {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s"

@@ -11,11 +11,17 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from isnet.model.config import PEER_HEAD_CONFIGS, AuxConfig, BackboneConfig, ISNetHeadConfig, ModelConfig
 from isnet.data.info import CAMVID
+from isnet.model.config import (
+    PEER_HEAD_CONFIGS,
+    AuxConfig,
+    BackboneConfig,
+    ISNetHeadConfig,
+    ModelConfig,
+)
+from isnet.training.config import DataConfig, TrainConfig
 from isnet.weights.presets import ABLATIONS, PEERS, PRESETS, get_preset
 from isnet.weights.released import WEIGHTS
-from isnet.training.config import DataConfig, TrainConfig
 
 
 def preset_recipe(name: str, **overrides: Any) -> TrainConfig:

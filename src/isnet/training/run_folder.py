@@ -21,7 +21,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from isnet.model.config import ModelConfig
 from isnet.utils.atomic_files import checksum_path, remove_unfinished_writes
+from isnet.utils.distributed import DistributedContext, barrier
 from isnet.weights.checkpoint import (
     CheckpointError,
     describe_nonfinite,
@@ -30,8 +32,6 @@ from isnet.weights.checkpoint import (
     nonfinite_entries,
     save_training_checkpoint,
 )
-from isnet.model.config import ModelConfig
-from isnet.utils.distributed import DistributedContext, barrier
 
 
 def checkpoint_dir(output_dir: str | Path) -> Path:

@@ -10,23 +10,39 @@ import copy
 import json
 import os
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from isnet.model.context.slcm import Regions, SemanticLevelContext, find_regions, region_representations
-from isnet.training.losses import segmentation_loss
-from isnet.utils.numerics import agreement, relative_error
-from isnet.weights.presets import get_config
-from isnet.deploy.runtimes.pytorch import AUTOCAST_DTYPES, fold_batchnorm, use_region_attention
-from isnet.model.segmentor import build_model
 from isnet.apps.bench import measure
 from isnet.apps.bench.contenders import build_contender, train_step
-from isnet.apps.bench.published import PublishedISNet, published_attention, published_region_map, published_slcm
-from isnet.apps.bench.workload import PRESET_FOR_CLASSES, benchmark_image, benchmark_model, classes_present, region_inputs
+from isnet.apps.bench.published import (
+    PublishedISNet,
+    published_attention,
+    published_region_map,
+    published_slcm,
+)
+from isnet.apps.bench.workload import (
+    PRESET_FOR_CLASSES,
+    benchmark_image,
+    benchmark_model,
+    classes_present,
+    region_inputs,
+)
+from isnet.deploy.runtimes.pytorch import fold_batchnorm, use_region_attention
+from isnet.model.context.slcm import (
+    Regions,
+    SemanticLevelContext,
+    find_regions,
+    region_representations,
+)
+from isnet.model.segmentor import build_model
+from isnet.training.losses import segmentation_loss
+from isnet.utils.numerics import agreement, relative_error
+from isnet.utils.precision import autocast
+from isnet.weights.presets import get_config
 
 DEFAULT_FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "reference"
 
@@ -125,12 +141,12 @@ def case_slcm(quick: bool, device: str, peak: dict) -> dict:
     feats_cl, context_cl = feats.contiguous(memory_format=torch.channels_last), image_context.contiguous(memory_format=torch.channels_last)
 
     def ours_context(m, f, precision):
-        with torch.no_grad(), _autocast(device, precision):
+        with torch.no_grad(), autocast(precision, device):
             regions = find_regions(f, logits)
             return m.attention.forward_distinct(f, regions.representations.to(f.dtype), regions.counts, regions.labels).float()
 
     def ours_module(m, f, c, precision):
-        with torch.no_grad(), _autocast(device, precision):
+        with torch.no_grad(), autocast(precision, device):
             return m(f, logits, c).float()
 
     with torch.no_grad():
@@ -164,12 +180,6 @@ def case_slcm(quick: bool, device: str, peak: dict) -> dict:
                 rows.append(_row(name, seconds, None, peak, baseline, error_vs_published=relative_error(output, outputs[baseline_name])))
             result["groups"][group] = rows
     return result
-
-
-def _autocast(device: str, precision: str):
-    if precision == "fp32":
-        return nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=AUTOCAST_DTYPES[precision])
 
 
 def case_whole1024(quick: bool, device: str, peak: dict, workdir: Path) -> dict:
@@ -213,8 +223,13 @@ def _whole1024_graphs(model: torch.nn.Module, workdir: Path) -> dict[tuple[str, 
     OpenVINO, and the INT8 model ``isnet quantize`` makes of it (calibrated on the benchmark
     image at 256×512 and three mirrored / shifted copies). Only the runtimes installed here."""
     from isnet.deploy.export import export_onnx
-    from isnet.deploy.profile import installed_version
-    from isnet.deploy.quantize import FloatScope, ignored_scope, quantize_onnx, write_int8
+    from isnet.deploy.quantize import (
+        FloatScope,
+        ignored_scope,
+        quantize_onnx,
+        write_int8,
+    )
+    from isnet.utils.machine import installed_version
 
     graphs: dict[tuple[str, str], Path] = {}
     if installed_version("onnxruntime") is None and installed_version("openvino") is None:
@@ -267,10 +282,9 @@ def case_train(quick: bool, device: str, peak: dict, model: torch.nn.Module) -> 
 
 
 def case_onnx(quick: bool, device: str, workdir: Path, infer512: dict | None, model: torch.nn.Module) -> dict:
-    from isnet.weights.released import load_released_checkpoint
-    from isnet.weights.released import from_released_config
     from isnet.deploy.export import export_onnx
     from isnet.deploy.runtimes.onnxruntime import OnnxSegmentor
+    from isnet.weights.released import from_released_config, load_released_checkpoint
 
     directories = [DEFAULT_FIXTURES]
     if os.environ.get("ISNET_REFERENCE_FIXTURES"):

@@ -5,13 +5,15 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from contextlib import nullcontext
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 
-from isnet.deploy.runtimes.pytorch import AUTOCAST_DTYPES, FastSegmentor, use_region_attention
-from isnet.training.loop import sgd
 from isnet.apps.bench.published import PublishedISNet
+from isnet.deploy.runtimes.pytorch import FastSegmentor, use_region_attention
+from isnet.training.loop import sgd
+from isnet.utils.precision import autocast as precision_autocast
 
 
 def build_contender(model: nn.Module, name: str, precision: str = "fp32", *, compile: bool = False) -> nn.Module:
@@ -48,8 +50,7 @@ def train_step(
         network = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
         optimizer = sgd(model.parameters(), **options)
-        dtype = AUTOCAST_DTYPES.get(precision)
-        autocast = (lambda: torch.autocast(images.device.type, dtype=dtype)) if dtype else nullcontext
+        autocast = partial(precision_autocast, precision, images.device)
     else:
         raise ValueError(f"unknown contender {name!r}: expected published or ours")
 

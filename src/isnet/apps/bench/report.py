@@ -9,7 +9,7 @@ import torch
 
 def machine_description(device: str) -> str:
     """The device, with (on a CPU) the flags that decide its fast paths, and torch's version."""
-    from isnet.deploy.profile import cpu_name_and_flags
+    from isnet.utils.machine import cpu_name_and_flags
 
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name()

@@ -22,8 +22,6 @@ round-off (``tests/test_fast_paths.py``).
 from __future__ import annotations
 
 import copy
-from contextlib import nullcontext
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -34,9 +32,7 @@ from isnet.model.backbones.resnet import BasicBlock, Bottleneck
 from isnet.model.context.attention import full_precision
 from isnet.model.context.slcm import SemanticLevelContext
 from isnet.model.layers import Classifier, ConvClassifier
-
-Precision = Literal["fp32", "bf16", "fp16"]
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+from isnet.utils.precision import Precision, autocast
 
 # (conv, batchnorm) attribute pairs where the block's forward applies the BN straight to the conv.
 CONV_BN_PAIRS: dict[type, tuple[tuple[str, str], ...]] = {
@@ -111,15 +107,16 @@ class FastSegmentor(nn.Module):
         self,
         model: nn.Module,
         *,
-        precision: Precision = "fp32",
+        precision: Precision | str = Precision.FP32,
         channels_last: bool = True,
         fold_bn: bool = True,
         region_attention: bool = True,
         compile: bool = False,
     ) -> None:
         super().__init__()
-        if precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+        precision = Precision.of(precision)
+        if precision is Precision.AUTO:
+            raise ValueError("FastSegmentor computes in fp32, bf16 or fp16; precision auto is resolved by isnet.deploy.fast_paths.fast_model")
         model = copy.deepcopy(model).eval()
         for parameter in model.parameters():
             parameter.requires_grad_(False)
@@ -127,7 +124,7 @@ class FastSegmentor(nn.Module):
             use_region_attention(model)
         if fold_bn:
             fold_batchnorm(model)
-        if precision != "fp32":
+        if precision is not Precision.FP32:
             # The normalised image has about 8 significant bits, as many as bfloat16 keeps:
             # the stem (≈1 % of the FLOPs) computes in float32 so it loses none of them.
             model.backbone.stem = Float32(model.backbone.stem)
@@ -153,19 +150,11 @@ class FastSegmentor(nn.Module):
             raise RuntimeError("FastSegmentor is for inference only; train the original model")
         return super().train(False)
 
-    def _autocast(self, device: torch.device):
-        if self.precision == "fp32":
-            return nullcontext()
-        dtype = AUTOCAST_DTYPES[self.precision]
-        if device.type == "cpu" and dtype is torch.float16:
-            raise ValueError("fp16 autocast is for GPUs; use bf16 on CPU")
-        return torch.autocast(device.type, dtype=dtype)
-
     @torch.no_grad()
     def logits(self, images: Tensor) -> Tensor:
         """Stage-2 logits at the head's resolution, float32."""
         images = images.contiguous(memory_format=self.memory_format)
-        with self._autocast(images.device):
+        with autocast(self.precision, images.device):
             logits = self._logits(images)
         return logits.float()
 
