@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import ast
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,9 +107,6 @@ def test_modules_stay_small(path):
 
 def test_no_dead_code():
     """``vulture src/isnet vulture_whitelist.py --min-confidence 80`` reports nothing."""
-    import subprocess
-    import sys
-
     root = PACKAGE.parents[1]
     result = subprocess.run(
         [sys.executable, "-m", "vulture", "src/isnet", "vulture_whitelist.py", "--min-confidence", "80"],
@@ -118,3 +119,28 @@ def test_train_loop_fits_on_two_screens():
     tree = ast.parse((PACKAGE / "training" / "loop.py").read_text())
     loop = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "train")
     assert loop.end_lineno - loop.lineno + 1 <= 100
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess:
+    """import-linter on the contracts of ``root/pyproject.toml`` (docs/architecture.md), for the package in ``root/src``."""
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+    return subprocess.run([sys.executable, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()",
+                           "--no-cache", str(root / "pyproject.toml")],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_no_layer_imports_one_above_it():
+    """The layers of docs/architecture.md; training imports nothing from deploy; the model nothing from export or the runtimes."""
+    result = lint_imports(PACKAGE.parents[1])
+    assert result.returncode == 0 and "0 broken" in result.stdout, result.stdout[-3000:] + result.stderr[-2000:]
+
+
+def test_the_layer_contracts_see_a_lazy_upward_import(tmp_path):
+    """The contracts can fail: a copy of the package whose model imports the exporter inside a function breaks all three."""
+    shutil.copytree(PACKAGE, tmp_path / "src" / "isnet", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(PACKAGE.parents[1] / "pyproject.toml", tmp_path)
+    with open(tmp_path / "src" / "isnet" / "model" / "layers.py", "a") as module:
+        module.write("\n\ndef _upward():\n    from isnet.deploy.export import export_onnx\n\n    return export_onnx\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0 and "3 broken" in result.stdout, result.stdout[-3000:]
+    assert "isnet.model.layers -> isnet.deploy.export" in result.stdout
