@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 
 from isnet.apps.bench import add_arguments, report, runtimes, suite
 
@@ -53,3 +54,19 @@ def test_trained_case_options_reach_it(monkeypatch):
     assert suite.run_from_args(args) == 0
     assert set(seen) - {"workdir", "log"} <= set(inspect.signature(runtimes.case_trained).parameters)
     assert seen["checkpoint"] == "m.safetensors" and seen["calibration"] == "train" and seen["data_root"] == "data"
+
+
+def test_the_bench_finds_the_checkouts_own_reference_fixture():
+    """isnet bench's ONNX case checks the exported graph against the authors' outputs in
+    tests/fixtures/reference; a wrong path there silently checked nothing."""
+    from isnet.apps.bench.cases import DEFAULT_FIXTURES
+
+    stems = {path.stem for path in DEFAULT_FIXTURES.glob("*.npz")}
+    assert stems and all((DEFAULT_FIXTURES / f"{stem}{suffix}").is_file() for stem in stems for suffix in (".pth", ".json"))
+
+
+def test_child_processes_run_this_isnet():
+    from isnet.utils.child_process import child_environment, package_root
+
+    assert (package_root() / "isnet" / "__init__.py").is_file()
+    assert child_environment({"PYTHONPATH": "elsewhere"})["PYTHONPATH"].split(os.pathsep) == [str(package_root()), "elsewhere"]

@@ -192,8 +192,12 @@ def test_the_probe_times_the_runtimes_that_can_run_here(monkeypatch, tiny, tmp_p
     pytest.importorskip("openvino")
     import isnet.weights.presets
 
+    from isnet.deploy.runtimes import OpenVinoSegmentor
+
     real_version = precision.installed_version
     monkeypatch.setattr(precision, "installed_version", lambda name: None if name == missing else real_version(name))
+    if missing == "openvino":
+        monkeypatch.setattr(OpenVinoSegmentor, "requires", ("openvino_not_installed",))
     monkeypatch.setattr(isnet.weights.presets, "create_model", lambda name: tiny)  # the probe's model, small
     candidates = precision.probe_candidates("cpu", bf16=False, workdir=tmp_path, size=(32, 32))
     expected = {None: ["torch fp32", "onnxruntime fp32", "openvino fp32"], "onnx": ["torch fp32"],

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import torch
 
-from isnet.weights.checkpoint import load_model
-from isnet.model.config import AuxConfig, BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.apps.predict_files import segment_files
 from isnet.data import synthetic
 from isnet.evaluation import evaluate
 from isnet.inference.engine import InferenceConfig
-from isnet.apps.predict_files import segment_files
+from isnet.model.config import AuxConfig, BackboneConfig, ISNetHeadConfig, ModelConfig
 from isnet.model.segmentor import build_model
-from isnet.training.loop import train
 from isnet.training.config import DataConfig, TrainConfig
+from isnet.training.loop import train
+from isnet.weights.checkpoint import load_model
 
 DEMO_MODEL = ModelConfig(
     num_classes=len(synthetic.CLASSES),

@@ -13,10 +13,16 @@ import torch
 from PIL import Image
 from torch import nn
 
-from isnet.data.image import MAX_IMAGE_PIXELS, DataFileError, image_size, read_image, to_tensor
+from isnet.data.image import (
+    MAX_IMAGE_PIXELS,
+    DataFileError,
+    image_size,
+    read_image,
+    to_tensor,
+)
 from isnet.data.info import make_palette
-from isnet.utils.errors import describe_os_error
 from isnet.inference.engine import InferenceConfig, predict_labels
+from isnet.utils.errors import describe_os_error
 from isnet.utils.visualize import save_overlay_with_legend
 
 

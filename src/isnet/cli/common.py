@@ -10,7 +10,6 @@ import argparse
 import json
 import math
 import sys
-from pathlib import Path
 from typing import NoReturn
 
 import torch
@@ -104,13 +103,14 @@ def load_model_from_args(args: argparse.Namespace) -> torch.nn.Module:
     A model without weights is refused unless ``--allow-random``: predictions of random
     weights look like predictions.
     """
-    from isnet.deploy.fast_paths import GRAPH_SUFFIXES, graph_runtime
+    from isnet.deploy.fast_paths import graph_runtime
+    from isnet.deploy.runtimes import RUNTIMES, readers_of
     from isnet.weights.checkpoint import load_model
     from isnet.weights.presets import create_model
 
     runtime = getattr(args, "runtime", "torch")
-    exported = Path(str(args.weights)).suffix in GRAPH_SUFFIXES and not args.checkpoint
-    if runtime in ("onnx", "openvino") or (exported and runtime == "auto"):
+    exported = bool(args.weights and readers_of(args.weights)) and not args.checkpoint
+    if runtime in RUNTIMES or (exported and runtime == "auto"):
         # an exported model: --weights MODEL.onnx (`isnet export`) or MODEL.xml (`isnet quantize`)
         if args.checkpoint:
             usage_error(f"--runtime {runtime} reads --weights MODEL.onnx (`isnet export`) or MODEL.xml (`isnet quantize`); "

@@ -25,8 +25,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from isnet.weights.checkpoint import CONFIG_METADATA_KEY, DATASET_METADATA_KEY, model_metadata
 from isnet.deploy.runtimes.pytorch import use_region_attention
+from isnet.weights.checkpoint import (
+    CONFIG_METADATA_KEY,
+    DATASET_METADATA_KEY,
+    model_metadata,
+)
 
 ONNX_OPSET = 17
 

@@ -23,14 +23,16 @@ import torch
 from torch import nn
 
 from isnet.deploy.profile import inference_path
+from isnet.deploy.runtimes import (
+    RUNTIMES,
+    Predictor,
+    RuntimeSegmentor,
+    graph_suffixes,
+    readers_of,
+)
 from isnet.utils.machine import cache_dir, cached_profile
 from isnet.utils.precision import Precision
 from isnet.weights.checkpoint import model_metadata
-
-RUNTIMES = ("auto", "torch", "onnx", "openvino")
-GRAPH_SUFFIXES = (".onnx", ".xml")
-# What each runtime name of the command line is called in a machine profile's paths.
-PROFILE_NAMES = {"onnx": "onnxruntime", "openvino": "openvino"}
 
 
 def weights_digest(model: nn.Module) -> str:
@@ -60,40 +62,38 @@ def exported_graph(model: nn.Module, *, log: Callable[[str], None] | None = None
     return path
 
 
-def graph_runtime(path: str | Path | None, runtime: str = "auto", *, precision: str = "fp32", threads: int | None = None):
-    """A runtime segmentor for an exported file: ``.xml`` in OpenVINO, ``.onnx`` in ``runtime``
-    (``auto``: the faster of ONNX Runtime and OpenVINO in this machine's profile, else ONNX Runtime).
+def graph_runtime(
+    path: str | Path | None, runtime: str = "auto", *, precision: str = "fp32", threads: int | None = None
+) -> RuntimeSegmentor:
+    """A runtime segmentor for an exported file, in ``runtime`` (``auto``: the one that runs its
+    kind, or of several the fastest in this machine's profile, else the first registered).
 
     The graph computes as it was written (float32, or INT8 from ``isnet quantize``), so
     ``precision`` may only be ``auto`` or ``fp32``. Raises ``ValueError`` for what cannot run.
     """
-    what = "--runtime openvino reads --weights MODEL.onnx (`isnet export`) or MODEL.xml (`isnet quantize`)"
-    if path is None or Path(path).suffix not in GRAPH_SUFFIXES:
-        raise ValueError(what + (f", not {path}" if path else ""))
-    path = Path(path)
+    files = " or ".join(f"MODEL{suffix}" for suffix in graph_suffixes())
+    if path is None or not readers_of(path):
+        raise ValueError(f"--runtime {runtime} reads --weights {files} (`isnet export`, `isnet quantize`)"
+                         + (f", not {path}" if path else ""))
+    path, readers = Path(path), readers_of(path)
     if runtime == "torch":
-        raise ValueError(f"--runtime torch runs a checkpoint, not the exported {path}: use --runtime onnx, openvino or auto")
-    if path.suffix == ".xml" and runtime == "onnx":
-        raise ValueError(f"--runtime onnx: {path} is an OpenVINO IR, which runs in OpenVINO (--runtime openvino or auto)")
+        raise ValueError(f"--runtime torch runs a checkpoint, not the exported {path}: use --runtime "
+                         f"{', '.join(reader.name for reader in readers)} or auto")
+    if runtime != "auto" and RUNTIMES[runtime] not in readers:
+        raise ValueError(f"--runtime {runtime}: {path} is a {path.suffix} file, which runs in "
+                         f"{' or '.join(reader.name for reader in readers)} (--runtime {readers[0].name} or auto)")
     if precision not in ("auto", "fp32"):
         raise ValueError(f"{path}: an exported graph computes as it was written; --precision {precision} does not apply")
-    if runtime == "auto":
-        runtime = "openvino" if path.suffix == ".xml" else _faster_graph_runtime()
-    threads = threads or torch.get_num_threads()
-    if runtime == "openvino":
-        from isnet.deploy.runtimes.openvino import OpenVinoSegmentor
-
-        return OpenVinoSegmentor(path, threads=threads)
-    from isnet.deploy.runtimes.onnxruntime import OnnxSegmentor
-
-    return OnnxSegmentor(path, threads=threads)
+    chosen = _fastest(readers) if runtime == "auto" else RUNTIMES[runtime]
+    return chosen(path, threads=threads or torch.get_num_threads())
 
 
-def _faster_graph_runtime() -> str:
+def _fastest(readers: list[type[RuntimeSegmentor]]) -> type[RuntimeSegmentor]:
+    """Of ``readers``, the fastest in this machine's profile; the first when none was timed."""
     measured = cached_profile("cpu")
     paths = {} if measured is None else measured.paths
-    timed = {name: paths[f"{profile_name} fp32"] for name, profile_name in PROFILE_NAMES.items() if f"{profile_name} fp32" in paths}
-    return min(timed, key=timed.__getitem__) if timed else "onnx"
+    timed = [reader for reader in readers if f"{reader.profile_name} fp32" in paths]
+    return min(timed, key=lambda reader: paths[f"{reader.profile_name} fp32"]) if timed else readers[0]
 
 
 def fast_model(
@@ -103,7 +103,7 @@ def fast_model(
     compile: bool = False,
     device: str | torch.device = "cpu",
     log: Callable[[str], None] | None = None,
-):
+) -> Predictor:
     """``model`` on the path ``precision="auto"`` picks: measured on this machine (any runtime,
     or PyTorch's paths only with ``runtime="torch"``); float32 PyTorch when compiling or on a GPU."""
     device = torch.device(device)
@@ -118,12 +118,13 @@ def fast_model(
         from isnet.deploy.runtimes.pytorch import FastSegmentor
 
         return FastSegmentor(model, precision=precision, compile=compile)
-    return graph_runtime(exported_graph(model.cpu(), log=log), "openvino" if runner == "openvino" else "onnx")
+    (runtime_name,) = [name for name, runtime in RUNTIMES.items() if runtime.profile_name == runner]
+    return graph_runtime(exported_graph(model.cpu(), log=log), runtime_name)
 
 
 def add_runtime_arguments(parser) -> None:
     """``--runtime`` and ``--precision`` of ``isnet predict`` and ``isnet eval``."""
-    parser.add_argument("--runtime", choices=RUNTIMES, default="auto",
+    parser.add_argument("--runtime", choices=("auto", "torch", *RUNTIMES), default="auto",
                         help="onnx / openvino: run --weights MODEL.onnx (`isnet export`) or MODEL.xml (`isnet quantize`); "
                              "auto: a checkpoint as --precision says, an .xml in OpenVINO, an .onnx in the faster runtime here")
     parser.add_argument("--precision", choices=[str(p) for p in Precision], default="auto",

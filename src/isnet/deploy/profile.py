@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from isnet.deploy.runtimes import RUNTIMES
 from isnet.utils.machine import (
     MachineProfile,
     cached_profile,
@@ -43,9 +44,13 @@ from isnet.utils.machine import (
 )
 from isnet.utils.precision import Precision
 
-PATHS = ("torch fp32", "torch bf16", "onnxruntime fp32", "openvino fp32")
 MARGIN = 1.05  # another path must be this much faster than PyTorch float32 to be picked
 PROBE_SIZE = (256, 256)
+
+
+def candidate_paths() -> tuple[str, ...]:
+    """The inference paths ``auto`` chooses from: PyTorch float32 and bfloat16, each registered graph runtime in float32."""
+    return ("torch fp32", "torch bf16", *(f"{runtime.profile_name} fp32" for runtime in RUNTIMES.values()))
 
 
 def measure_peaks(device: str = "cpu") -> dict[str, dict[str, float]]:
@@ -63,8 +68,8 @@ def measure_peaks(device: str = "cpu") -> dict[str, dict[str, float]]:
 def probe_candidates(device: str, bf16: bool, workdir: Path, size: tuple[int, int] = PROBE_SIZE) -> dict[str, Callable[[], Any]]:
     """The inference paths available here, each a call on the probe model."""
     from isnet.deploy.export import export_onnx
-    from isnet.weights.presets import create_model
     from isnet.deploy.runtimes.pytorch import FastSegmentor
+    from isnet.weights.presets import create_model
 
     torch.manual_seed(0)
     model = create_model("isnet_resnet50os8_ade20k").eval().to(device)
@@ -75,16 +80,11 @@ def probe_candidates(device: str, bf16: bool, workdir: Path, size: tuple[int, in
     if torch.device(device).type != "cpu":
         return candidates
     threads = torch.get_num_threads()
-    runtimes = [name for name in ("onnxruntime", "openvino") if installed_version(name) is not None]
+    runtimes = [runtime for runtime in RUNTIMES.values() if ".onnx" in runtime.reads and runtime.available()]
     if runtimes and installed_version("onnx") is not None:  # the runtimes run the graph `isnet export` writes with onnx
         onnx_path = export_onnx(model, workdir / "probe.onnx", sample_size=size)
-        from isnet.deploy.runtimes.onnxruntime import OnnxSegmentor
-        from isnet.deploy.runtimes.openvino import OpenVinoSegmentor
-
-        runners = {"onnxruntime": OnnxSegmentor, "openvino": OpenVinoSegmentor}
-        for name in runtimes:
-            runtime = runners[name](onnx_path, threads=threads)
-            candidates[f"{name} fp32"] = lambda r=runtime: r.logits(images.cpu())
+        for runtime in runtimes:
+            candidates[f"{runtime.profile_name} fp32"] = lambda r=runtime(onnx_path, threads=threads): r.logits(images.cpu())
     return candidates
 
 
@@ -139,12 +139,12 @@ def profile(device: str = "cpu", *, refresh: bool = False, log: Callable[[str], 
 def inference_path(
     device: str = "cpu", *, runtimes: tuple[str, ...] | None = None, log: Callable[[str], None] | None = None
 ) -> str:
-    """What ``precision="auto"`` runs a float model with here (one of :data:`PATHS`; of
+    """What ``precision="auto"`` runs a float model with here (one of :func:`candidate_paths`; of
     ``runtimes``' paths only, e.g. ``("torch",)``)."""
     override = os.environ.get("ISNET_AUTO_PATH")
     if override:
-        if override not in PATHS:
-            raise ValueError(f"ISNET_AUTO_PATH={override!r}: choose one of {', '.join(PATHS)}")
+        if override not in candidate_paths():
+            raise ValueError(f"ISNET_AUTO_PATH={override!r}: choose one of {', '.join(candidate_paths())}")
         return override if runtimes is None or override.split()[0] in runtimes else "torch fp32"
     measured = profile(device, log=log)
     return measured.choice if runtimes is None else choose(measured.paths, runtimes)

@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 from torch import Tensor, nn
 
-from isnet.model.context.slcm import SemanticLevelContext
 from isnet.data.image import read_image, to_tensor
+from isnet.model.context.slcm import SemanticLevelContext
 from isnet.model.layers import Classifier, ConvClassifier
 
 INT8_METADATA_KEY = "isnet_int8"  # a description of the quantisation, in the IR's rt_info
@@ -165,8 +165,8 @@ def quantize_model(
 
 def write_int8(quantized: Any, model: nn.Module, path: str | Path, scope: FloatScope) -> Path:
     """Save an INT8 model as an OpenVINO IR with ``model``'s configuration and dataset record."""
-    from isnet.weights.checkpoint import model_metadata
     from isnet.deploy.runtimes.openvino import save_ir
+    from isnet.weights.checkpoint import model_metadata
 
     path = Path(path)
     if path.suffix != ".xml":

@@ -28,12 +28,12 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from isnet.weights.checkpoint import load_model
-from isnet.data.image import IMAGE_SUFFIXES, read_image, to_tensor
-from isnet.utils.numerics import agreement, relative_error
-from isnet.deploy.runtimes.pytorch import FastSegmentor, Float32
 from isnet.apps.bench.measure import FLOP_FORMULAS
 from isnet.apps.bench.workload import benchmark_image, benchmark_model
+from isnet.data.image import IMAGE_SUFFIXES, read_image, to_tensor
+from isnet.deploy.runtimes.pytorch import FastSegmentor, Float32
+from isnet.utils.numerics import agreement, relative_error
+from isnet.weights.checkpoint import load_model
 
 # Variant name → the dotted paths (inside the segmentor) computed in float32 on top of ours.
 PARTS = {

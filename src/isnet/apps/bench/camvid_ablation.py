@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from isnet.weights.presets import PEERS
-from isnet.training.recipes import camvid_recipe
 from isnet.training.loop import train
 from isnet.training.overrides import with_overrides
+from isnet.training.recipes import camvid_recipe
+from isnet.weights.presets import PEERS
 
 VARIANTS = ("baseline", "ilcm", "slcm", "isnet")
 

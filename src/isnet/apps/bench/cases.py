@@ -40,11 +40,12 @@ from isnet.model.context.slcm import (
 )
 from isnet.model.segmentor import build_model
 from isnet.training.losses import segmentation_loss
+from isnet.utils.child_process import package_root
 from isnet.utils.numerics import agreement, relative_error
 from isnet.utils.precision import autocast
 from isnet.weights.presets import get_config
 
-DEFAULT_FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "reference"
+DEFAULT_FIXTURES = package_root().parent / "tests" / "fixtures" / "reference"  # the checkout's own copy
 
 
 def _meta_flops(num_classes: int, shape: tuple[int, ...], contender: str) -> int:

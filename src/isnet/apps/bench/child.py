@@ -17,16 +17,18 @@ import time
 import numpy as np
 import torch
 
-GRAPH_RUNTIMES = {"onnxruntime": "onnx", "openvino": "openvino"}  # contender → ``--runtime``
+from isnet.deploy.runtimes import RUNTIMES
+
+GRAPH_RUNTIMES = {runtime.profile_name: name for name, runtime in RUNTIMES.items()}  # contender → ``--runtime``
 
 
 def main(argv: list[str] | None = None) -> int:
-    from isnet.training.losses import segmentation_loss
-    from isnet.weights.presets import get_config
-    from isnet.model.segmentor import build_model
     from isnet.apps.bench import measure
     from isnet.apps.bench.contenders import build_contender, train_step
     from isnet.apps.bench.workload import PRESET_FOR_CLASSES, benchmark_image
+    from isnet.model.segmentor import build_model
+    from isnet.training.losses import segmentation_loss
+    from isnet.weights.presets import get_config
 
     spec = json.loads((argv or sys.argv[1:])[0])
     device = spec.get("device", "cpu")

@@ -41,13 +41,18 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from isnet.apps.bench.complexity_report import (
+    ComplexityRow,
+    format_csv,
+    format_table,
+    plot_rows,
+)
+from isnet.apps.bench.measure import FLOP_FORMULAS
+from isnet.model.config import PEER_HEAD_CONFIGS
 from isnet.model.context.ilcm import ImageLevelContext
 from isnet.model.context.slcm import SemanticLevelContext
 from isnet.model.heads.isnet_head import ISNetHead, PlainDecoder
-from isnet.model.config import PEER_HEAD_CONFIGS
 from isnet.model.heads.peers import build_peer_head
-from isnet.apps.bench.complexity_report import ComplexityRow, format_csv, format_table, plot_rows
-from isnet.apps.bench.measure import FLOP_FORMULAS
 
 ISNET_MODULES = ("ilcm", "slcm", "ilcm+slcm")
 PEER_ORDER = ("aspp", "ppm", "ccnet", "ocr", "danet", "ann", "dnl", "apcnet", "nonlocal")

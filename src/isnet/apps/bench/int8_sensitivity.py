@@ -52,15 +52,15 @@ def float_paths(model: torch.nn.Module, scope: FloatScope) -> tuple[str, ...]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from isnet.weights.checkpoint import load_model
-    from isnet.data.image import find_images
-    from isnet.deploy.runtimes.onnxruntime import RuntimeSegmentor
-    from isnet.deploy.runtimes.openvino import OpenVinoSegmentor
-    from isnet.deploy.quantize import calibration_subset, model_resize, prepare_image
-    from isnet.deploy.quantize_check import compare, dataset_samples, image_samples
-    from isnet.deploy.runtimes.pytorch import FastSegmentor
     from isnet.apps.bench.bf16_agreement import flop_shares, has_parts
     from isnet.apps.bench.workload import benchmark_image, benchmark_model
+    from isnet.data.image import find_images
+    from isnet.deploy.quantize import calibration_subset, model_resize, prepare_image
+    from isnet.deploy.quantize_check import compare, dataset_samples, image_samples
+    from isnet.deploy.runtimes.onnxruntime import RuntimeSegmentor
+    from isnet.deploy.runtimes.openvino import OpenVinoSegmentor
+    from isnet.deploy.runtimes.pytorch import FastSegmentor
+    from isnet.weights.checkpoint import load_model
 
     parser = argparse.ArgumentParser(prog="python -m isnet.apps.bench.int8_sensitivity", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", help="a trained model (our safetensors) instead of the benchmark's")

@@ -26,13 +26,18 @@ from typing import Any
 
 import torch
 
-from isnet.utils.numerics import agreement
 from isnet.apps.bench import measure
+from isnet.utils.numerics import agreement
 
 
 def onnxruntime_int8(onnx_path: Path, calibration: list[torch.Tensor], output: Path) -> Any:
     """ONNX Runtime's static QDQ quantisation of the convolutions (per-channel int8 weights, uint8 activations)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     from isnet.deploy.runtimes.onnxruntime import OnnxSegmentor
 
@@ -92,12 +97,12 @@ def pt2e_int8(model: torch.nn.Module, calibration: list[torch.Tensor]) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from isnet.deploy.export import export_onnx
-    from isnet.deploy.runtimes.openvino import OpenVinoSegmentor
-    from isnet.deploy.quantize import NOTHING_FLOAT, ignored_scope, quantize_onnx
-    from isnet.deploy.runtimes.pytorch import FastSegmentor
     from isnet.apps.bench.report import machine_description
     from isnet.apps.bench.workload import benchmark_image, benchmark_model
+    from isnet.deploy.export import export_onnx
+    from isnet.deploy.quantize import NOTHING_FLOAT, ignored_scope, quantize_onnx
+    from isnet.deploy.runtimes.openvino import OpenVinoSegmentor
+    from isnet.deploy.runtimes.pytorch import FastSegmentor
 
     parser = argparse.ArgumentParser(prog="python -m isnet.apps.bench.int8_stacks", description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, nargs=2, default=(512, 512))

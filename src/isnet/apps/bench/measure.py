@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from isnet.utils.child_process import child_environment
+
 
 def synchronize(device: torch.device | str) -> None:
     if torch.device(device).type == "cuda":
@@ -123,9 +125,7 @@ def current_rss_mb() -> float:
 
 def run_child(spec: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
     """Run one configuration in a fresh process (:mod:`isnet.apps.bench.child`); its JSON result."""
-    env = dict(os.environ)
-    source = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
+    env = child_environment()
     completed = subprocess.run(
         [sys.executable, "-m", "isnet.apps.bench.child", json.dumps(spec)],
         capture_output=True,

@@ -22,11 +22,11 @@ from unittest import mock
 
 import torch
 
+from isnet.deploy.export import export_onnx
 from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig
 from isnet.model.context import attention
-from isnet.deploy.export import export_onnx
-from isnet.weights.presets import create_model
 from isnet.model.segmentor import build_model
+from isnet.weights.presets import create_model
 
 TINY = ModelConfig(
     num_classes=19,

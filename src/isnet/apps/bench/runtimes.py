@@ -23,20 +23,25 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from isnet.utils.numerics import agreement, relative_error
 from isnet.apps.bench import measure
+from isnet.utils.numerics import agreement, relative_error
 
 
 def runtime_contenders(model: nn.Module, calibration: list[Tensor], workdir: Path, log=print) -> tuple[dict[str, Any], dict]:
     """Name → an object with ``logits(images)``; and what building them cost (seconds)."""
+    from isnet.apps.bench.published import PublishedISNet
     from isnet.deploy.export import export_onnx
     from isnet.deploy.fast_paths import fast_model
+    from isnet.deploy.profile import inference_path
+    from isnet.deploy.quantize import (
+        NOTHING_FLOAT,
+        FloatScope,
+        ignored_scope,
+        quantize_onnx,
+    )
     from isnet.deploy.runtimes.onnxruntime import OnnxSegmentor
     from isnet.deploy.runtimes.openvino import OpenVinoSegmentor
-    from isnet.deploy.profile import inference_path
-    from isnet.deploy.quantize import NOTHING_FLOAT, FloatScope, ignored_scope, quantize_onnx
     from isnet.deploy.runtimes.pytorch import FastSegmentor
-    from isnet.apps.bench.published import PublishedISNet
 
     threads = torch.get_num_threads()
     costs: dict[str, float] = {}
@@ -92,12 +97,12 @@ def case_runtimes(quick: bool, model: nn.Module, workdir: Path, log=print) -> di
 
 def case_trained(checkpoint: str, calibration: str, dataset: str, data_root: str, *, subset_size: int = 300,
                  workdir: Path, log=print) -> dict:
-    from isnet.weights.checkpoint import load_model
     from isnet.data import DATASETS
     from isnet.data.image import find_images
     from isnet.deploy.quantize import calibration_subset, model_resize, prepare_image
     from isnet.deploy.quantize_check import compare, dataset_samples
     from isnet.training.config import DataConfig
+    from isnet.weights.checkpoint import load_model
 
     model = load_model(checkpoint).eval()
     resize = model_resize(model)

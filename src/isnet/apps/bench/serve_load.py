@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from isnet.weights.checkpoint import load_model, save_model
-from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.apps.serve.client import Server, running_server
 from isnet.data.image import read_image, to_tensor
 from isnet.inference.engine import predict_labels
+from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig
 from isnet.model.segmentor import build_model
-from isnet.apps.serve.client import Server, running_server
+from isnet.weights.checkpoint import load_model, save_model
 
 SMALL = ModelConfig(
     num_classes=8,

@@ -38,7 +38,14 @@ from typing import Any
 import torch
 
 from isnet.apps.bench import CASES, add_arguments
-from isnet.apps.bench.cases import case_infer512, case_onnx, case_peak, case_slcm, case_train, case_whole1024
+from isnet.apps.bench.cases import (
+    case_infer512,
+    case_onnx,
+    case_peak,
+    case_slcm,
+    case_train,
+    case_whole1024,
+)
 from isnet.apps.bench.report import headline, machine_description, markdown
 from isnet.apps.bench.runtimes import case_runtimes, case_trained
 from isnet.apps.bench.workload import benchmark_model

@@ -28,11 +28,17 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from torch import Tensor, nn
 
+from isnet.apps.serve.batching import DynamicBatcher, QueueFullError
+from isnet.apps.serve.responses import (
+    MEDIA_TYPES,
+    areas_json,
+    choose_format,
+    labels_png,
+    overlay_png,
+)
+from isnet.apps.serve.uploads import BodySizeLimit, decode_upload
 from isnet.data.image import to_tensor
 from isnet.inference.engine import InferenceConfig, predict_labels
-from isnet.apps.serve.batching import DynamicBatcher, QueueFullError
-from isnet.apps.serve.responses import MEDIA_TYPES, areas_json, choose_format, labels_png, overlay_png
-from isnet.apps.serve.uploads import BodySizeLimit, decode_upload
 
 # The page runs only what the server sends: inline script and style, images from data URLs.
 PAGE_POLICY = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; connect-src 'self'"

@@ -11,7 +11,6 @@ Needs none of the server's packages.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -22,6 +21,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from isnet.utils.child_process import child_environment
 
 STARTUP_S = 180  # importing torch on a busy small machine can take long
 
@@ -64,19 +65,13 @@ class Server:
             return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
 
 
-def _environment() -> dict[str, str]:
-    """This environment, with the ``isnet`` being run here first on the path of the child."""
-    source = str(Path(__file__).resolve().parents[2])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))}
-
-
 @contextmanager
 def running_server(checkpoint: str | Path, *options: str, log: Path) -> Iterator[Server]:
     """``python -m isnet.cli serve`` on a free loopback port, yielded once ``/healthz`` answers; SIGTERM after."""
     port = free_port()
     command = [sys.executable, "-m", "isnet.cli", "serve", "--checkpoint", str(checkpoint), "--port", str(port), *options]
     with open(log, "wb") as output:
-        process = subprocess.Popen(command, env=_environment(), stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, env=child_environment(), stdout=output, stderr=subprocess.STDOUT)
     server = Server(f"http://127.0.0.1:{port}", process, log)
     try:
         deadline = time.monotonic() + STARTUP_S

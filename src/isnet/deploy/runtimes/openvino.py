@@ -2,7 +2,7 @@
 
 :class:`OpenVinoSegmentor` runs an ONNX graph written by :func:`isnet.deploy.export.export_onnx` or
 an OpenVINO IR (``.xml`` + ``.bin``, e.g. the INT8 model of ``isnet quantize``) with the
-interface of :class:`~isnet.deploy.runtimes.onnxruntime.RuntimeSegmentor` (``logits``, ``config``,
+interface of :class:`~isnet.deploy.runtimes.base.RuntimeSegmentor` (``logits``, ``config``,
 ``dataset``, ``eval``, ``__call__``), so ``isnet predict/eval --runtime openvino`` and the
 inference protocols use it unchanged.
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from isnet.deploy.runtimes.onnxruntime import RuntimeSegmentor
+from isnet.deploy.runtimes.base import RuntimeSegmentor
 
 RT_INFO_SECTION = "isnet"  # rt_info["isnet"][key] = metadata value
 QUANTIZED_OPS = ("FakeQuantize", "FakeConvert")
@@ -89,6 +89,11 @@ class OpenVinoSegmentor(RuntimeSegmentor):
     ``metadata``. ``precision`` says what the graph computes in: ``int8`` for a quantised
     model (float parts in float32), else ``fp32``.
     """
+
+    name = "openvino"
+    profile_name = "openvino"
+    reads = (".xml", ".onnx")  # its own IR, and ONNX
+    requires = ("openvino",)
 
     def __init__(self, source: str | Path | Any, *, threads: int | None = None, metadata: Mapping[str, str] | None = None) -> None:
         if isinstance(source, (str, Path)):
