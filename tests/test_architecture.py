@@ -144,3 +144,11 @@ def test_the_layer_contracts_see_a_lazy_upward_import(tmp_path):
     result = lint_imports(tmp_path)
     assert result.returncode != 0 and "3 broken" in result.stdout, result.stdout[-3000:]
     assert "isnet.model.layers -> isnet.deploy.export" in result.stdout
+
+
+def test_the_model_reads_no_export_state():
+    """Kernels are chosen by methods (Segmentor.exportable), not by asking torch on every call whether an export runs."""
+    readers = [f"{path.relative_to(PACKAGE)}:{number}" for path in sorted((PACKAGE / "model").rglob("*.py"))
+               for number, line in enumerate(path.read_text().splitlines(), 1)
+               if "torch.onnx" in line or "is_exporting" in line]
+    assert not readers, readers

@@ -80,6 +80,21 @@ def test_onnx_runtime_reproduces_the_reference_fixture(stem, tmp_path):
     assert relative_error(predict(session, image, config), arrays["seg_logit_msflip"]) <= ONNX_TOLERANCE
 
 
+def test_the_onnx_graph_computes_ilcm_attention_in_query_blocks(tiny, tmp_path):
+    """Segmentor.exportable() chooses the kernel (the model reads no export state): ILCM's
+    softmax over all pixels is split into EXPORT_QUERY_BLOCKS blocks, and into one when asked."""
+    import onnx
+
+    from isnet.model.context.attention import EXPORT_QUERY_BLOCKS
+
+    model, path = tiny
+    whole = export_onnx(model, tmp_path / "one_block.onnx", sample_size=(64, 64), query_blocks=1)
+    softmaxes = {name: sum(node.op_type == "Softmax" for node in onnx.load(str(graph)).graph.node)
+                 for name, graph in (("split", path), ("whole", whole))}
+    assert softmaxes["split"] - softmaxes["whole"] == EXPORT_QUERY_BLOCKS - 1
+    assert model.head.image_context.attention.export_query_blocks is None  # the model itself is left as it was
+
+
 def test_torch_export_has_dynamic_batch_and_size(tmp_path):
     torch.manual_seed(0)
     model = build_model(TINY).eval()

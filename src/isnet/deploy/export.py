@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from isnet.deploy.runtimes.pytorch import use_region_attention
+from isnet.model.context.attention import EXPORT_QUERY_BLOCKS
 from isnet.weights.checkpoint import (
     CONFIG_METADATA_KEY,
     DATASET_METADATA_KEY,
@@ -46,9 +47,10 @@ class LogitsModule(nn.Module):
         return self.model.logits(images)
 
 
-def exportable(model: nn.Module) -> LogitsModule:
-    """An eval-mode copy of ``model`` with region attention, wrapped for export."""
-    model = use_region_attention(copy.deepcopy(model).eval().float())
+def exportable(model: nn.Module, *, query_blocks: int | None = None) -> LogitsModule:
+    """An eval-mode copy of ``model`` with region attention, wrapped for export; for a graph
+    without a fused attention kernel, with attention in ``query_blocks`` (:meth:`Segmentor.exportable`)."""
+    model = use_region_attention(copy.deepcopy(model).eval().float()).exportable(query_blocks)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return LogitsModule(model).eval()
@@ -60,6 +62,7 @@ def export_onnx(
     *,
     sample_size: tuple[int, int] = (512, 512),
     opset: int = ONNX_OPSET,
+    query_blocks: int = EXPORT_QUERY_BLOCKS,
 ) -> Path:
     """Write ``model`` as ONNX with dynamic batch, height and width; returns the path.
 
@@ -70,7 +73,7 @@ def export_onnx(
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    module = exportable(model)
+    module = exportable(model, query_blocks=query_blocks)
     sample = torch.randn(1, 3, *sample_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic

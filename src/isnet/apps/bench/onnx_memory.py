@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from unittest import mock
 
 import torch
 
@@ -68,8 +67,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for blocks in (attention.EXPORT_QUERY_BLOCKS, 1):
             path = Path(folder) / f"blocks{blocks}.onnx"
-            with mock.patch.object(attention, "EXPORT_QUERY_BLOCKS", blocks):
-                export_onnx(model.eval(), path, sample_size=(64, 64))
+            export_onnx(model.eval(), path, sample_size=(64, 64), query_blocks=blocks)
             results[blocks] = run_graph(path, tuple(args.size), args.threads)
             print(f"{blocks:>3} query block(s): {results[blocks]}", flush=True)
     split, whole = results[attention.EXPORT_QUERY_BLOCKS], results[1]

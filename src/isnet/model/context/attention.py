@@ -102,6 +102,9 @@ class SelfAttention(nn.Module):
         self.key_project = nn.Sequential(ConvBNReLU(key_channels, t), ConvBNReLU(t, t))
         self.value_project = ConvBNReLU(key_channels, t)
         self.out_project = ConvBNReLU(t, out_channels)
+        # A kernel choice, not part of the model: set by Segmentor.exportable() for graphs
+        # without a fused attention kernel (ONNX), None for the fused kernel.
+        self.export_query_blocks: int | None = None
 
     def forward(self, query_feats: Tensor, key_feats: Tensor) -> Tensor:
         """Every pixel of ``query_feats`` (N, Cq, h, w) attends over every pixel of ``key_feats``."""
@@ -154,8 +157,8 @@ class SelfAttention(nn.Module):
         batch, _, height, width = query_feats.shape
         query = self.query_project(query_feats).flatten(2).transpose(1, 2).unsqueeze(1)
         # Eqs. (9)–(10): similarities softmax(QKᵀ/√T) over the keys, then their weighted sum of V.
-        if bias is None and torch.onnx.is_in_onnx_export():
-            context = split_query_attention(query, key, value, EXPORT_QUERY_BLOCKS)
+        if bias is None and self.export_query_blocks:
+            context = split_query_attention(query, key, value, self.export_query_blocks)
         elif bias is None and _use_query_blocks(query):
             context = blockwise_attention(query, key, value)
         elif bias is None:
