@@ -12,14 +12,14 @@ import torch
 
 from isnet.weights.checkpoint import CheckpointError, load_model, save_model
 from isnet.weights.released import load_released_checkpoint
-from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig, ShortcutConfig
 from isnet.model.config import PEER_HEAD_CONFIGS
 from isnet.model.segmentor import build_model
 
 SMALL = ModelConfig(
     num_classes=5,
     backbone=BackboneConfig("resnet", 18, base_channels=8, stem_channels=8),
-    head=ISNetHeadConfig(channels=16, transform_channels=8, shortcut=True, shortcut_channels=4),
+    head=ISNetHeadConfig(channels=16, transform_channels=8, shortcut=ShortcutConfig(channels=4)),
 )
 
 

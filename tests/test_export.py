@@ -14,7 +14,7 @@ from PIL import Image
 from isnet.weights.checkpoint import save_model
 from isnet.weights.released import load_released_checkpoint
 from isnet.cli import main
-from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig, ShortcutConfig
 from isnet.weights.released import from_released_config
 from isnet.deploy.export import control_flow_ops, export_onnx, export_program
 from isnet.inference.engine import predict
@@ -32,7 +32,7 @@ ONNX_TOLERANCE = 1e-3  # of the largest magnitude
 TINY = ModelConfig(
     num_classes=5,
     backbone=BackboneConfig("resnet", 18, base_channels=8, stem_channels=8),
-    head=ISNetHeadConfig(channels=16, transform_channels=8, shortcut=True),
+    head=ISNetHeadConfig(channels=16, transform_channels=8, shortcut=ShortcutConfig()),
 )
 
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from isnet.apps.bench.published import PublishedISNet, published_region_map
 from isnet.weights.released import load_released_checkpoint
-from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig, ShortcutConfig
 from isnet.weights.released import from_released_config
 from isnet.model.context.attention import blockwise_attention, split_query_attention
 from isnet.model.context.slcm import SemanticLevelContext, find_regions, region_representations
@@ -41,7 +41,7 @@ TINY = ModelConfig(
     head=ISNetHeadConfig(channels=16, transform_channels=8),
 )
 TINY_BOTTLENECK = replace(TINY, backbone=BackboneConfig("resnet", 50, base_channels=4, stem_channels=8))
-TINY_RESNEST = replace(TINY, backbone=BackboneConfig("resnest", 50, base_channels=4, stem_channels=8), head=ISNetHeadConfig(channels=16, transform_channels=8, shortcut=True))
+TINY_RESNEST = replace(TINY, backbone=BackboneConfig("resnest", 50, base_channels=4, stem_channels=8), head=ISNetHeadConfig(channels=16, transform_channels=8, shortcut=ShortcutConfig()))
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: no thread team to wake per op

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from isnet.model.config import AuxConfig, BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.model.config import ASPPContextConfig, AuxConfig, BackboneConfig, ILCMConfig, ISNetHeadConfig, ModelConfig, ShortcutConfig
 from isnet.weights.released import from_released_config
 from isnet.inference.engine import InferenceConfig, predict, sliding_windows, slide_inference, whole_inference
 from isnet.model.segmentor import build_model
@@ -18,14 +18,15 @@ from isnet.model.segmentor import build_model
 SMALL = ModelConfig(
     num_classes=7,
     backbone=BackboneConfig("resnet", 50, base_channels=4, stem_channels=8),
-    head=ISNetHeadConfig(channels=16, transform_channels=8, aspp_dilations=(1, 2, 3, 4)),
+    head=ISNetHeadConfig(channels=16, transform_channels=8),
     aux=AuxConfig(channels=8),
 )
 
 
 @pytest.mark.parametrize(
     "image_context, semantic_context, has_stage1",
-    [("ilcm", True, True), ("aspp", True, True), ("none", False, False), ("ilcm", False, False), ("none", True, True)],
+    [(ILCMConfig(), True, True), (ASPPContextConfig(dilations=(1, 2, 3, 4)), True, True), (None, False, False),
+     (ILCMConfig(), False, False), (None, True, True)],
     ids=["isnet", "isnet-dagger", "baseline", "ilcm-only", "slcm-only"],
 )
 def test_variants_by_configuration(image_context, semantic_context, has_stage1):
@@ -37,12 +38,12 @@ def test_variants_by_configuration(image_context, semantic_context, has_stage1):
     for logits in outputs.values():
         assert logits.shape == (2, 7, 6, 5)
     assert (model.head.semantic_context is not None) == semantic_context
-    kinds = {"ilcm": "ImageLevelContext", "aspp": "ASPP", "none": "Identity"}
-    assert type(model.head.image_context).__name__ == kinds[image_context]
+    kinds = {ILCMConfig: "ImageLevelContext", ASPPContextConfig: "ASPP", type(None): "Identity"}
+    assert type(model.head.image_context).__name__ == kinds[type(image_context)]
 
 
 def test_shortcut_decoder_predicts_at_layer1_resolution():
-    config = replace(SMALL, head=replace(SMALL.head, shortcut=True))
+    config = replace(SMALL, head=replace(SMALL.head, shortcut=ShortcutConfig()))
     with torch.no_grad():
         outputs = build_model(config).eval()(torch.randn(1, 3, 64, 48))
     assert outputs["out"].shape == (1, 7, 16, 12)

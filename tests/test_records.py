@@ -7,7 +7,15 @@ from dataclasses import fields
 import pytest
 import torch
 
-from isnet.model.config import HEAD_CONFIGS, ISNetHeadConfig, ModelConfig, PSPHeadConfig
+from isnet.model.config import (
+    HEAD_CONFIGS,
+    ASPPContextConfig,
+    ILCMConfig,
+    ISNetHeadConfig,
+    ModelConfig,
+    PSPHeadConfig,
+    ShortcutConfig,
+)
 from isnet.data import DATASETS, READERS
 from isnet.weights.presets import PRESETS, create_model
 from isnet.training.recipes import CAMVID_RECIPES, recipe, recipe_names
@@ -81,7 +89,7 @@ def test_head_config_rejects_fields_of_another_head():
                 with pytest.raises(TypeError):
                     cls(**{name: getattr(HEAD_CONFIGS[other](), name)})
     with pytest.raises(TypeError):
-        PSPHeadConfig(image_context="aspp", shortcut=True)
+        PSPHeadConfig(image_context=ASPPContextConfig(), shortcut=ShortcutConfig())
 
 
 @pytest.mark.parametrize("kind", sorted(HEAD_CONFIGS))
@@ -96,3 +104,45 @@ def test_a_saved_config_with_fields_of_another_head_is_refused():
     with pytest.raises(ValueError, match="shortcut do not belong to a ppm head"):
         ModelConfig.from_dict(data)
     assert ModelConfig.from_dict(ModelConfig(num_classes=3).to_dict()).head == ISNetHeadConfig()
+
+
+@pytest.mark.parametrize("head", [
+    ISNetHeadConfig(image_context=ASPPContextConfig(dilations=(1, 6, 12, 18)), shortcut=ShortcutConfig(channels=32)),
+    ISNetHeadConfig(image_context=None, semantic_context=True),
+    ISNetHeadConfig(),
+], ids=["dagger-with-shortcut", "slcm-only", "isnet"])
+def test_isnet_head_parts_round_trip_through_json(head):
+    config = ModelConfig(num_classes=3, head=head)
+    assert ModelConfig.from_json(config.to_json()) == config
+
+
+def test_an_isnet_head_cannot_carry_settings_of_a_part_it_lacks():
+    """ASPP's dilations belong to ASPP's config and the shortcut's width to the shortcut's:
+    an ILCM head has nowhere to put dilations, and words instead of parts are refused."""
+    with pytest.raises(TypeError):
+        ISNetHeadConfig(aspp_dilations=(1, 2, 3))
+    with pytest.raises(TypeError):
+        ISNetHeadConfig(shortcut_channels=48)
+    with pytest.raises(TypeError, match="ASPPContextConfig"):
+        ISNetHeadConfig(image_context="aspp")
+    with pytest.raises(TypeError, match="ShortcutConfig"):
+        ISNetHeadConfig(shortcut=True)
+    data = ModelConfig(num_classes=3).to_dict()
+    data["head"]["image_context"]["dilations"] = [1, 2, 3]
+    with pytest.raises(ValueError, match="dilations do not belong to a ilcm image_context"):
+        ModelConfig.from_dict(data)
+
+
+def test_configs_written_before_0_3_are_read_as_their_parts():
+    """Files of earlier versions wrote the head flat: a word for the image-level module beside
+    aspp_dilations, a flag for the shortcut beside shortcut_channels (all fields, always)."""
+    old = {"num_classes": 3, "head": {"type": "isnet", "channels": 512, "dropout": 0.1, "transform_channels": 256,
+                                      "image_context": "aspp", "semantic_context": True, "shortcut": True,
+                                      "shortcut_channels": 48, "aspp_dilations": [1, 12, 24, 36]}}
+    head = ModelConfig.from_dict(old).head
+    assert head.image_context == ASPPContextConfig((1, 12, 24, 36)) and head.shortcut == ShortcutConfig(48)
+    old["head"].update(image_context="ilcm", shortcut=False)
+    head = ModelConfig.from_dict(old).head
+    assert head.image_context == ILCMConfig() and head.shortcut is None
+    old["head"]["image_context"] = "none"
+    assert ModelConfig.from_dict(old).head.image_context is None

@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar, Literal, Union
 
 BackboneType = Literal["resnet", "resnest"]
-ImageContextType = Literal["ilcm", "aspp", "none"]
 
 
 @dataclass(frozen=True)
@@ -40,20 +39,52 @@ class _HeadConfig:
 
 
 @dataclass(frozen=True)
-class ISNetHeadConfig(_HeadConfig):
-    """The ISNet head. ``image_context`` and ``semantic_context`` select the variant.
+class ILCMConfig:
+    """ILCM, the image-level context module (eqs. 7–11): each pixel attends over ``[g, R]``."""
 
-    ISNet: ("ilcm", True); ISNet‡: ("aspp", True); Table 1 ablations: baseline ("none",
-    False), ILCM only ("ilcm", False), SLCM only ("none", True).
+    kind: ClassVar[str] = "ilcm"
+
+
+@dataclass(frozen=True)
+class ASPPContextConfig:
+    """ASPP in ILCM's place: the image-level module of the released ISNet‡ models."""
+
+    kind: ClassVar[str] = "aspp"
+    dilations: tuple[int, ...] = (1, 12, 24, 36)
+
+
+ImageContextConfig = Union[ILCMConfig, ASPPContextConfig]
+IMAGE_CONTEXT_CONFIGS: dict[str, type] = {cls.kind: cls for cls in ImageContextConfig.__args__}  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class ShortcutConfig:
+    """The layer1 shortcut of the released LIP models' decoder: a 1×1 CBR to ``channels``."""
+
+    channels: int = 48
+
+
+@dataclass(frozen=True)
+class ISNetHeadConfig(_HeadConfig):
+    """The ISNet head; its parts select the variant.
+
+    ISNet: ``ILCMConfig()`` and SLCM; ISNet‡: ``ASPPContextConfig()`` and SLCM; Table 1
+    ablations: baseline (``None``, no SLCM), ILCM only (``ILCMConfig()``, no SLCM), SLCM only
+    (``None``, SLCM). A part that is absent has no settings to forget: ASPP's dilations live
+    in its config, the shortcut's width in the shortcut's.
     """
 
     kind: ClassVar[str] = "isnet"
-    transform_channels: int = 256  # T
-    image_context: ImageContextType = "ilcm"
+    transform_channels: int = 256  # T, of ILCM's and SLCM's attention
+    image_context: ImageContextConfig | None = field(default_factory=ILCMConfig)
     semantic_context: bool = True
-    shortcut: bool = False  # the layer1 shortcut of the released LIP models
-    shortcut_channels: int = 48
-    aspp_dilations: tuple[int, ...] = (1, 12, 24, 36)
+    shortcut: ShortcutConfig | None = None  # the layer1 shortcut of the released LIP models
+
+    def __post_init__(self) -> None:
+        if self.image_context is not None and not isinstance(self.image_context, tuple(IMAGE_CONTEXT_CONFIGS.values())):
+            raise TypeError(f"image_context is {self.image_context!r}: give ILCMConfig(), ASPPContextConfig(dilations=...) or None")
+        if self.shortcut is not None and not isinstance(self.shortcut, ShortcutConfig):
+            raise TypeError(f"shortcut is {self.shortcut!r}: give ShortcutConfig(channels=...) or None")
 
 
 # Table 3 peers: each method's standard configuration for a ResNet-D8 head.
@@ -170,6 +201,9 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["head"] = {"type": self.head.kind, **data["head"]}
+        if isinstance(self.head, ISNetHeadConfig):  # the image-level module says which it is
+            context = self.head.image_context
+            data["head"]["image_context"] = None if context is None else {"type": context.kind, **asdict(context)}
         return data
 
     def to_json(self) -> str:
@@ -183,6 +217,8 @@ class ModelConfig:
         if kind not in HEAD_CONFIGS:
             raise ValueError(f"unknown head type {kind!r}: expected one of {', '.join(HEAD_CONFIGS)}")
         head_class = HEAD_CONFIGS[kind]
+        if head_class is ISNetHeadConfig:
+            head = _isnet_head_parts(_isnet_head_before_0_3(head))
         allowed = {item.name for item in fields(head_class)}
         foreign = sorted(set(head) - allowed)
         if foreign:
@@ -201,3 +237,41 @@ class ModelConfig:
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
         return cls.from_dict(json.loads(text))
+
+
+def _isnet_head_before_0_3(head: dict[str, Any]) -> dict[str, Any]:
+    """An ISNet head as files before 0.3 wrote it (``image_context`` a word beside a flat
+    ``aspp_dilations``; ``shortcut`` a flag beside ``shortcut_channels``), in today's parts."""
+    head = dict(head)
+    if isinstance(head.get("image_context"), str):
+        word, dilations = head.pop("image_context"), head.pop("aspp_dilations", None)
+        if word not in (*IMAGE_CONTEXT_CONFIGS, "none"):
+            raise ValueError(f"unknown image_context {word!r}: expected ilcm, aspp or none")
+        head["image_context"] = None if word == "none" else {"type": word, **({"dilations": dilations} if word == "aspp" and dilations else {})}
+    if isinstance(head.get("shortcut"), bool):
+        channels = head.pop("shortcut_channels", ShortcutConfig.channels)
+        head["shortcut"] = {"channels": channels} if head["shortcut"] else None
+    return head
+
+
+def _isnet_head_parts(head: dict[str, Any]) -> dict[str, Any]:
+    """The nested parts of an ISNet head's dict as their configs; a field of another part is a ``ValueError``."""
+    head = dict(head)
+    context = head.get("image_context", {"type": ILCMConfig.kind})
+    if context is not None:
+        context = dict(context)
+        word = context.pop("type", None)
+        if word not in IMAGE_CONTEXT_CONFIGS:
+            raise ValueError(f"unknown image_context type {word!r}: expected one of {', '.join(IMAGE_CONTEXT_CONFIGS)}")
+        head["image_context"] = _part(IMAGE_CONTEXT_CONFIGS[word], context, f"a {word} image_context")
+    if head.get("shortcut") is not None:
+        head["shortcut"] = _part(ShortcutConfig, head["shortcut"], "the shortcut")
+    return head
+
+
+def _part(cls: type, values: dict[str, Any], what: str) -> Any:
+    allowed = {item.name for item in fields(cls)}
+    foreign = sorted(set(values) - allowed)
+    if foreign:
+        raise ValueError(f"fields {', '.join(foreign)} do not belong to {what} (its fields: {', '.join(sorted(allowed)) or 'none'})")
+    return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()})

@@ -5,7 +5,12 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from isnet.model.backbones import build_backbone
-from isnet.model.config import ISNetHeadConfig, ModelConfig
+from isnet.model.config import (
+    ASPPContextConfig,
+    ILCMConfig,
+    ISNetHeadConfig,
+    ModelConfig,
+)
 from isnet.model.context.aspp import ASPP
 from isnet.model.context.attention import EXPORT_QUERY_BLOCKS, SelfAttention
 from isnet.model.context.ilcm import ImageLevelContext
@@ -78,21 +83,19 @@ def build_head(config: ModelConfig, stage_channels: list[int]) -> nn.Module:
     if not isinstance(head, ISNetHeadConfig):
         return build_peer_head(head, stage_channels, config.num_classes)
     channels, transform = head.channels, head.transform_channels
-    if head.image_context == "ilcm":
+    if isinstance(head.image_context, ILCMConfig):
         image_context: nn.Module = ImageLevelContext(channels, transform)
-    elif head.image_context == "aspp":
-        image_context = ASPP(channels, channels, head.aspp_dilations)
-    elif head.image_context == "none":
-        image_context = nn.Identity()
+    elif isinstance(head.image_context, ASPPContextConfig):
+        image_context = ASPP(channels, channels, head.image_context.dilations)
     else:
-        raise ValueError(f"unknown image_context {head.image_context!r}: expected ilcm, aspp or none")
+        image_context = nn.Identity()  # R_il = R
     semantic_context = SemanticLevelContext(channels, transform) if head.semantic_context else None
-    if head.shortcut:
+    if head.shortcut is not None:
         decoder: nn.Module = ShortcutDecoder(
             channels,
             config.num_classes,
             low_level_channels=stage_channels[0],
-            shortcut_channels=head.shortcut_channels,
+            shortcut_channels=head.shortcut.channels,
             dropout=head.dropout,
         )
     else:

@@ -14,13 +14,22 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from isnet.weights.imagenet import load_imagenet_weights
-from isnet.weights.checkpoint import dataset_from_metadata, read_safetensors
-from isnet.model.config import PEER_HEAD_CONFIGS, AuxConfig, BackboneConfig, ISNetHeadConfig, ModelConfig
 from isnet.data.info import ADE20K, CITYSCAPES, LIP, DatasetInfo
-from isnet.weights.released import WEIGHTS
+from isnet.model.config import (
+    PEER_HEAD_CONFIGS,
+    ASPPContextConfig,
+    AuxConfig,
+    BackboneConfig,
+    ILCMConfig,
+    ISNetHeadConfig,
+    ModelConfig,
+    ShortcutConfig,
+)
 from isnet.model.segmentor import Segmentor, build_model
+from isnet.weights.checkpoint import dataset_from_metadata, read_safetensors
+from isnet.weights.imagenet import load_imagenet_weights
 from isnet.weights.loading import load_weights
+from isnet.weights.released import WEIGHTS
 
 BACKBONES = {
     "resnet50": BackboneConfig(type="resnet", depth=50),
@@ -30,11 +39,12 @@ BACKBONES = {
 
 
 def isnet(num_classes: int, backbone: str = "resnet50", *, shortcut: bool = False, **head: Any) -> ModelConfig:
-    """ISNet (ILCM + SLCM, or a variant chosen by ``head``) on a dilated backbone at output stride 8."""
+    """ISNet (ILCM + SLCM, or a variant chosen by ``head``) on a dilated backbone at output stride 8;
+    with the layer1 shortcut of the released LIP models when ``shortcut``."""
     return ModelConfig(
         num_classes=num_classes,
         backbone=BACKBONES[backbone],
-        head=ISNetHeadConfig(shortcut=shortcut, **head),
+        head=ISNetHeadConfig(shortcut=ShortcutConfig() if shortcut else None, **head),
         aux=AuxConfig(),
     )
 
@@ -67,15 +77,15 @@ for _name, _weights in WEIGHTS.items():
 
 # ISNet‡: ASPP as the image-level module (the paper's best LIP and Cityscapes models).
 for _backbone in BACKBONES:
-    register(f"isnet_dagger_{_backbone}os8_cityscapes", CITYSCAPES, isnet, _backbone, image_context="aspp")
-    register(f"isnet_dagger_{_backbone}os8_lip", LIP, isnet, _backbone, shortcut=True, image_context="aspp")
+    register(f"isnet_dagger_{_backbone}os8_cityscapes", CITYSCAPES, isnet, _backbone, image_context=ASPPContextConfig())
+    register(f"isnet_dagger_{_backbone}os8_lip", LIP, isnet, _backbone, shortcut=True, image_context=ASPPContextConfig())
 
 # Table 1 ablations (ADE20K, ResNet-50-D8).
 ABLATIONS = {
-    "baseline": dict(image_context="none", semantic_context=False),
-    "ilcm": dict(image_context="ilcm", semantic_context=False),
-    "slcm": dict(image_context="none", semantic_context=True),
-    "isnet": dict(image_context="ilcm", semantic_context=True),
+    "baseline": dict(image_context=None, semantic_context=False),
+    "ilcm": dict(image_context=ILCMConfig(), semantic_context=False),
+    "slcm": dict(image_context=None, semantic_context=True),
+    "isnet": dict(image_context=ILCMConfig(), semantic_context=True),
 }
 for _variant, _head in ABLATIONS.items():
     register(f"ablation_{_variant}_resnet50os8_ade20k", ADE20K, isnet, "resnet50", **_head)

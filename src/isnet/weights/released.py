@@ -15,10 +15,16 @@ from typing import Any
 
 from torch import nn
 
-from isnet.model.backbones import stage_channels
-from isnet.weights.checkpoint import load_state_dict_strict, read_torch_checkpoint
-from isnet.model.config import AuxConfig, BackboneConfig, ISNetHeadConfig, ModelConfig
 from isnet.data.info import ADE20K, CITYSCAPES, COCO_STUFF, LIP, DatasetInfo
+from isnet.model.backbones import stage_channels
+from isnet.model.config import (
+    AuxConfig,
+    BackboneConfig,
+    ISNetHeadConfig,
+    ModelConfig,
+    ShortcutConfig,
+)
+from isnet.weights.checkpoint import load_state_dict_strict, read_torch_checkpoint
 
 # Where the authors published the 12 checkpoints (sssegmentation model zoo).
 RELEASED_URL = "https://github.com/SegmentationBLWX/modelstore/releases/download/ssseg_isnet/{name}.pth"
@@ -140,8 +146,7 @@ def from_released_config(config: dict[str, Any]) -> ModelConfig:
         head=ISNetHeadConfig(
             channels=int(head["feats_channels"]),
             transform_channels=int(head["transform_channels"]),
-            shortcut=bool(shortcut.get("is_on", False)),
-            shortcut_channels=int(shortcut.get("feats_channels", 48)),
+            shortcut=ShortcutConfig(channels=int(shortcut.get("feats_channels", 48))) if shortcut.get("is_on", False) else None,
             dropout=float(head.get("dropout", 0.1)),
         ),
         aux=None
@@ -156,7 +161,7 @@ def from_released_config(config: dict[str, Any]) -> ModelConfig:
 def _check_channels(config: ModelConfig, **declared: int | None) -> None:
     layer1, _, layer3, layer4 = stage_channels(config.backbone)
     expected = {"head_in": layer4, "aux_in": layer3}
-    if config.head.shortcut:
+    if config.head.shortcut is not None:
         expected["shortcut_in"] = layer1
     for name, value in declared.items():
         if value is not None and name in expected and int(value) != expected[name]:

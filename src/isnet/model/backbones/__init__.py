@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from isnet.model.config import BackboneConfig
 from isnet.model.backbones.resnest import ResNeStBottleneck, SplitAttentionConv, resnest
 from isnet.model.backbones.resnet import RESNET_BLOCKS, FeatureInfo, ResNet, resnet
+from isnet.model.config import BackboneConfig
 
 
 def build_backbone(config: BackboneConfig) -> ResNet:

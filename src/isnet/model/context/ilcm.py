@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from isnet.model.layers import ConvBNReLU
 from isnet.model.context.attention import SelfAttention
+from isnet.model.layers import ConvBNReLU
 
 
 class ImageLevelContext(nn.Module):

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from isnet.model.layers import ConvBNReLU
 from isnet.model.context.attention import SelfAttention, full_precision
+from isnet.model.layers import ConvBNReLU
 
 
 class Regions(NamedTuple):

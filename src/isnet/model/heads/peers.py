@@ -26,7 +26,6 @@ from isnet.model.config import (
     OCRHeadConfig,
     PSPHeadConfig,
 )
-
 from isnet.model.context.ann import AsymmetricNonLocalContext
 from isnet.model.context.apcnet import AdaptivePyramidContext
 from isnet.model.context.aspp import ASPP
