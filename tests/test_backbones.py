@@ -92,3 +92,24 @@ def test_wrong_depth_names_missing_keys(tmp_path):
     with pytest.raises(CheckpointError, match="missing key") as error:
         load_imagenet_weights(build_backbone(BackboneConfig("resnet", 101, base_channels=4, stem_channels=8)), path)
     assert "layer3.6.conv1.weight" in str(error.value)
+
+
+@pytest.mark.parametrize("family", ["resnet", "resnest"])
+@pytest.mark.parametrize("output_stride", [8, 16, 32])
+def test_the_registry_knows_each_familys_stages_without_building_them(family, output_stride):
+    from isnet.model.backbones import BACKBONES, build_backbone, feature_info
+
+    for depth in sorted(BACKBONES[family].blocks):
+        config = BackboneConfig(family, depth, base_channels=4, stem_channels=8, output_stride=output_stride)
+        with torch.device("meta"):
+            built = tuple(build_backbone(config).feature_info)
+        assert feature_info(config) == built, (family, depth)
+
+
+def test_an_unknown_backbone_is_named_with_the_choices():
+    from isnet.model.backbones import build_backbone
+
+    with pytest.raises(ValueError, match="unknown backbone type 'vit': expected one of resnet, resnest"):
+        build_backbone(BackboneConfig("vit", 50))
+    with pytest.raises(ValueError, match="resnest depth must be one of"):
+        build_backbone(BackboneConfig("resnest", 18))

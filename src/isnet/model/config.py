@@ -14,14 +14,11 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar, Literal, Union
 
-BackboneType = Literal["resnet", "resnest"]
-
-
 @dataclass(frozen=True)
 class BackboneConfig:
     """A dilated ResNet-V1c or ResNeSt."""
 
-    type: BackboneType = "resnet"
+    type: str = "resnet"  # a family of isnet.model.backbones.BACKBONES: resnet (V1c) or resnest
     depth: int = 50
     base_channels: int = 64
     stem_channels: int = 64  # 128 for ResNeSt

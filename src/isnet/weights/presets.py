@@ -31,7 +31,7 @@ from isnet.weights.imagenet import load_imagenet_weights
 from isnet.weights.loading import load_weights
 from isnet.weights.released import WEIGHTS
 
-BACKBONES = {
+RELEASED_BACKBONES = {
     "resnet50": BackboneConfig(type="resnet", depth=50),
     "resnet101": BackboneConfig(type="resnet", depth=101),
     "resnest101": BackboneConfig(type="resnest", depth=101, stem_channels=128),
@@ -43,7 +43,7 @@ def isnet(num_classes: int, backbone: str = "resnet50", *, shortcut: bool = Fals
     with the layer1 shortcut of the released LIP models when ``shortcut``."""
     return ModelConfig(
         num_classes=num_classes,
-        backbone=BACKBONES[backbone],
+        backbone=RELEASED_BACKBONES[backbone],
         head=ISNetHeadConfig(shortcut=ShortcutConfig() if shortcut else None, **head),
         aux=AuxConfig(),
     )
@@ -51,7 +51,7 @@ def isnet(num_classes: int, backbone: str = "resnet50", *, shortcut: bool = Fals
 
 def peer(num_classes: int, kind: str, backbone: str = "resnet50") -> ModelConfig:
     """A Table 3 peer: the same segmentor (backbone, auxiliary head, loss) with another head."""
-    return ModelConfig(num_classes=num_classes, backbone=BACKBONES[backbone], head=PEER_HEAD_CONFIGS[kind](),
+    return ModelConfig(num_classes=num_classes, backbone=RELEASED_BACKBONES[backbone], head=PEER_HEAD_CONFIGS[kind](),
                        aux=AuxConfig())
 
 
@@ -76,7 +76,7 @@ for _name, _weights in WEIGHTS.items():
     register(_name, _weights.dataset, isnet, _weights.backbone, shortcut=_weights.dataset is LIP)
 
 # ISNet‡: ASPP as the image-level module (the paper's best LIP and Cityscapes models).
-for _backbone in BACKBONES:
+for _backbone in RELEASED_BACKBONES:
     register(f"isnet_dagger_{_backbone}os8_cityscapes", CITYSCAPES, isnet, _backbone, image_context=ASPPContextConfig())
     register(f"isnet_dagger_{_backbone}os8_lip", LIP, isnet, _backbone, shortcut=True, image_context=ASPPContextConfig())
 

@@ -40,7 +40,7 @@ class ReleasedWeights:
     """
 
     preset: str
-    backbone: str  # resnet50, resnet101 or resnest101 (isnet.weights.presets.BACKBONES)
+    backbone: str  # resnet50, resnet101 or resnest101 (isnet.weights.presets.RELEASED_BACKBONES)
     dataset: DatasetInfo
     zoo_miou: tuple[float | None, float | None] = (None, None)
     paper_miou: float | None = None
