@@ -157,3 +157,16 @@ def test_dataloader_workers_draw_different_augmentations() -> None:
     batches = list(DataLoader(_Augmented(), batch_size=1, num_workers=2))
     # sample 0 comes from worker 0 and sample 1 from worker 1: same image, same seed argument
     assert not torch.equal(batches[0], batches[1])
+
+
+def test_the_test_time_resize_is_decided_in_one_place():
+    """A fit box wins; else an exact size (LIP); else the image as it is. The label keeps its size."""
+    from isnet.data import evaluation_transforms
+
+    image, label = np.zeros((300, 400, 3), np.uint8), np.zeros((300, 400), np.uint8)
+    shapes = {name: evaluation_transforms(*sizes)(image, label) for name, sizes in {
+        "fit": ((200, 100), (50, 60)), "exact": (None, (50, 60)), "none": (None, None)}.items()}
+    assert shapes["fit"][0].shape[:2] == (100, 133)
+    assert shapes["exact"][0].shape[:2] == (50, 60)
+    assert shapes["none"][0].shape[:2] == (300, 400)
+    assert all(resized[1].shape == (300, 400) for resized in shapes.values())

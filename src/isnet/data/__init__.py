@@ -37,7 +37,13 @@ from isnet.data.info import (
     make_palette,
 )
 from isnet.data.lip import LIPDataset
-from isnet.data.transforms import eval_transforms, lip_eval_transforms, lip_train_transforms, train_transforms
+from isnet.data.transforms import (
+    eval_transforms,
+    evaluation_transforms,
+    lip_eval_transforms,
+    lip_train_transforms,
+    train_transforms,
+)
 
 # The reader of each dataset record; "folder" (FolderDataset) is the reader of any other layout.
 READERS: dict[str, type[SegmentationDataset]] = {
@@ -95,6 +101,7 @@ __all__ = [
     "SegmentationDataset",
     "Transform",
     "eval_transforms",
+    "evaluation_transforms",
     "lip_eval_transforms",
     "lip_train_transforms",
     "make_palette",

@@ -302,3 +302,11 @@ def eval_transforms(fit_size: Size | None = None) -> Transform:
 def lip_eval_transforms(size: Size = (473, 473)) -> Transform:
     """LIP test-time resize of the image to exactly ``size``; the label keeps its size."""
     return ImageOnlyTransform(A.Compose([RandomResize(size, keep_ratio=False)]), seed=0)
+
+
+def evaluation_transforms(fit_size: Size | None = None, resize_to: Size | None = None) -> Transform:
+    """The test-time resize, decided here only: to fit ``fit_size`` (long, short) when there is
+    one, else to exactly ``resize_to`` (height, width) (LIP), else none. The label keeps its size."""
+    if fit_size is None and resize_to is not None:
+        return lip_eval_transforms(resize_to)
+    return eval_transforms(fit_size)

@@ -100,14 +100,10 @@ def ignored_scope(model: nn.Module, scope: FloatScope) -> Any:
 
 
 def prepare_image(path: str | Path, *, size: tuple[int, int] | None = None, fit: tuple[int, int] | None = None) -> Tensor:
-    """An image as the model sees it (1, 3, H, W): resized to ``size`` (H, W) exactly, or to fit ``fit`` (long, short)."""
-    from isnet.data.transforms import eval_transforms, lip_eval_transforms
+    """An image as the model sees it (1, 3, H, W): resized as :func:`isnet.data.transforms.evaluation_transforms` decides."""
+    from isnet.data.transforms import evaluation_transforms
 
-    image = read_image(path)
-    if size is not None:
-        image = lip_eval_transforms(tuple(size))(image, None)[0]
-    elif fit is not None:
-        image = eval_transforms(tuple(fit))(image, None)[0]
+    image = evaluation_transforms(fit, size)(read_image(path), None)[0]
     return to_tensor(image).unsqueeze(0)
 
 
@@ -116,11 +112,8 @@ def model_resize(model: Any) -> dict[str, tuple[int, int]]:
     record = getattr(model, "dataset", None)
     if record is None:
         return {}
-    if record.test.fit_size is not None:
-        return {"fit": tuple(record.test.fit_size)}
-    if record.test.resize_to is not None:
-        return {"size": tuple(record.test.resize_to)}
-    return {}
+    resize = {"fit": record.test.fit_size, "size": record.test.resize_to}
+    return {key: tuple(value) for key, value in resize.items() if value is not None}
 
 
 def quantize_onnx(

@@ -13,8 +13,7 @@ from torch.utils.data import Dataset
 from isnet.data import (
     DATASETS,
     DatasetInfo,
-    eval_transforms,
-    lip_eval_transforms,
+    evaluation_transforms,
     lip_train_transforms,
     open_dataset,
     train_transforms,
@@ -151,10 +150,8 @@ class DataConfig:
         elif train:
             transform = train_transforms(crop_size=self.crop_size, fit_size=self.fit_size, scale_range=self.scale_range,
                                          flip_pairs=record.flip_pairs)
-        elif self.eval_fit_size is None and record.test.resize_to is not None:
-            transform = lip_eval_transforms(record.test.resize_to)
         else:
-            transform = eval_transforms(self.eval_fit_size)
+            transform = evaluation_transforms(self.eval_fit_size, record.test.resize_to)
         return open_dataset(self.dataset, self.root, split, transform)
 
 
