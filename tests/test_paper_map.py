@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -18,6 +19,8 @@ from isnet.model.heads.isnet_head import ISNetHead, PlainDecoder
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_MAP = ROOT / "docs" / "paper-map.md"
+# The paper's text (not in the repository): ISNET_PAPER, or the shared folder beside the checkout.
+PAPER = Path(os.environ.get("ISNET_PAPER", ROOT.parent / "shared" / "docs" / "isnet-paper.txt"))
 EQUATIONS = range(1, 21)
 COLUMNS = ["eq.", "symbol / what", "code", "note"]
 # src/isnet/<path>.py:<name>, name a module-level object or Class.method.
@@ -88,6 +91,36 @@ def test_one_row_per_equation():
 def test_code_cell_resolves(row: Row):
     assert row.what, f"eq. {row.equation}: no symbol"
     assert callable(resolve(row.code))
+
+
+def symbol(text: str) -> str:
+    """The letters of an equation's left-hand side, in LaTeX or as the map writes it:
+    ``\\mathcal{R}'_{c_k}`` and ``R'_ck`` are both ``R'ck``; superscripts and indices go."""
+    text = re.sub(r"\\(?:mathcal|text)\{([^{}]*)\}", r"\1", text.split("=")[0])
+    text = re.sub(r"\^\{[^{}]*\}|\[[^\]]*\]", "", text)
+    return re.sub(r"[^A-Za-z0-9']", "", text)
+
+
+def paper_symbols(text: str) -> dict[str, str]:
+    """Equation number → the symbol it defines, from the paper's display equations ``$$… \\quad (n)$$``."""
+    return {match["number"]: symbol(match["body"])
+            for match in re.finditer(r"\$\$(?P<body>.*?)\\quad \((?P<number>\d+)\)\.?\$\$", text)}
+
+
+def test_symbol_reads_latex_and_the_maps_notation_alike():
+    assert symbol(r"\mathcal{R}'_{c_k} = \sum_n") == symbol("R'_ck = Σ_n") == "R'ck"
+    assert symbol(r"\mathcal{D}^{K \times H \times W} = x") == symbol("D^{K×H×W} = x") == "D"
+    assert symbol(r"\mathcal{R}_{sl,[*,i,j]} = y") == symbol("R_sl[*, i, j] = y") == "Rsl"
+    assert symbol(r"\mathcal{L}_{\mathcal{D}} = z") == symbol("L_D = z") == "LD"
+
+
+@pytest.mark.skipif(not PAPER.is_file(), reason=f"the paper's text is not at {PAPER} (set ISNET_PAPER)")
+def test_each_row_defines_what_the_papers_equation_defines():
+    """The map's numbering is the paper's: row n's symbol is the left-hand side of the paper's equation (n)."""
+    paper = paper_symbols(PAPER.read_text(encoding="utf-8"))
+    assert sorted(paper, key=int) == [str(n) for n in EQUATIONS]
+    ours = {row.equation: symbol(re.match(r"`([^`]*)`", row.what)[1]) for row in ROWS}
+    assert {n: ours[n] for n in paper if ours[n] != paper[n]} == {}
 
 
 @pytest.mark.parametrize(

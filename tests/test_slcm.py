@@ -21,7 +21,7 @@ def per_class_regions(feats: torch.Tensor, logits: torch.Tensor) -> torch.Tensor
             mask = labels == k
             if not mask.any():
                 continue
-            weights = torch.softmax(pixel_logits[k, mask], dim=0)  # eq. 14
+            weights = torch.softmax(pixel_logits[k, mask], dim=0)  # eqs. 14–15: softmax of D_ck
             representation = (pixel_feats[:, mask] * weights).sum(dim=1)  # eq. 15
             region_map = region_map + representation[:, None] * mask  # eq. 16
         result[n] = region_map.reshape(channels, height, width)

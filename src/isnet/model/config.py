@@ -37,7 +37,7 @@ class _HeadConfig:
 
 @dataclass(frozen=True)
 class ILCMConfig:
-    """ILCM, the image-level context module (eqs. 7–11): each pixel attends over ``[g, R]``."""
+    """ILCM, the image-level context module (eqs. 10–11): each pixel attends over ``repeat(G) ⊕ R``."""
 
     kind: ClassVar[str] = "ilcm"
 

@@ -1,4 +1,4 @@
-"""The training objective: weighted cross-entropy over the model's outputs (paper eq. 20)."""
+"""The training objective: weighted cross-entropy over the model's outputs (paper eqs. 17–20)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import Mapping
 import torch.nn.functional as F
 from torch import Tensor
 
-# Eq. (20) weighs the stage-1 (D) and stage-2 (O) losses; "aux", the FCN head on layer3, is the
-# term the released models add beside it.
+# Eq. (20): L = α·L_D + L_O with α = 0.4 (stage-1 D, eqs. 17–18; output O, eq. 19); "aux", the
+# FCN head on layer3, is the term the released models add beside them.
 DEFAULT_LOSS_WEIGHTS: dict[str, float] = {"aux": 0.4, "stage1": 0.4, "out": 1.0}
 
 

@@ -1,4 +1,4 @@
-"""The self-attention block shared by the image-level and semantic-level context modules (eqs. 8–10, 17)."""
+"""The attention block shared by the image-level and semantic-level context modules (eqs. 4–5, 7–8)."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ class SelfAttention(nn.Module):
     ) -> None:
         super().__init__()
         t = transform_channels
-        # Eq. (8): the query, key and value projections (their depths follow the released models).
+        # The released models' projections: eqs. (4)–(5) compare R and the context directly, scaled by √C.
         self.query_project = nn.Sequential(ConvBNReLU(query_channels, t), ConvBNReLU(t, t))
         self.key_project = nn.Sequential(ConvBNReLU(key_channels, t), ConvBNReLU(t, t))
         self.value_project = ConvBNReLU(key_channels, t)
@@ -156,7 +156,7 @@ class SelfAttention(nn.Module):
     def _attend(self, query_feats: Tensor, key: Tensor, value: Tensor, bias: Tensor | None = None) -> Tensor:
         batch, _, height, width = query_feats.shape
         query = self.query_project(query_feats).flatten(2).transpose(1, 2).unsqueeze(1)
-        # Eqs. (9)–(10): similarities softmax(QKᵀ/√T) over the keys, then their weighted sum of V.
+        # Eqs. (4)–(5): similarities softmax(QKᵀ/√T) over the keys; (7)–(8): their weighted sum of V.
         if bias is None and self.export_query_blocks:
             context = split_query_attention(query, key, value, self.export_query_blocks)
         elif bias is None and _use_query_blocks(query):
@@ -172,4 +172,4 @@ class SelfAttention(nn.Module):
                 weights = (scores + bias.to(dtype)).softmax(dim=-1)
                 context = torch.matmul(weights, value.to(dtype)).to(query.dtype)
         context = context.squeeze(1).transpose(1, 2).reshape(batch, -1, height, width)
-        return self.out_project(context)  # eq. (10): back to C channels
+        return self.out_project(context)  # back to C channels (the reshape of eqs. 7–8)

@@ -1,4 +1,4 @@
-"""Semantic-level context module (SLCM, paper §3.3, eqs. 13–18) and ``R_aug`` (eq. 6)."""
+"""Semantic-level context module (SLCM, paper §3.3: eqs. 13–16, with eqs. 5 and 8) and ``R_aug`` (eq. 6)."""
 
 from __future__ import annotations
 
@@ -53,10 +53,10 @@ def find_regions(feats: Tensor, logits: Tensor) -> Regions:
         pixel_feats = feats.to(dtype).flatten(2).transpose(1, 2)  # (N, hw, C)
         pixel_logits = logits.to(dtype).flatten(2)  # (N, K, hw)
         labels = pixel_logits.argmax(dim=1)  # eq. (13): each pixel's region, (N, hw)
-        own_logit = pixel_logits.gather(1, labels.unsqueeze(1))  # class-k logit of each pixel, (N, 1, hw)
+        own_logit = pixel_logits.gather(1, labels.unsqueeze(1))  # eq. (14): D_ck, each pixel's own-class logit, (N, 1, hw)
         classes = torch.arange(num_classes, device=feats.device).view(1, -1, 1)
         members = labels.unsqueeze(1) == classes  # (N, K, hw): one-hot region membership
-        # Eq. (14): softmax over the pixels of each region, shifted by the region's maximum for stability.
+        # Eq. (15): the softmax of D_ck over the pixels of each region (shifted by its maximum, for stability).
         region_max = torch.where(members, own_logit.detach(), float("-inf")).amax(dim=2)  # (N, K)
         exp = (own_logit.squeeze(1) - region_max.gather(1, labels)).exp()  # (N, hw)
         weights = members.to(dtype) * exp.unsqueeze(1)  # (N, K, hw)
@@ -76,18 +76,17 @@ def region_representations(feats: Tensor, logits: Tensor) -> Tensor:
 
 
 def augmented_representation(fuse: nn.Module, image_context: Tensor, semantic_context: Tensor) -> Tensor:
-    """Eq. (6): ``R_aug``, every pixel's representation augmented by both kinds of context.
+    """Eq. (6): ``R_aug = A(R'_il ⊕ R'_sl ⊕ R)``, every pixel augmented by both kinds of context.
 
-    ``R_aug = fuse(concat[R_il, A_sl])``, as in the released models, with ``fuse`` the
-    SLCM's CBR(2C→C, 3). The paper's text has ``F`` a 1×1 convolution and first fuses
-    ``A_sl`` with ``R`` into ``R_sl`` (eq. 18); the released models fuse ``A_sl`` with
-    ``R_il`` in one 3×3 CBR, so eqs. (6) and (18) are one convolution and ``R`` enters
-    through ``R_il``. ``R_aug`` is what the stage-2 classifier (eq. 19) sees.
+    The paper's ``A`` is one transform of the three; the released models make it two 3×3
+    CBR(2C→C) in sequence: ILCM's over ``R ⊕ R'_il`` (its output, ``image_context`` here),
+    then this ``fuse`` over that result ``⊕ R'_sl``. ``R_aug`` is what the stage-2 head ``H``
+    classifies (eq. 9).
 
     Args:
-        fuse: the fusion CBR (the checkpoints' ``slc_net.bottleneck``).
-        image_context: (N, C, h, w), ``R_il`` (``R`` itself when the head has no ILCM).
-        semantic_context: (N, C, h, w), ``A_sl``.
+        fuse: the second fusion (the checkpoints' ``slc_net.bottleneck``).
+        image_context: (N, C, h, w), ILCM's output (``R`` itself when the head has no ILCM).
+        semantic_context: (N, C, h, w), ``R'_sl``.
     """
     return fuse(torch.cat([image_context, semantic_context], dim=1))
 
@@ -95,11 +94,11 @@ def augmented_representation(fuse: nn.Module, image_context: Tensor, semantic_co
 class SemanticLevelContext(nn.Module):
     """Augments each pixel with the context of the pixels predicted to be of its class.
 
-    ``A_sl = SelfAttention(R, region_representations(R, D))`` (eq. 17) and, as in the
-    released models, ``R_sl = R_aug = CBR(2C→C, 3)(concat[R_il, A_sl])``
-    (:func:`augmented_representation`, eqs. 6 and 18).
+    The semantic-level context ``R_sl`` is the region map of ``D`` (eqs. 13–16); every pixel
+    gathers ``R'_sl = SelfAttention(R, R_sl)`` from it (eqs. 5, 8), and the module returns
+    ``R_aug`` (:func:`augmented_representation`, eq. 6).
 
-    ``attend_over`` chooses how ``A_sl`` is computed, not what: ``"regions"`` (the
+    ``attend_over`` chooses how ``R'_sl`` is computed, not what: ``"regions"`` (the
     default) attends over each region's representation once, weighted by its pixel count
     (HW×K work, :meth:`SelfAttention.forward_distinct`); ``"pixels"`` attends over every
     pixel of the region map, as published (HW×HW work, through the fused kernel). The
@@ -122,7 +121,7 @@ class SemanticLevelContext(nn.Module):
 
     def forward(self, feats: Tensor, logits: Tensor, image_context: Tensor) -> Tensor:
         regions = find_regions(feats, logits)  # eqs. (13)–(15)
-        # Eq. (17): A_sl, each pixel's attention over the region map.
+        # Eqs. (5), (8): R'_sl, each pixel's attention over the region map R_sl.
         if self.attend_over == "regions":
             representations = regions.representations.to(feats.dtype)
             context = self.attention.forward_distinct(feats, representations, regions.counts, regions.labels)
@@ -130,4 +129,4 @@ class SemanticLevelContext(nn.Module):
             context = self.attention(feats, regions.to_map(*feats.shape[2:], feats.dtype))  # eq. (16)
         else:
             raise ValueError(f"attend_over must be 'pixels' or 'regions', got {self.attend_over!r}")
-        return augmented_representation(self.fuse, image_context, context)  # eqs. (6), (18)
+        return augmented_representation(self.fuse, image_context, context)  # eq. (6)

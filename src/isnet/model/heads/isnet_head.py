@@ -13,7 +13,7 @@ from isnet.model.layers import Classifier, ConvBNReLU, ConvClassifier
 
 
 class PlainDecoder(nn.Module):
-    """Stage-2 classifier: ``O = H(R_aug)`` (eq. 19)."""
+    """Stage-2 classifier ``H`` of ``O = Upsample8(H(R_aug))`` (eq. 9)."""
 
     def __init__(self, channels: int, num_classes: int, dropout: float = 0.1) -> None:
         super().__init__()
@@ -24,7 +24,7 @@ class PlainDecoder(nn.Module):
 
 
 class ShortcutDecoder(nn.Module):
-    """Stage-2 classifier ``O`` (eq. 19) with the layer1 shortcut (the released LIP models).
+    """Stage-2 classifier ``H`` (eq. 9) with the layer1 shortcut (the released LIP models).
 
     ``S = CBR'(layer1)`` (its 1×1 conv has a bias); ``R_aug`` is upsampled to layer1's size,
     concatenated with ``S`` and classified by CBR(C+48→C, 1) → Dropout2d → Conv1×1.
@@ -56,12 +56,12 @@ class ShortcutDecoder(nn.Module):
 
 
 class ISNetHead(nn.Module):
-    """Computes ``R``, ``R_il``, ``D``, ``R_aug`` and ``O`` from the backbone's stage outputs.
+    """Computes ``R``, ILCM's output, ``D``, ``R_aug`` and ``O`` from the backbone's stage outputs.
 
     The context modules are passed in, so the same head expresses ISNet (ILCM + SLCM),
     ISNet‡ (ASPP + SLCM) and the Table 1 ablations: ``image_context`` may be ``nn.Identity``
-    (``R_il = R``) and ``semantic_context`` may be ``None`` (no stage-1 prediction,
-    ``R_aug = R_il``). With a semantic context, ``R_aug`` is its output
+    (``R`` passes through) and ``semantic_context`` may be ``None`` (no stage-1 prediction:
+    ``R_aug`` is the image-level module's output). With a semantic context, ``R_aug`` is its output
     (:func:`isnet.model.context.slcm.augmented_representation`, eq. 6).
 
     Returns ``{"out": O}`` and, with a semantic context, ``{"stage1": D}``; logits at the
@@ -92,13 +92,13 @@ class ISNetHead(nn.Module):
 
     def forward(self, features: list[Tensor]) -> dict[str, Tensor]:
         feats = self.bottleneck(features[-1])  # eq. (1): R
-        image_context = self.image_context(feats)  # eqs. (7)–(11): R_il
+        image_context = self.image_context(feats)  # eqs. (10)–(11), (4), (7): A(R ⊕ R'_il)
         outputs = {}
         if self.semantic_context is None:
-            context = image_context  # R_aug = R_il
+            context = image_context  # R_aug without SLCM
         else:
             stage1 = self.classifier_stage1(feats)  # eq. (12): D = H'(R)
             outputs["stage1"] = stage1
-            context = self.semantic_context(feats, stage1, image_context)  # eqs. (13)–(18), (6): R_aug
-        outputs["out"] = self.decoder(context, features[0])  # eq. (19): O
+            context = self.semantic_context(feats, stage1, image_context)  # eqs. (13)–(16), (5), (8), (6): R_aug
+        outputs["out"] = self.decoder(context, features[0])  # eq. (9): H(R_aug), before the upsampling
         return outputs
