@@ -27,21 +27,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from isnet.model.backbones.resnest import ResNeStBottleneck, SplitAttentionConv
-from isnet.model.backbones.resnet import BasicBlock, Bottleneck
 from isnet.model.context.attention import full_precision
 from isnet.model.context.slcm import SemanticLevelContext
 from isnet.model.layers import Classifier, ConvClassifier
 from isnet.utils.precision import Precision, autocast
-
-# (conv, batchnorm) attribute pairs where the block's forward applies the BN straight to the conv.
-CONV_BN_PAIRS: dict[type, tuple[tuple[str, str], ...]] = {
-    BasicBlock: (("conv1", "bn1"), ("conv2", "bn2")),
-    Bottleneck: (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")),
-    ResNeStBottleneck: (("conv1", "bn1"), ("conv3", "bn3")),
-    SplitAttentionConv: (("conv", "bn0"), ("fc1", "bn1")),
-}
-
 
 def use_region_attention(model: nn.Module, enabled: bool = True) -> nn.Module:
     """Make every SLCM of ``model`` attend over regions (``True``) or pixels (``False``), in place."""
@@ -56,7 +45,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
     Folded: a ``Conv2d`` directly followed by a ``BatchNorm2d`` in an ``nn.Sequential``
     (every CBR, classifier, stem and shortcut projection) and the pairs of
-    :data:`CONV_BN_PAIRS` in the backbone blocks. The BatchNorm becomes an ``Identity``;
+    ``conv_bn_pairs`` each backbone block declares. The BatchNorm becomes an ``Identity``;
     BatchNorms fed by anything else stay. Only for inference: the folded model has no batch
     statistics to train.
     """
@@ -67,7 +56,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
                 if _foldable(conv, norm):
                     module[index] = fuse_conv_bn_eval(conv, norm)
                     module[index + 1] = nn.Identity()
-        for conv_name, norm_name in CONV_BN_PAIRS.get(type(module), ()):
+        for conv_name, norm_name in getattr(type(module), "conv_bn_pairs", ()):
             conv, norm = getattr(module, conv_name), getattr(module, norm_name)
             if _foldable(conv, norm):
                 setattr(module, conv_name, fuse_conv_bn_eval(conv, norm))

@@ -14,6 +14,9 @@ class SplitAttentionConv(nn.Module):
     (``fc1`` → BN → ReLU → ``fc2``), softmaxed across the radix dimension.
     """
 
+    # (conv, batchnorm) attributes whose BN the forward applies straight to the conv: folded for inference.
+    conv_bn_pairs = (("conv", "bn0"), ("fc1", "bn1"))
+
     def __init__(
         self,
         channels: int,
@@ -56,6 +59,8 @@ class ResNeStBottleneck(nn.Module):
     """1×1 → split-attention 3×3 → (3×3 average pool when strided) → 1×1, expansion 4."""
 
     expansion = 4
+    # (conv, batchnorm) attributes whose BN the forward applies straight to the conv: folded for inference.
+    conv_bn_pairs = (("conv1", "bn1"), ("conv3", "bn3"))
 
     def __init__(
         self,

@@ -43,6 +43,8 @@ class BasicBlock(nn.Module):
     """
 
     expansion = 1
+    # (conv, batchnorm) attributes whose BN the forward applies straight to the conv: folded for inference.
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
 
     def __init__(
         self,
@@ -74,6 +76,8 @@ class Bottleneck(nn.Module):
     """1×1 → 3×3 (strided, dilated) → 1×1 with expansion 4 (ResNet-50/101, "pytorch" style)."""
 
     expansion = 4
+    # (conv, batchnorm) attributes whose BN the forward applies straight to the conv: folded for inference.
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
     def __init__(
         self,
