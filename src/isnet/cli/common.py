@@ -111,8 +111,12 @@ def load_model_from_args(args: argparse.Namespace) -> torch.nn.Module:
         if args.checkpoint:
             usage_error(f"--runtime {runtime} reads --weights MODEL.onnx (`isnet export`) or MODEL.xml (`isnet quantize`); "
                         "--checkpoint is for our .safetensors files")
+        from isnet.utils.errors import CheckpointError
+
         try:
             model = graph_runtime(args.weights, runtime, precision=getattr(args, "precision", "fp32"))
+        except CheckpointError:  # a damaged or mistaken file, not a usage error
+            raise
         except (ValueError, FileNotFoundError) as error:
             usage_error(str(error))
         if model.config is None:

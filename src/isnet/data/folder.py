@@ -46,11 +46,18 @@ def folder_record(root: str | Path, name: str = "folder") -> DatasetInfo:
     path = root / FOLDER_RECORD
     if path.is_file():
         try:
-            return DatasetInfo.from_json(path.read_text(encoding="utf-8"))
-        except (ValueError, TypeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path}: not a dataset record: {error}") from None
-    classes = read_class_names(root / "classes.txt")
-    return DatasetInfo(name=name, classes=classes, palette=make_palette(len(classes)))
+            return DatasetInfo.from_json(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise DataFileError(f"{path}: not a dataset record: not UTF-8 text (byte 0x{error.object[error.start]:02x} "
+                                f"at offset {error.start})") from None
+        except (ValueError, TypeError, KeyError, AttributeError) as error:  # JSON, or a record's rules
+            raise DataFileError(f"{path}: not a usable dataset record: {error}") from None
+    path = root / "classes.txt"
+    classes = read_class_names(path)
+    try:
+        return DatasetInfo(name=name, classes=classes, palette=make_palette(len(classes)))
+    except ValueError as error:
+        raise DataFileError(f"{path}: not a usable class list: {error}") from None
 
 
 class FolderDataset(SegmentationDataset):

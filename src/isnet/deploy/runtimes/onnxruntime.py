@@ -18,7 +18,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from isnet.utils.errors import CheckpointError
 from isnet.weights.checkpoint import CONFIG_METADATA_KEY, dataset_from_metadata
+from isnet.weights.inspection import require_kind
+from isnet.deploy.runtimes.messages import runtime_words
 from isnet.model.config import ModelConfig
 
 
@@ -36,7 +39,10 @@ class RuntimeSegmentor(abc.ABC):
 
     def _read_metadata(self, metadata: Mapping[str, str]) -> None:
         """``config`` and ``dataset`` from the metadata the file carries (written by ``isnet export``)."""
-        self.config = ModelConfig.from_json(metadata[CONFIG_METADATA_KEY]) if CONFIG_METADATA_KEY in metadata else None
+        try:
+            self.config = ModelConfig.from_json(metadata[CONFIG_METADATA_KEY]) if CONFIG_METADATA_KEY in metadata else None
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise CheckpointError(f"{self.path}: unreadable model configuration in its metadata: {error}") from None
         self.dataset = (
             None if self.config is None else dataset_from_metadata(metadata, self.config.num_classes, source=self.path)
         )
@@ -87,9 +93,13 @@ class OnnxSegmentor(RuntimeSegmentor):
         if threads:
             options.intra_op_num_threads = threads
         self.path = Path(path)
-        self.session = onnxruntime.InferenceSession(
-            str(path), options, providers=providers or onnxruntime.get_available_providers()
-        )
+        require_kind(self.path, "an ONNX model", "an ONNX model")
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(path), options, providers=providers or onnxruntime.get_available_providers()
+            )
+        except Exception as error:  # onnxruntime's own types (InvalidProtobuf, InvalidGraph, Fail, ...), not ours
+            raise CheckpointError(f"{self.path}: damaged ONNX model: ONNX Runtime cannot load it ({runtime_words(error)})") from None
         self._read_metadata(self.session.get_modelmeta().custom_metadata_map)
         self.input_name = self.session.get_inputs()[0].name
 
