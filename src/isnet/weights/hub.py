@@ -114,8 +114,10 @@ def check_config_file(path: Path, model: nn.Module) -> None:
         raise CheckpointError(f"{path}: damaged model directory configuration: not JSON ({error})") from None
     except OSError as error:
         raise CheckpointError(f"{path}: unreadable: {error.strerror or error}") from None
-    if not isinstance(config, dict) or not {"model", "dataset"} <= set(config):
-        raise CheckpointError(f"{path}: not the {CONFIG_FILE} of an isnet model directory (no 'model' and 'dataset' entries)")
+    if not isinstance(config, dict) or set(config) != {"isnet_version", "model", "dataset"} or not isinstance(
+            config["isnet_version"], str):
+        raise CheckpointError(f"{path}: not the {CONFIG_FILE} of an isnet model directory (its entries are "
+                              "isnet_version, model and dataset)")
     dataset = getattr(model, "dataset", None)
     described = {"model": json.loads(json.dumps(model.config.to_dict())),
                  "dataset": None if dataset is None else json.loads(dataset.to_json())}

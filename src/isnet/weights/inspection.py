@@ -39,8 +39,8 @@ def _training_checkpoint_zip(path: Path) -> bool:
     return all(key in structure for key in (b"optimizer", b"iteration", b"rng"))
 
 
-def require_intact_zip(path: Path, kind: str) -> None:
-    """A :class:`CheckpointError` unless every member of the zip archive ``path`` passes its CRC-32.
+def zip_damage(path: Path) -> str | None:
+    """What is damaged in the zip archive ``path`` (None: every member passes its CRC-32).
 
     PyTorch files (``torch.save``, ``torch.export.save``) are zip archives whose members carry
     a CRC-32, which ``torch.load`` does not check: a flipped bit in a tensor would be loaded.
@@ -49,9 +49,15 @@ def require_intact_zip(path: Path, kind: str) -> None:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"{path}: damaged {kind} (truncated or corrupt?): not a readable zip archive ({error})") from None
-    if bad is not None:
-        raise CheckpointError(f"{path}: damaged {kind}: its member {bad} fails its CRC-32 check (changed after it was written)")
+        return f"not a readable zip archive, truncated or corrupt? ({error})"
+    return None if bad is None else f"its member {bad} fails its CRC-32 check (changed after it was written)"
+
+
+def require_intact_zip(path: Path, kind: str) -> None:
+    """A :class:`CheckpointError` naming the file unless :func:`zip_damage` finds nothing."""
+    problem = zip_damage(path)
+    if problem is not None:
+        raise CheckpointError(f"{path}: damaged {kind}: {problem}")
 
 
 def describe_file(path: Path) -> str:
