@@ -21,7 +21,7 @@ from PIL import Image
 pytest.importorskip("starlette", reason="isnet serve needs the serve extra: pip install -e '.[serve]'")
 pytest.importorskip("uvicorn", reason="isnet serve needs the serve extra: pip install -e '.[serve]'")
 
-from serve_helpers import ENV, predict_classes, random_image, tiny_checkpoint  # noqa: E402
+from serve_helpers import ENV, module_server, predict_classes, random_image, tiny_checkpoint  # noqa: E402
 
 from isnet.weights.checkpoint import load_model  # noqa: E402
 from isnet.data.image import read_image, to_tensor  # noqa: E402
@@ -40,10 +40,8 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(checkpoint, tmp_path_factory):
     """One server for the tests that do not stop it; a long batching window makes batching testable."""
-    log = tmp_path_factory.mktemp("serve_log") / "server.log"
-    options = ("--max-upload-mb", "0.05", "--max-pixels", str(MAX_PIXELS), "--max-wait-ms", "300")
-    with running_server(checkpoint, *options, log=log) as running:
-        yield running
+    yield from module_server(tmp_path_factory, checkpoint, "--max-upload-mb", "0.05", "--max-pixels", str(MAX_PIXELS),
+                             "--max-wait-ms", "300")
 
 
 def png(image: Image.Image) -> bytes:

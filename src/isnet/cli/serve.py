@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queue", type=int, default=32, help="requests waiting for the model; more get 503")
     parser.add_argument("--max-upload-mb", type=float, default=20.0, help="larger uploads get 413")
     parser.add_argument("--max-pixels", type=int, default=4096 * 4096, help="larger images get 413")
+    parser.add_argument("--request-timeout", type=float, default=30.0, metavar="S",
+                        help="a request's headers, then its body, must arrive within S seconds: slower clients are dropped")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
         model = FastSegmentor(model, precision=args.precision)
     config = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-                         max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels)
-    run(create_app(model, classes, palette, config), host=args.host, port=args.port)
+                         max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
+                         request_timeout_s=args.request_timeout)
+    run(create_app(model, classes, palette, config), host=args.host, port=args.port, request_timeout_s=args.request_timeout)
     return 0
