@@ -118,6 +118,17 @@ def test_malformed_class_list_is_refused_naming_the_file(content, words, data_ro
     assert not run.exists()
 
 
+@pytest.mark.parametrize("name", ["dataset.json", "classes.txt"])
+def test_dataset_files_of_another_kind_are_refused_naming_the_file(name, data_root, checkpoint, tmp_path, capfd):
+    for other, words in ((encoded(random_image(8, 8), "PNG"), "not UTF-8 text (byte 0x89"), (checkpoint.read_bytes(), "not ")):
+        content = {"record": ""} if name == "dataset.json" else {"classes": b""}
+        root = folder_with_record(data_root, tmp_path / "data", **content)
+        (root / name).write_bytes(other)
+        message = refusal(*run_isnet(tiny_training(root, tmp_path / "run"), capfd), "train", root / name)
+        assert message.startswith(f"{root / name}: not ") and words in message, message
+        assert not (tmp_path / "run").exists()
+
+
 def test_malformed_dataset_record_of_a_checkpoint_is_refused_naming_the_file(tmp_path, capfd):
     """A model file whose record repeats a class name (crafted: a record cannot be made so in isnet)."""
     from safetensors.torch import save_file
