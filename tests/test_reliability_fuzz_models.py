@@ -230,6 +230,9 @@ def test_fuzz_damaged_files_in_a_subprocess(zoo, tmp_path):
                                "--output", tmp_path / "o3"), "predict", 1)
     assert message.startswith(f"{pth}: damaged PyTorch file: its member ") and "fails its CRC-32 check" in message
     assert not any((tmp_path / name).exists() for name in ("o1", "o2", "o3"))
+    flipped = damaged_copy(zoo["safetensors"], tmp_path / "flipped.safetensors", Damage("flipped", 100_000, 5))
+    message = first_line(isnet("serve", "--checkpoint", flipped, "--port", "9"), "serve", 1)  # never listens
+    assert message.startswith(f"{flipped}: damaged safetensors model file: its bytes do not match its isnet_sha256 seal")
 
 
 def test_fuzz_training_checkpoint_or_its_checksum_damaged_names_the_real_cause(zoo, tmp_path):

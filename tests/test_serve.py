@@ -178,13 +178,16 @@ def test_sigterm_lets_the_request_in_flight_finish(checkpoint, tmp_path):
     assert log.index("Shutting down") < log.index('"POST /predict HTTP/1.1" 200') < log.index("Finished server process")
 
 
-def test_serve_refuses_what_is_not_our_checkpoint(tmp_path):
+def test_serve_refuses_what_is_not_our_checkpoint(tmp_path, capsys):
     from isnet.cli import main
 
     released = tmp_path / "released.pth"
     torch.save({"state_dict": {}}, released)
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"\x08" + b"\0" * 7 + b"not json")
-    for path, message in ((released, "expected one of our .safetensors checkpoints"), (broken, "broken.safetensors")):
-        with pytest.raises(SystemExit, match=message):
-            main(["serve", "--checkpoint", str(path)])
+    for path, status, message in (
+        (released, 2, f"--checkpoint {released}: expected one of our .safetensors checkpoints"),
+        (broken, 1, f"{broken}: not a safetensors model file"),
+    ):
+        assert main(["serve", "--checkpoint", str(path)]) == status
+        assert capsys.readouterr().err.startswith(f"isnet serve: error: {message}")

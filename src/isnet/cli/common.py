@@ -159,9 +159,14 @@ def class_names(model: torch.nn.Module, args: argparse.Namespace) -> tuple[list[
 
     classes, palette = model_classes(model)
     if getattr(model, "dataset", None) is None and getattr(args, "checkpoint", None):
+        from isnet.utils.errors import CheckpointError
+
         _, metadata = read_safetensors(args.checkpoint)
-        names = json.loads(metadata.get("classes", "[]"))
-        if len(names) == len(classes):
+        try:
+            names = json.loads(metadata.get("classes", "[]"))
+        except json.JSONDecodeError as error:
+            raise CheckpointError(f"{args.checkpoint}: unreadable class names in the metadata ({error})") from None
+        if isinstance(names, list) and len(names) == len(classes) and all(isinstance(name, str) for name in names):
             classes = names
     return classes, palette
 

@@ -27,19 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve one of our checkpoints over HTTP: ``POST /predict``, a web page at ``/``, ``GET /healthz``."""
-    from isnet.weights.checkpoint import CheckpointError, load_model
+    from isnet.apps.serve.app import ServeConfig, create_app, run  # without the serve extra: named by the boundary
+    from isnet.cli.common import usage_error
+    from isnet.weights.checkpoint import load_model
 
-    try:
-        from isnet.apps.serve.app import ServeConfig, create_app, run
-    except ImportError as error:
-        raise SystemExit(f"isnet serve needs the serve extra ({error}): pip install 'isnet[serve]'") from None
     if not str(args.checkpoint).endswith(".safetensors"):
-        raise SystemExit(f"isnet serve: {args.checkpoint}: expected one of our .safetensors checkpoints "
-                         "(written by `isnet train` or isnet.weights.checkpoint.save_model)")
-    try:
-        model = load_model(args.checkpoint)
-    except CheckpointError as error:
-        raise SystemExit(f"isnet serve: {error}") from None
+        usage_error(f"--checkpoint {args.checkpoint}: expected one of our .safetensors checkpoints "
+                    "(written by `isnet train` or isnet.weights.checkpoint.save_model)")
+    model = load_model(args.checkpoint)  # a damaged or mistaken file: one line naming it (the error boundary)
     classes, palette = class_names(model, args)
     if args.precision == "auto":  # the fastest float32-accurate path measured on this machine
         from isnet.deploy.fast_paths import fast_model

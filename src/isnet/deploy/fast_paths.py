@@ -22,7 +22,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from isnet.utils.errors import CheckpointError
 from isnet.weights.checkpoint import model_metadata
+from isnet.weights.inspection import require_kind
 from isnet.deploy.profile import cache_dir, cached_profile, inference_path
 
 RUNTIMES = ("auto", "torch", "onnx", "openvino")
@@ -49,6 +51,13 @@ def exported_graph(model: nn.Module, *, log: Callable[[str], None] | None = None
     from isnet.deploy.export import export_onnx
 
     path = cache_dir() / "graphs" / f"{weights_digest(model)}.onnx"
+    if path.is_file():
+        try:
+            require_kind(path, "an ONNX model", "an ONNX model")
+        except CheckpointError as damaged:  # our own cache: made again, not the user's problem
+            if log:
+                log(f"{damaged}; exporting it again")
+            path.unlink()
     if not path.is_file():
         if log:
             log(f"exporting the model once for the runtime (cached in {path})")
