@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 from argparse import Namespace
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from isnet.apps.serve.client import Server, running_server
 from isnet.weights.checkpoint import load_model, save_model
 from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig
 from isnet.data.info import DatasetInfo
@@ -46,3 +48,10 @@ def predict_classes(checkpoint: Path) -> list[str]:
 def random_image(path: Path, height: int, width: int, seed: int = 0) -> Path:
     Image.fromarray(np.random.RandomState(seed).randint(0, 255, (height, width, 3), np.uint8)).save(path)
     return path
+
+
+def module_server(tmp_path_factory, checkpoint: Path, *options: str) -> Iterator[Server]:
+    """For a module fixture: ``isnet serve`` of ``checkpoint`` with ``options``, logged, stopped after."""
+    log = tmp_path_factory.mktemp("serve_log") / "server.log"
+    with running_server(checkpoint, *options, log=log) as running:
+        yield running

@@ -26,6 +26,7 @@ from isnet.weights.checkpoint import (
 )
 from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig
 from isnet.model.segmentor import build_model
+from isnet.utils.seal import SEAL_KEY
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cli_helpers import first_line, isnet  # noqa: E402
@@ -40,10 +41,15 @@ TAMPERED = "head.bottleneck.0.weight"  # a float32 tensor of the tiny model
 
 
 def rewrite_header(path: Path, change: Callable[[dict], None]) -> Path:
-    """Edit a safetensors header (JSON) in place; the tensor data stays as it is."""
+    """Edit a safetensors header (JSON) in place; the tensor data stays as it is.
+
+    The file's seal is dropped, as someone crafting a hostile file would: the seal finds
+    damage, the checks behind these messages stop what a seal cannot (a forged file).
+    """
     data = path.read_bytes()
     size = int.from_bytes(data[:8], "little")
     header = json.loads(data[8 : 8 + size])
+    header["__metadata__"].pop(SEAL_KEY)
     change(header)
     encoded = json.dumps(header).encode()
     encoded += b" " * (-len(encoded) % 8)
@@ -123,6 +129,7 @@ def nan_weights(folder: Path) -> tuple[Path, str]:
     nan = torch.full(((end - start) // 4,), math.nan).numpy().tobytes()
     data[8 + header_size + start : 8 + header_size + end] = nan
     path.write_bytes(bytes(data))
+    rewrite_header(path, lambda header: None)  # unsealed: the NaN check, not the seal, must find it
     return path, (f"{path}: non-finite values (NaN or infinity) in 1 tensor(s): {TAMPERED}; the model would "
                   "predict nothing useful")
 

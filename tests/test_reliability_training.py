@@ -182,24 +182,44 @@ def forge_checksum(path: Path) -> None:
 
 def truncated(path: Path, tmp_path: Path) -> str:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    return "checksum mismatch"
+    return "checksum mismatch: the file's sha256 is"
 
 
 def bit_flipped(path: Path, tmp_path: Path) -> str:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
-    return "checksum mismatch"
+    return "records"  # and the member that fails its CRC-32 (below)
 
 
 def zero_bytes(path: Path, tmp_path: Path) -> str:
     path.write_bytes(b"")
-    return "checksum mismatch"
+    return "the checkpoint is damaged: not a readable zip archive"
 
 
 def checksum_missing(path: Path, tmp_path: Path) -> str:
     path.with_name(path.name + ".sha256").unlink()
     return "no checksum file iter_00000004.pt.sha256"
+
+
+def checksum_file_digit_changed(path: Path, tmp_path: Path) -> str:
+    """The checkpoint is intact; one hex digit of its sha256 file is not."""
+    sidecar = path.with_name(path.name + ".sha256")
+    text = sidecar.read_text()
+    sidecar.write_text(("1" if text[0] == "0" else "0") + text[1:])
+    return ("the checkpoint or its checksum file is damaged (every member of the checkpoint passes its CRC-32, so "
+            "more likely iter_00000004.pt.sha256)")
+
+
+def checksum_file_not_text(path: Path, tmp_path: Path) -> str:
+    path.with_name(path.name + ".sha256").write_bytes(b"\xff\xfe\x00garbage")
+    return "its checksum file iter_00000004.pt.sha256 is damaged (not text)"
+
+
+def checksum_file_of_another_file(path: Path, tmp_path: Path) -> str:
+    sidecar = path.with_name(path.name + ".sha256")
+    sidecar.write_text(sidecar.read_text().replace(path.name, "iter_00000006.pt"))
+    return "its checksum file iter_00000004.pt.sha256 is damaged: it records the checksum of 'iter_00000006.pt'"
 
 
 def malformed_state(path: Path, tmp_path: Path) -> str:
@@ -230,6 +250,9 @@ DAMAGES = {
     "bit_flipped": bit_flipped,
     "zero_bytes": zero_bytes,
     "checksum_missing": checksum_missing,
+    "checksum_file_digit_changed": checksum_file_digit_changed,
+    "checksum_file_not_text": checksum_file_not_text,
+    "checksum_file_of_another_file": checksum_file_of_another_file,
     "malformed_state": malformed_state,
     "executable_pickle": executable_pickle,
 }
@@ -248,6 +271,10 @@ def test_corrupt_newest_checkpoint_is_reported_and_the_previous_one_resumed(
 
     out = capsys.readouterr()
     assert f"cannot resume from {newest}: " in out.err and problem in out.err, out.err
+    if damage.startswith("checksum_file"):  # the checkpoint is intact: never called damaged
+        assert "the checkpoint is damaged" not in out.err and "truncated or corrupt" not in out.err, out.err
+    if damage == "bit_flipped":
+        assert "the checkpoint is damaged: its member " in out.err and "fails its CRC-32 check" in out.err, out.err
     assert f"resuming {run} from iteration 2 (iter_00000002.pt)" in out.out
     assert not (tmp_path / "executed").exists()
     assert (run / "checkpoints" / "iter_00000004.pt.corrupt").exists()  # set aside for inspection

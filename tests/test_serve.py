@@ -21,7 +21,7 @@ from PIL import Image
 pytest.importorskip("starlette", reason="isnet serve needs the serve extra: pip install -e '.[serve]'")
 pytest.importorskip("uvicorn", reason="isnet serve needs the serve extra: pip install -e '.[serve]'")
 
-from serve_helpers import ENV, predict_classes, random_image, tiny_checkpoint  # noqa: E402
+from serve_helpers import ENV, module_server, predict_classes, random_image, tiny_checkpoint  # noqa: E402
 
 from isnet.weights.checkpoint import load_model  # noqa: E402
 from isnet.data.image import read_image, to_tensor  # noqa: E402
@@ -40,10 +40,8 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(checkpoint, tmp_path_factory):
     """One server for the tests that do not stop it; a long batching window makes batching testable."""
-    log = tmp_path_factory.mktemp("serve_log") / "server.log"
-    options = ("--max-upload-mb", "0.05", "--max-pixels", str(MAX_PIXELS), "--max-wait-ms", "300")
-    with running_server(checkpoint, *options, log=log) as running:
-        yield running
+    yield from module_server(tmp_path_factory, checkpoint, "--max-upload-mb", "0.05", "--max-pixels", str(MAX_PIXELS),
+                             "--max-wait-ms", "300")
 
 
 def png(image: Image.Image) -> bytes:
@@ -160,7 +158,7 @@ def test_a_full_queue_answers_503_with_retry_after(checkpoint, tmp_path):
 
 
 def test_sigterm_lets_the_request_in_flight_finish(checkpoint, tmp_path):
-    path = random_image(tmp_path / "big.png", 512, 512, seed=3)
+    path = random_image(tmp_path / "big.png", 1024, 1024, seed=3)  # long enough to be in flight when SIGTERM comes
     expected = predict_labels(load_model(checkpoint).eval(), to_tensor(read_image(path)).unsqueeze(0))[0].numpy()
     with running_server(checkpoint, log=tmp_path / "server.log") as server:
         answer = {}
@@ -180,13 +178,16 @@ def test_sigterm_lets_the_request_in_flight_finish(checkpoint, tmp_path):
     assert log.index("Shutting down") < log.index('"POST /predict HTTP/1.1" 200') < log.index("Finished server process")
 
 
-def test_serve_refuses_what_is_not_our_checkpoint(tmp_path):
+def test_serve_refuses_what_is_not_our_checkpoint(tmp_path, capsys):
     from isnet.cli import main
 
     released = tmp_path / "released.pth"
     torch.save({"state_dict": {}}, released)
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"\x08" + b"\0" * 7 + b"not json")
-    for path, message in ((released, "expected one of our .safetensors checkpoints"), (broken, "broken.safetensors")):
-        with pytest.raises(SystemExit, match=message):
-            main(["serve", "--checkpoint", str(path)])
+    for path, status, message in (
+        (released, 2, f"--checkpoint {released}: expected one of our .safetensors checkpoints"),
+        (broken, 1, f"{broken}: not a safetensors model file"),
+    ):
+        assert main(["serve", "--checkpoint", str(path)]) == status
+        assert capsys.readouterr().err.startswith(f"isnet serve: error: {message}")

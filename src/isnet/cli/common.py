@@ -115,8 +115,12 @@ def load_model_from_args(args: argparse.Namespace) -> torch.nn.Module:
         if args.checkpoint:
             usage_error(f"--runtime {runtime} reads --weights MODEL.onnx (`isnet export`) or MODEL.xml (`isnet quantize`); "
                         "--checkpoint is for our .safetensors files")
+        from isnet.utils.errors import CheckpointError
+
         try:
             model = graph_runtime(args.weights, runtime, precision=getattr(args, "precision", "fp32"))
+        except CheckpointError:  # a damaged or mistaken file, not a usage error
+            raise
         except (ValueError, FileNotFoundError) as error:
             usage_error(str(error))
         if model.config is None:
@@ -159,9 +163,14 @@ def class_names(model: torch.nn.Module, args: argparse.Namespace) -> tuple[list[
 
     classes, palette = model_classes(model)
     if getattr(model, "dataset", None) is None and getattr(args, "checkpoint", None):
+        from isnet.utils.errors import CheckpointError
+
         _, metadata = read_safetensors(args.checkpoint)
-        names = json.loads(metadata.get("classes", "[]"))
-        if len(names) == len(classes):
+        try:
+            names = json.loads(metadata.get("classes", "[]"))
+        except json.JSONDecodeError as error:
+            raise CheckpointError(f"{args.checkpoint}: unreadable class names in the metadata ({error})") from None
+        if isinstance(names, list) and len(names) == len(classes) and all(isinstance(name, str) for name in names):
             classes = names
     return classes, palette
 

@@ -15,6 +15,7 @@ mIoU), or else the calibration images themselves (said so: they are not held out
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from torch import nn
 
@@ -70,9 +71,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--output {args.output}: the INT8 model is an OpenVINO IR; name it MODEL.xml "
                           "(its weights go to MODEL.bin)")
     resize = {"size": tuple(args.size)} if args.size else model_resize(model)
-    paths = calibration_subset(find_images([args.calibration]), args.subset_size)
+    calibration = Path(args.calibration)
+    if not calibration.is_dir():
+        raise ConfigError(f"--calibration {calibration}: " + ("not a folder of images" if calibration.exists() else "no such folder"))
+    paths = calibration_subset(find_images([calibration]), args.subset_size)
     if not paths:
-        raise ConfigError(f"--calibration {args.calibration}: no images there")
+        raise ConfigError(f"--calibration {calibration}: no images there")
     how = ", ".join(f"{key} {value[0]}×{value[1]}" for key, value in resize.items()) or "as they are"
     print(f"calibrating on {len(paths)} image(s) from {args.calibration} ({how})", flush=True)
     images = [prepare_image(path, **resize) for path in paths]

@@ -21,23 +21,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queue", type=int, default=32, help="requests waiting for the model; more get 503")
     parser.add_argument("--max-upload-mb", type=float, default=20.0, help="larger uploads get 413")
     parser.add_argument("--max-pixels", type=int, default=4096 * 4096, help="larger images get 413")
+    parser.add_argument("--request-timeout", type=float, default=30.0, metavar="S",
+                        help="a request's headers, then its body, must arrive within S seconds: slower clients are dropped")
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve one of our checkpoints over HTTP: ``POST /predict``, a web page at ``/``, ``GET /healthz``."""
-    from isnet.weights.checkpoint import CheckpointError, load_model
+    from isnet.apps.serve.app import ServeConfig, create_app, run  # without the serve extra: named by the boundary
+    from isnet.cli.common import usage_error
+    from isnet.weights.checkpoint import load_model
 
-    try:
-        from isnet.apps.serve.app import ServeConfig, create_app, run
-    except ImportError as error:
-        raise SystemExit(f"isnet serve needs the serve extra ({error}): pip install 'isnet[serve]'") from None
     if not str(args.checkpoint).endswith(".safetensors"):
-        raise SystemExit(f"isnet serve: {args.checkpoint}: expected one of our .safetensors checkpoints "
-                         "(written by `isnet train` or isnet.weights.checkpoint.save_model)")
-    try:
-        model = load_model(args.checkpoint)
-    except CheckpointError as error:
-        raise SystemExit(f"isnet serve: {error}") from None
+        usage_error(f"--checkpoint {args.checkpoint}: expected one of our .safetensors checkpoints "
+                    "(written by `isnet train` or isnet.weights.checkpoint.save_model)")
+    model = load_model(args.checkpoint)  # a damaged or mistaken file: one line naming it (the error boundary)
     classes, palette = class_names(model, args)
     if args.precision == "auto":  # the fastest float32-accurate path measured on this machine
         from isnet.deploy.fast_paths import fast_model
@@ -48,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
         model = FastSegmentor(model, precision=args.precision)
     config = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-                         max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels)
-    run(create_app(model, classes, palette, config), host=args.host, port=args.port)
+                         max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
+                         request_timeout_s=args.request_timeout)
+    run(create_app(model, classes, palette, config), host=args.host, port=args.port, request_timeout_s=args.request_timeout)
     return 0

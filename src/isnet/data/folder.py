@@ -34,6 +34,12 @@ def read_class_names(path: Path) -> tuple[str, ...]:
 FOLDER_RECORD = "dataset.json"
 
 
+def record_file(root: str | Path) -> Path:
+    """The file a folder dataset's record is read from: ``dataset.json`` when there is one, else ``classes.txt``."""
+    root = Path(root)
+    return root / FOLDER_RECORD if (root / FOLDER_RECORD).is_file() else root / "classes.txt"
+
+
 def folder_record(root: str | Path, name: str = "folder") -> DatasetInfo:
     """The record of a folder dataset: ``dataset.json`` when the folder has one, else ``classes.txt``.
 
@@ -42,15 +48,20 @@ def folder_record(root: str | Path, name: str = "folder") -> DatasetInfo:
     ``resize_to``). With only ``classes.txt``, colours are generated and images are tested as
     they are: a folder's protocol never comes from another dataset.
     """
-    root = Path(root)
-    path = root / FOLDER_RECORD
-    if path.is_file():
+    path = record_file(root)
+    if path.name == FOLDER_RECORD:
         try:
-            return DatasetInfo.from_json(path.read_text(encoding="utf-8"))
-        except (ValueError, TypeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path}: not a dataset record: {error}") from None
-    classes = read_class_names(root / "classes.txt")
-    return DatasetInfo(name=name, classes=classes, palette=make_palette(len(classes)))
+            return DatasetInfo.from_json(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise DataFileError(f"{path}: not a dataset record: not UTF-8 text (byte 0x{error.object[error.start]:02x} "
+                                f"at offset {error.start})") from None
+        except (ValueError, TypeError, KeyError, AttributeError) as error:  # JSON, or a record's rules
+            raise DataFileError(f"{path}: not a usable dataset record: {error}") from None
+    classes = read_class_names(path)
+    try:
+        return DatasetInfo(name=name, classes=classes, palette=make_palette(len(classes)))
+    except ValueError as error:
+        raise DataFileError(f"{path}: not a usable class list: {error}") from None
 
 
 class FolderDataset(SegmentationDataset):

@@ -109,7 +109,9 @@ def displayed_size(image: Image.Image) -> tuple[int, int]:
 def exif_orientation(image: Image.Image) -> int:
     """The EXIF orientation tag (1 = stored upright; 6 and 8 = turned by 90°), 1 when absent."""
     try:
-        return int(image.getexif().get(EXIF_ORIENTATION, 1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data": read as stored upright
+            return int(image.getexif().get(EXIF_ORIENTATION, 1))
     except Exception:  # a malformed EXIF block: the pixels are still usable as stored
         return 1
 
@@ -117,8 +119,10 @@ def exif_orientation(image: Image.Image) -> int:
 def decode_upright(image: Image.Image, path: Path, what: str = "image") -> Image.Image:
     """Decode an opened image and apply its EXIF orientation; errors name the file."""
     try:
-        image.load()
-        return ImageOps.exif_transpose(image)
+        with warnings.catch_warnings():  # Pillow's warnings of damaged metadata ("Corrupt EXIF data"): the
+            warnings.simplefilter("ignore", UserWarning)  # pixels decode, or the error below names the file
+            image.load()
+            return ImageOps.exif_transpose(image)
     except Exception as error:  # decoders of malformed files raise many exception types
         problem = f"{type(error).__name__}: {error}"
         raise ImageReadError(f"{path}: unreadable {what} (truncated or corrupt?): {problem}") from None

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from isnet.inference.engine import MS_SCALES, InferenceConfig
 from isnet.data.image import MEAN, STD
+from isnet.data.record_rules import record_problems
 
 RGB = tuple[int, int, int]
 Size = tuple[int, int]
@@ -84,13 +85,10 @@ class DatasetInfo:
     training: TrainingDefaults | None = None
 
     def __post_init__(self) -> None:
-        if len(self.palette) != len(self.classes):
-            raise ValueError(
-                f"{self.name}: {len(self.classes)} classes but {len(self.palette)} palette colours"
-            )
-        for pair in self.flip_pairs:
-            if not all(0 <= k < len(self.classes) for k in pair):
-                raise ValueError(f"{self.name}: flip pair {pair} is outside 0..{len(self.classes) - 1}")
+        """Every record is checked when it is made, wherever it comes from (:mod:`isnet.data.record_rules`)."""
+        problems = record_problems(self)
+        if problems:
+            raise ValueError(f"dataset record {self.name!r}: " + "; ".join(problems))
 
     @property
     def num_classes(self) -> int:
@@ -104,8 +102,8 @@ class DatasetInfo:
     def from_json(cls, text: str) -> DatasetInfo:
         """The inverse of :meth:`to_json`; ``ValueError`` for anything that is not such a record."""
         data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError("a dataset record is a JSON object")
+        if not isinstance(data, dict) or not isinstance(data.get("test") or {}, dict):
+            raise ValueError("a dataset record is a JSON object (its test protocol too)")
         test = dict(data.get("test") or {})
         if test.get("multi_scale") is not None:
             test["multi_scale"] = _build(InferenceConfig, test["multi_scale"])

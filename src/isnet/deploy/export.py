@@ -27,10 +27,18 @@ from torch import Tensor, nn
 
 from isnet.deploy.runtimes.pytorch import use_region_attention
 from isnet.model.context.attention import EXPORT_QUERY_BLOCKS
+from isnet.utils.errors import CheckpointError
+from isnet.utils.seal import PLACEHOLDER, SEAL_KEY, seal
 from isnet.weights.checkpoint import (
     CONFIG_METADATA_KEY,
     DATASET_METADATA_KEY,
     model_metadata,
+)
+from isnet.weights.inspection import (
+    describe_file,
+    require_file,
+    require_intact_zip,
+    require_kind,
 )
 
 ONNX_OPSET = 17
@@ -88,10 +96,11 @@ def export_onnx(
             dynamo=False,
         )
     graph = onnx.load(str(path))
-    for key, value in model_metadata(model).items():
+    for key, value in {**model_metadata(model), SEAL_KEY: PLACEHOLDER}.items():
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(graph, str(path))
+    seal(path)  # a flipped bit or a cut anywhere in the graph is then found when it is opened
     return path
 
 
@@ -110,11 +119,32 @@ def export_program(model: nn.Module, path: str | Path, *, sample_size: tuple[int
     return path
 
 
+def load_program(path: str | Path) -> tuple[torch.export.ExportedProgram, dict[str, str]]:
+    """A ``.pt2`` of :func:`export_program` and the configuration and dataset record it carries.
+
+    A file of another kind is named as what it is, and a damaged one (a cut, a flipped bit:
+    every member of the zip archive is checked against its CRC-32, which ``torch.export.load``
+    does not do) is a :class:`~isnet.utils.errors.CheckpointError` naming the file.
+    """
+    path = Path(path)
+    expected = "a torch.export program (.pt2)"
+    require_file(path, expected)
+    if describe_file(path).startswith("a damaged zip"):
+        require_intact_zip(path, "torch.export program (.pt2)")
+    require_kind(path, "a torch.export program", expected)
+    require_intact_zip(path, "torch.export program (.pt2)")
+    extra_files = {CONFIG_METADATA_KEY: "", DATASET_METADATA_KEY: ""}
+    try:
+        program = torch.export.load(str(path), extra_files=extra_files)
+    except Exception as error:  # torch's deserialiser raises many types for a malformed program
+        words = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise CheckpointError(f"{path}: damaged torch.export program: torch.export.load cannot read it ({words[:200]})") from None
+    return program, {key: value for key, value in extra_files.items() if value}
+
+
 def program_metadata(path: str | Path) -> dict[str, str]:
     """The configuration and dataset record a ``.pt2`` from :func:`export_program` carries."""
-    extra_files = {CONFIG_METADATA_KEY: "", DATASET_METADATA_KEY: ""}
-    torch.export.load(str(path), extra_files=extra_files)
-    return {key: value for key, value in extra_files.items() if value}
+    return load_program(path)[1]
 
 
 def control_flow_ops(path: str | Path) -> list[str]:

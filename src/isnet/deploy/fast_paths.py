@@ -30,9 +30,11 @@ from isnet.deploy.runtimes import (
     graph_suffixes,
     readers_of,
 )
+from isnet.utils.errors import CheckpointError
 from isnet.utils.machine import cache_dir, cached_profile
 from isnet.utils.precision import Precision
 from isnet.weights.checkpoint import model_metadata
+from isnet.weights.inspection import require_kind
 
 
 def weights_digest(model: nn.Module) -> str:
@@ -53,6 +55,13 @@ def exported_graph(model: nn.Module, *, log: Callable[[str], None] | None = None
     from isnet.deploy.export import export_onnx
 
     path = cache_dir() / "graphs" / f"{weights_digest(model)}.onnx"
+    if path.is_file():
+        try:
+            require_kind(path, "an ONNX model", "an ONNX model")
+        except CheckpointError as damaged:  # our own cache: made again, not the user's problem
+            if log:
+                log(f"{damaged}; exporting it again")
+            path.unlink()
     if not path.is_file():
         if log:
             log(f"exporting the model once for the runtime (cached in {path})")

@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from isnet.data.class_weights import median_frequency_weights
+from isnet.data.folder import record_file
 from isnet.data.sampling import RunSampler, SeededSamples
 from isnet.data.validate import BadSampleLog, check_dataset
 from isnet.evaluation import evaluate, write_report
@@ -55,6 +56,7 @@ from isnet.utils.distributed import (
     from_first_process,
     init_distributed,
 )
+from isnet.utils.errors import ConfigError
 from isnet.utils.machine import resolve_training_precision, slow_bf16_note
 from isnet.utils.precision import Precision, autocast, require_device
 from isnet.utils.progress import progress_bar
@@ -264,9 +266,10 @@ def checked_dataset(
     """The training or evaluation split, with every file checked (``check_data``) before use."""
     dataset = config.data.build(split, train=train)
     if dataset.info.num_classes != config.model.num_classes:
-        raise ValueError(
+        where = record_file(config.data.root) if config.data.dataset == "folder" else config.data.root
+        raise ConfigError(
             f"the model has {config.model.num_classes} classes (model.num_classes) but the {split} data "
-            f"({config.data.dataset} at {config.data.root}) has {dataset.info.num_classes}: "
+            f"({config.data.dataset}: {where}) has {dataset.info.num_classes}: "
             f"{', '.join(dataset.info.classes[:12])}{', ...' if dataset.info.num_classes > 12 else ''}; "
             f"set --set model.num_classes={dataset.info.num_classes} (with --init-from to fine-tune) or use other data"
         )

@@ -135,15 +135,15 @@ def newest_usable_checkpoint(
     for path in reversed(checkpoints):
         try:
             state = load_training_checkpoint(path)
-            saved = ModelConfig.from_json(state["config"])
+            try:
+                saved = ModelConfig.from_json(state["config"])
+            except (ValueError, TypeError, KeyError, AttributeError) as error:
+                raise CheckpointError(f"{path}: unreadable model configuration in the checkpoint ({error})") from None
             poisoned = nonfinite_state(state)
             if poisoned:
                 raise CheckpointError(f"{path}: poisoned by a diverged step: {describe_nonfinite(poisoned)}")
-        except CheckpointError as error:
+        except CheckpointError as error:  # the message names the file and the real cause
             report(f"cannot resume from {error}; trying the previous checkpoint")
-            continue
-        except (ValueError, TypeError, KeyError, AttributeError) as error:
-            report(f"cannot resume from {path}: unreadable model configuration ({error}); trying the previous one")
             continue
         if saved != model_config:
             differences = "\n  ".join(config_differences(saved.to_dict(), model_config.to_dict()))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import pickle
-import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,36 +25,48 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from isnet.utils.atomic_files import checksum_path, file_sha256, write_atomically
+from isnet.utils.atomic_files import write_atomically
+from isnet.weights.checksums import verify_checksum
 from isnet.weights.inspection import (
     TensorEntry,
     describe_file,
     not_the_expected_kind,
     read_safetensors_header,
     require_file,
+    require_intact_zip,
 )
 from isnet.model.config import ModelConfig
 from isnet.data.info import DatasetInfo
 from isnet.utils.errors import CheckpointError
+from isnet.utils.seal import PLACEHOLDER, SEAL_KEY, seal
 
 
 def safe_torch_load(path: Path) -> Any:
-    """``torch.load`` with ``weights_only=True``: tensors and plain containers, never code."""
+    """``torch.load`` with ``weights_only=True``: tensors and plain containers, never code.
+
+    Only a PyTorch zip archive whose members pass their CRC-32, or a legacy pickle, reaches
+    ``torch.load``; anything it raises on such a file is a :class:`CheckpointError` naming it.
+    """
     require_file(path, "a PyTorch checkpoint file")
     kind = describe_file(path)
-    if kind.startswith(("a safetensors file", "an ONNX model", "a torch.export program", "an empty file")):
+    if not kind.startswith(("a damaged zip", "a training checkpoint", "a PyTorch file", "a zip", "a pickle")):
         raise CheckpointError(not_the_expected_kind(path, "a PyTorch checkpoint (.pth/.pt)"))
+    if not kind.startswith("a pickle"):
+        require_intact_zip(path, "PyTorch file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        if "weights only load failed" not in str(error).lower():
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {error}") from None
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+        if "weights only load failed" not in lines[0].lower():
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {lines[0]}") from None
+        why = next((line for line in lines if "WeightsUnpickler error" in line), lines[-1])
         raise CheckpointError(
             f"{path}: refused to load: the file holds objects other than tensors and plain "
-            f"containers, which could execute code when unpickled ({error})"
+            f"containers, which could execute code when unpickled ({why})"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {error}") from None
+    except Exception as error:  # the unpickler of a malformed file raises many types (IndexError, KeyError, ...)
+        words = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {words}") from None
 
 
 def read_torch_checkpoint(path: str | Path) -> dict[str, Tensor]:
@@ -168,8 +179,8 @@ def dataset_from_metadata(metadata: Mapping[str, str], num_classes: int, *, sour
         return None
     try:
         dataset = DatasetInfo.from_json(metadata[DATASET_METADATA_KEY])
-    except (ValueError, TypeError, KeyError) as error:
-        raise CheckpointError(f"{source}: unreadable dataset record in the metadata: {error}") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        raise CheckpointError(f"{source}: unusable dataset record in the metadata: {error}") from None
     if dataset.num_classes != num_classes:
         raise CheckpointError(
             f"{source}: its dataset record names {dataset.num_classes} classes but the model has {num_classes}"
@@ -178,12 +189,13 @@ def dataset_from_metadata(metadata: Mapping[str, str], num_classes: int, *, sour
 
 
 def save_model(model: nn.Module, path: str | Path, *, extra_metadata: Mapping[str, str] | None = None) -> Path:
-    """Save weights as safetensors, carrying the model's configuration and dataset record in the header."""
+    """Save weights as safetensors, carrying the model's configuration and dataset record in the header,
+    sealed with the file's sha256 (:mod:`isnet.utils.seal`)."""
     from safetensors.torch import save_file
 
     path = Path(path)
     require_finite(model.state_dict(), f"{path}: not saved")
-    metadata = {**model_metadata(model), **(extra_metadata or {})}
+    metadata = {**model_metadata(model), **(extra_metadata or {}), SEAL_KEY: PLACEHOLDER}
     tensors, storages = {}, set()
     for key, value in model.state_dict().items():
         value = value.detach().contiguous()
@@ -192,7 +204,12 @@ def save_model(model: nn.Module, path: str | Path, *, extra_metadata: Mapping[st
             value = value.clone()
         storages.add(storage)
         tensors[key] = value
-    return write_atomically(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
+
+    def write(temporary: Path) -> None:
+        save_file(tensors, str(temporary), metadata=metadata)
+        seal(temporary)  # a flipped bit anywhere in the file is then found when it is loaded
+
+    return write_atomically(path, write)
 
 
 def require_finite(tensors: Mapping[str, Any], context: str) -> None:
@@ -313,28 +330,6 @@ def load_model(path: str | Path) -> nn.Module:
 TRAINING_CHECKPOINT_KEYS = ("model", "optimizer", "iteration", "rng", "config")
 
 
-def verify_checksum(path: Path) -> None:
-    """Raise a :class:`CheckpointError` unless ``path`` matches the sha256 in its sidecar."""
-    sidecar = checksum_path(path)
-    if not sidecar.is_file():
-        raise CheckpointError(
-            f"{path}: no checksum file {sidecar.name} beside it, so its integrity cannot be verified "
-            f"(for a checkpoint known to be good: sha256sum {path.name} > {sidecar.name})"
-        )
-    recorded = sidecar.read_text().split()
-    if not recorded:
-        raise CheckpointError(f"{path}: its checksum file {sidecar.name} is empty")
-    try:
-        actual = file_sha256(path)
-    except OSError as error:
-        raise CheckpointError(f"{path}: unreadable: {error}") from None
-    if actual != recorded[0]:
-        raise CheckpointError(
-            f"{path}: checksum mismatch: the file's sha256 is {actual[:16]}…, {sidecar.name} records "
-            f"{recorded[0][:16]}…; the file is truncated or corrupt"
-        )
-
-
 def save_training_checkpoint(path: Path, state: Mapping[str, Any]) -> Path:
     """Write a training checkpoint atomically, with its sha256 sidecar."""
     def write(temporary: Path) -> None:
@@ -356,4 +351,14 @@ def load_training_checkpoint(path: Path) -> dict[str, Any]:
     missing = [key for key in TRAINING_CHECKPOINT_KEYS if key not in state]
     if missing:
         raise CheckpointError(f"{path}: not a training checkpoint of isnet.training.loop: no {', '.join(missing)} entry")
+    malformed = [key for key, fits in (
+        ("model", isinstance(state["model"], Mapping) and all(isinstance(v, Tensor) for v in state["model"].values())),
+        ("optimizer", isinstance(state["optimizer"], Mapping)),
+        ("iteration", isinstance(state["iteration"], int) and not isinstance(state["iteration"], bool) and state["iteration"] >= 0),
+        ("rng", isinstance(state["rng"], (list, tuple)) and len(state["rng"]) > 0
+         and all(isinstance(v, Tensor) and v.dtype == torch.uint8 for v in state["rng"])),
+        ("config", isinstance(state["config"], str)),
+    ) if not fits]
+    if malformed:
+        raise CheckpointError(f"{path}: not a training checkpoint of isnet.training.loop: malformed {', '.join(malformed)} entry")
     return dict(state)

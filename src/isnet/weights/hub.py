@@ -94,9 +94,37 @@ def from_pretrained(directory_or_repo: str | Path, *, revision: str | None = Non
                 "install huggingface_hub (pip install huggingface_hub)"
             ) from None
         path = Path(snapshot_download(str(directory_or_repo), revision=revision, allow_patterns=[CONFIG_FILE, WEIGHTS_FILE, CARD_FILE]))
-    if not path.is_dir() or not (path / WEIGHTS_FILE).is_file():
+    if not path.is_dir() or not (path / WEIGHTS_FILE).is_file() or not (path / CONFIG_FILE).is_file():
         raise CheckpointError(f"{path}: not a model directory (expected {WEIGHTS_FILE} and {CONFIG_FILE} in it)")
-    return load_model(path / WEIGHTS_FILE)
+    model = load_model(path / WEIGHTS_FILE)
+    check_config_file(path / CONFIG_FILE, model)
+    return model
+
+
+def check_config_file(path: Path, model: nn.Module) -> None:
+    """A :class:`CheckpointError` unless ``config.json`` is the one :func:`save_pretrained` writes for ``model``.
+
+    The weights file carries the configuration and dataset record itself; ``config.json``
+    repeats them for people and tools, so one that says otherwise (damaged, or edited by hand
+    and no longer describing the weights) is refused rather than left to mislead them.
+    """
+    try:
+        config = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path}: damaged model directory configuration: not JSON ({error})") from None
+    except OSError as error:
+        raise CheckpointError(f"{path}: unreadable: {error.strerror or error}") from None
+    if not isinstance(config, dict) or set(config) != {"isnet_version", "model", "dataset"} or not isinstance(
+            config["isnet_version"], str):
+        raise CheckpointError(f"{path}: not the {CONFIG_FILE} of an isnet model directory (its entries are "
+                              "isnet_version, model and dataset)")
+    dataset = getattr(model, "dataset", None)
+    described = {"model": json.loads(json.dumps(model.config.to_dict())),
+                 "dataset": None if dataset is None else json.loads(dataset.to_json())}
+    differing = [key for key, value in described.items() if config[key] != value]
+    if differing:
+        raise CheckpointError(f"{path}: its {' and '.join(differing)} entr{'ies differ' if len(differing) > 1 else 'y differs'} "
+                              f"from what {WEIGHTS_FILE} carries (damaged, or edited by hand?)")
 
 
 def push_to_hub(directory: str | Path, repo_id: str, *, private: bool = False) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from isnet.utils.errors import CheckpointError, describe_os_error
+from isnet.utils.seal import SealBroken, check_seal
 
 MAX_SAFETENSORS_HEADER = 100_000_000  # the safetensors library's own limit
 
@@ -36,6 +37,27 @@ def _training_checkpoint_zip(path: Path) -> bool:
     except (zipfile.BadZipFile, OSError, RuntimeError):
         return False
     return all(key in structure for key in (b"optimizer", b"iteration", b"rng"))
+
+
+def zip_damage(path: Path) -> str | None:
+    """What is damaged in the zip archive ``path`` (None: every member passes its CRC-32).
+
+    PyTorch files (``torch.save``, ``torch.export.save``) are zip archives whose members carry
+    a CRC-32, which ``torch.load`` does not check: a flipped bit in a tensor would be loaded.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as error:
+        return f"not a readable zip archive, truncated or corrupt? ({error})"
+    return None if bad is None else f"its member {bad} fails its CRC-32 check (changed after it was written)"
+
+
+def require_intact_zip(path: Path, kind: str) -> None:
+    """A :class:`CheckpointError` naming the file unless :func:`zip_damage` finds nothing."""
+    problem = zip_damage(path)
+    if problem is not None:
+        raise CheckpointError(f"{path}: damaged {kind}: {problem}")
 
 
 def describe_file(path: Path) -> str:
@@ -54,6 +76,8 @@ def describe_file(path: Path) -> str:
         return f"unreadable ({describe_os_error(error)})"
     if not head:
         return "an empty file (0 bytes)"
+    if len(head) < 9:
+        return f"a file of only {len(head)} byte(s), too short for any model file (truncated?)"
     if len(head) >= 9 and 0 < int.from_bytes(head[:8], "little") <= MAX_SAFETENSORS_HEADER and head[8:9] == b"{":
         return "a safetensors file (an isnet model file)"
     if head.startswith(b"PK\x03\x04"):
@@ -73,7 +97,9 @@ def describe_file(path: Path) -> str:
         return "a pickle (a PyTorch file of the legacy format, such as the authors' released weights)"
     if head[:1] == b"\x08" and head[1] < 0x80 and head[2:3] in (b"\x12", b"\x1a", b"\x22", b"\x28", b"\x3a"):
         return "an ONNX model (written by isnet export)"
-    return "not a checkpoint of any known kind"
+    if head.lstrip().startswith(b"<?xml") and (b"<net" in head or len(head) < 64):  # (or an IR cut short)
+        return "an OpenVINO IR (.xml, its weights in the .bin beside it)"
+    return "not a model file of any known kind (damaged at its start?)"
 
 
 _HOW_TO_USE = {
@@ -84,6 +110,7 @@ _HOW_TO_USE = {
     "a pickle": "released weights are loaded with their preset (isnet --model PRESET --weights FILE)",
     "an ONNX model": "run it with isnet predict --runtime onnx --weights FILE",
     "a torch.export program": "load it with torch.export.load",
+    "an OpenVINO IR": "run it with isnet predict --runtime openvino --weights FILE.xml",
 }
 
 
@@ -106,6 +133,17 @@ def require_file(path: Path, expected: str) -> None:
         raise CheckpointError(f"{path}: no such checkpoint file")
     if not os.access(path, os.R_OK):
         raise CheckpointError(f"{path}: permission denied (EACCES)")
+
+
+def require_kind(path: Path, kind: str, expected: str, companions: tuple[Path, ...] = (),
+                 section: tuple[bytes, bytes] | None = None) -> None:
+    """A :class:`CheckpointError` unless ``path`` is a readable file of ``kind`` (how :func:`describe_file`'s
+    words start) that matches its seal, when it has one (in ``section``: :func:`isnet.utils.seal.check_seal`);
+    ``expected`` names the kind in the message."""
+    require_file(path, expected)
+    if not describe_file(path).startswith(kind):
+        raise CheckpointError(not_the_expected_kind(path, expected))
+    _require_intact(path, expected.removeprefix("an ").removeprefix("a "), companions, section)
 
 
 SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
@@ -139,6 +177,9 @@ def read_safetensors_header(path: str | Path) -> tuple[dict[str, TensorEntry], d
         with open(path, "rb") as handle:
             header_size = int.from_bytes(handle.read(8), "little")
             if size < 9 or not 0 < header_size <= min(size - 8, MAX_SAFETENSORS_HEADER):
+                if describe_file(path).startswith("a safetensors file"):  # its header's start, not its end
+                    raise CheckpointError(f"{path}: truncated safetensors file: its header declares {header_size:,} "
+                                          f"bytes, the file holds {size - 8:,} after the size field")
                 raise CheckpointError(not_the_expected_kind(path, "a safetensors model file"))
             raw = handle.read(header_size)
     except OSError as error:
@@ -155,10 +196,38 @@ def read_safetensors_header(path: str | Path) -> tuple[dict[str, TensorEntry], d
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise CheckpointError(f"{path}: corrupt safetensors file: its metadata is not a mapping of strings")
     data_size = size - 8 - header_size
+    declared = _tiled_data_size(header)
+    if declared is not None and declared > data_size:
+        raise CheckpointError(f"{path}: truncated safetensors file: its header declares {declared:,} bytes of "
+                              f"tensor data, the file holds {data_size:,}")
     entries = {}
     for name, entry in header.items():
         entries[name] = _header_entry(path, name, entry, data_size)
+    _require_intact(path, "safetensors model file")
     return entries, metadata
+
+
+def _tiled_data_size(header: dict[str, Any]) -> int | None:
+    """The data size of a header whose byte ranges follow each other from 0 (as writers lay them out), else None."""
+    try:
+        spans = sorted((int(entry["data_offsets"][0]), int(entry["data_offsets"][1])) for entry in header.values())
+    except (TypeError, KeyError, IndexError, ValueError):
+        return None
+    end = 0
+    for start, stop in spans:
+        if start != end or stop < start:
+            return None
+        end = stop
+    return end
+
+
+def _require_intact(path: Path, kind: str, companions: tuple[Path, ...] = (),
+                    section: tuple[bytes, bytes] | None = None) -> None:
+    """A :class:`CheckpointError` unless ``path`` matches its seal (:mod:`isnet.utils.seal`), when it has one."""
+    try:
+        check_seal(path, companions, section)
+    except SealBroken as error:
+        raise CheckpointError(f"{path}: damaged {kind}: {error}") from None
 
 
 def _header_entry(path: Path, name: str, entry: Any, data_size: int) -> TensorEntry:

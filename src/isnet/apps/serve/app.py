@@ -5,8 +5,9 @@ JSON, see :mod:`isnet.apps.serve.responses`), ``GET /`` (the web page) and ``GET
 Uploads are decoded in worker threads, the model runs in the batcher's thread
 (:mod:`isnet.apps.serve.batching`), so the event loop only moves bytes and keeps answering
 ``/healthz`` while the model works. Errors are JSON ``{"error": message}`` with a 4xx
-status that says whose fault it is: 400 not an image, 406 unmet ``Accept``, 413 too large,
-415 not a multipart upload, 503 queue full (with ``Retry-After``).
+status that says whose fault it is: 400 not an image or a malformed upload, 406 unmet
+``Accept``, 408 a body too slow, 413 too large, 415 not a multipart upload, 431 headers too
+large, 503 queue full (with ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import resources
 
 import numpy as np
@@ -36,6 +38,7 @@ from isnet.apps.serve.responses import (
     labels_png,
     overlay_png,
 )
+from isnet.apps.serve.slow_clients import HeaderTimeoutProtocol, RequestLimits
 from isnet.apps.serve.uploads import BodySizeLimit, decode_upload
 from isnet.data.image import to_tensor
 from isnet.inference.engine import InferenceConfig, predict_labels
@@ -55,6 +58,8 @@ class ServeConfig:
     max_upload_bytes: int = 20 * 2**20
     max_pixels: int = 4096 * 4096
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    request_timeout_s: float = 30.0  # for a request's headers, and then for its body (slow clients: slow_clients.py)
+    max_header_bytes: int = 32 * 2**10
 
 
 def _error(request: Request, error: HTTPException) -> JSONResponse:
@@ -65,11 +70,20 @@ async def _read_upload(request: Request) -> tuple[bytes, str]:
     """The bytes and file name of the multipart field ``image``."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise HTTPException(415, "send the image as multipart/form-data in the field 'image', e.g. curl -F image=@photo.jpg")
-    async with request.form(max_files=1, max_fields=8) as form:
+    try:
+        form = await request.form(max_files=1, max_fields=8)
+    except HTTPException as error:  # Starlette's words for a malformed body ("Missing boundary in multipart.")
+        if error.status_code != 400:
+            raise
+        raise HTTPException(400, f"malformed multipart/form-data upload: {error.detail} Send one file in the field "
+                                 "'image', e.g. curl -F image=@photo.jpg") from None
+    try:
         upload = form.get("image")
         if not isinstance(upload, UploadFile):
             raise HTTPException(400, "no file in the multipart field 'image', e.g. curl -F image=@photo.jpg")
         return await upload.read(), upload.filename or "upload"
+    finally:
+        await form.close()
 
 
 def create_app(
@@ -129,14 +143,21 @@ def create_app(
 
     return Starlette(
         routes=[Route("/", index), Route("/healthz", healthz), Route("/predict", predict, methods=["POST"])],
-        middleware=[Middleware(BodySizeLimit, max_bytes=config.max_upload_bytes)],
+        middleware=[Middleware(RequestLimits, timeout_s=config.request_timeout_s, max_header_bytes=config.max_header_bytes),
+                    Middleware(BodySizeLimit, max_bytes=config.max_upload_bytes)],
         exception_handlers={HTTPException: _error},
         lifespan=lifespan,
     )
 
 
-def run(app: Starlette, host: str = "127.0.0.1", port: int = 8000, *, graceful_timeout_s: float = 60) -> None:
-    """Serve ``app`` with uvicorn until SIGINT or SIGTERM; requests in flight then finish (up to ``graceful_timeout_s``)."""
+def run(app: Starlette, host: str = "127.0.0.1", port: int = 8000, *, graceful_timeout_s: float = 60,
+        request_timeout_s: float = ServeConfig.request_timeout_s) -> None:
+    """Serve ``app`` with uvicorn until SIGINT or SIGTERM; requests in flight then finish (up to ``graceful_timeout_s``).
+
+    A connection whose request headers take over ``request_timeout_s`` is closed
+    (:class:`~isnet.apps.serve.slow_clients.HeaderTimeoutProtocol`).
+    """
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=graceful_timeout_s, log_level="info")
+    uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=graceful_timeout_s, log_level="info",
+                http=partial(HeaderTimeoutProtocol, header_timeout_s=request_timeout_s))

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from isnet.data.info import DatasetInfo
 from isnet.model.config import ModelConfig
+from isnet.utils.errors import CheckpointError
 from isnet.weights.checkpoint import CONFIG_METADATA_KEY, dataset_from_metadata
 
 
@@ -59,7 +60,10 @@ class RuntimeSegmentor(abc.ABC):
 
     def _read_metadata(self, metadata: Mapping[str, str]) -> None:
         """``config`` and ``dataset`` from the metadata the file carries (written by ``isnet export``)."""
-        self.config = ModelConfig.from_json(metadata[CONFIG_METADATA_KEY]) if CONFIG_METADATA_KEY in metadata else None
+        try:
+            self.config = ModelConfig.from_json(metadata[CONFIG_METADATA_KEY]) if CONFIG_METADATA_KEY in metadata else None
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise CheckpointError(f"{self.path}: unreadable model configuration in its metadata: {error}") from None
         self.dataset = (
             None if self.config is None else dataset_from_metadata(metadata, self.config.num_classes, source=self.path)
         )

@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from isnet.deploy.runtimes.base import RuntimeSegmentor
+from isnet.deploy.runtimes.messages import runtime_words
+from isnet.utils.errors import CheckpointError
+from isnet.weights.inspection import require_kind
 
 
 class OnnxSegmentor(RuntimeSegmentor):
@@ -29,9 +32,13 @@ class OnnxSegmentor(RuntimeSegmentor):
         if threads:
             options.intra_op_num_threads = threads
         self.path = Path(path)
-        self.session = onnxruntime.InferenceSession(
-            str(path), options, providers=providers or onnxruntime.get_available_providers()
-        )
+        require_kind(self.path, "an ONNX model", "an ONNX model")
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(path), options, providers=providers or onnxruntime.get_available_providers()
+            )
+        except Exception as error:  # onnxruntime's own types (InvalidProtobuf, InvalidGraph, Fail, ...), not ours
+            raise CheckpointError(f"{self.path}: damaged ONNX model: ONNX Runtime cannot load it ({runtime_words(error)})") from None
         self._read_metadata(self.session.get_modelmeta().custom_metadata_map)
         self.input_name = self.session.get_inputs()[0].name
 

@@ -23,9 +23,14 @@ from typing import Any
 import numpy as np
 
 from isnet.deploy.runtimes.base import RuntimeSegmentor
+from isnet.deploy.runtimes.messages import runtime_words
+from isnet.utils.errors import CheckpointError
+from isnet.utils.seal import PLACEHOLDER, SEAL_KEY, seal
+from isnet.weights.inspection import require_kind
 
 RT_INFO_SECTION = "isnet"  # rt_info["isnet"][key] = metadata value
 QUANTIZED_OPS = ("FakeQuantize", "FakeConvert")
+IR_SEAL_SECTION = (f"<{RT_INFO_SECTION}>".encode(), f"</{RT_INFO_SECTION}>".encode())  # our rt_info, not "framework"
 
 
 @functools.cache
@@ -40,7 +45,10 @@ def onnx_metadata(path: str | Path) -> dict[str, str]:
     """The metadata properties of an ONNX file (the configuration and dataset record ``isnet export`` writes)."""
     import onnx
 
-    return {entry.key: entry.value for entry in onnx.load(str(path), load_external_data=False).metadata_props}
+    try:
+        return {entry.key: entry.value for entry in onnx.load(str(path), load_external_data=False).metadata_props}
+    except Exception as error:  # protobuf's DecodeError, onnx's own types
+        raise CheckpointError(f"{path}: damaged ONNX model: unreadable ({runtime_words(error)})") from None
 
 
 def ir_metadata(model: Any) -> dict[str, str]:
@@ -60,10 +68,24 @@ def save_ir(model: Any, path: str | Path, metadata: Mapping[str, str]) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for key, value in metadata.items():
+    _drop_copied_seal(model)
+    for key, value in {**metadata, SEAL_KEY: PLACEHOLDER}.items():
         model.set_rt_info(value, [RT_INFO_SECTION, key])
     ov.save_model(model, str(path), compress_to_fp16=False)
+    seal(path, (path.with_suffix(".bin"),))  # the .xml and its .bin, sealed together
     return path
+
+
+def _drop_copied_seal(model: Any) -> None:
+    """Remove the seal of the ONNX graph a model was read from (OpenVINO copies ONNX metadata into
+    ``rt_info["framework"]``): it sealed the ONNX file, not this IR."""
+    if not model.has_rt_info(["framework", SEAL_KEY]):
+        return
+    info = model.get_rt_info()
+    kept = {key: value.astype(str) for key, value in info["framework"].items() if key != SEAL_KEY}
+    del info["framework"]
+    for key, value in kept.items():
+        model.set_rt_info(value, ["framework", key])
 
 
 def is_quantized(model: Any) -> bool:
@@ -78,8 +100,31 @@ def read_model(path: str | Path) -> tuple[Any, dict[str, str]]:
         raise ValueError(f"{path}: OpenVINO reads an ONNX file (.onnx) or an IR (.xml + .bin)")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    model = core().read_model(str(path))
+    weights = path.with_suffix(".bin")
+    if path.suffix == ".onnx":
+        require_kind(path, "an ONNX model", "an ONNX model")
+    else:
+        require_kind(path, "an OpenVINO IR", "an OpenVINO IR (.xml)", (weights,), IR_SEAL_SECTION)
+        _require_well_formed(path)
+    try:
+        model = core().read_model(str(path), *(() if path.suffix == ".onnx" else (str(weights),)))
+    except RuntimeError as error:  # OpenVINO reports every problem of a file as a RuntimeError
+        kind = "ONNX model" if path.suffix == ".onnx" else "OpenVINO IR"
+        raise CheckpointError(f"{path}: damaged {kind}: OpenVINO cannot read it ({runtime_words(error)})") from None
     return model, (onnx_metadata(path) if path.suffix == ".onnx" else ir_metadata(model))
+
+
+def _require_well_formed(path: Path) -> None:
+    """A :class:`CheckpointError` unless the IR's ``.xml`` parses, before OpenVINO tries every frontend on it
+    (and prints their complaints)."""
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.parse(path).getroot()
+    except (ElementTree.ParseError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path}: damaged OpenVINO IR: not well-formed XML ({error})") from None
+    if root.tag != "net":
+        raise CheckpointError(f"{path}: not an OpenVINO IR: its XML root is <{root.tag}>, not <net>")
 
 
 class OpenVinoSegmentor(RuntimeSegmentor):
@@ -106,7 +151,10 @@ class OpenVinoSegmentor(RuntimeSegmentor):
         properties: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
         if threads:
             properties["INFERENCE_NUM_THREADS"] = threads
-        self.compiled = core().compile_model(model, "CPU", properties)
+        try:
+            self.compiled = core().compile_model(model, "CPU", properties)
+        except RuntimeError as error:
+            raise CheckpointError(f"{self.path}: OpenVINO cannot compile this model ({runtime_words(error)})") from None
 
     def run(self, images: np.ndarray) -> np.ndarray:
         return self.compiled(images)[0]

@@ -32,6 +32,7 @@ from isnet.model.context.slcm import SemanticLevelContext
 from isnet.model.layers import Classifier, ConvClassifier
 from isnet.utils.precision import Precision, autocast
 
+
 def use_region_attention(model: nn.Module, enabled: bool = True) -> nn.Module:
     """Make every SLCM of ``model`` attend over regions (``True``) or pixels (``False``), in place."""
     for module in model.modules():
