@@ -39,16 +39,21 @@ def folder_record(root: str | Path, name: str = "folder") -> DatasetInfo:
 
     ``dataset.json`` is a dataset record as checkpoints carry it (:meth:`DatasetInfo.to_json`:
     at least ``name``, ``classes`` and ``palette``; optionally ``test`` with ``fit_size`` or
-    ``resize_to``). With only ``classes.txt``, colours are generated and images are tested as
+    ``resize_to``, and ``mean`` / ``std`` per image channel: a length other than 3 makes a
+    multi-channel dataset, read by :mod:`isnet.data.channels`). With only ``classes.txt``, colours are generated and images are tested as
     they are: a folder's protocol never comes from another dataset.
     """
     root = Path(root)
     path = root / FOLDER_RECORD
     if path.is_file():
         try:
-            return DatasetInfo.from_json(path.read_text(encoding="utf-8"))
+            record = DatasetInfo.from_json(path.read_text(encoding="utf-8"))
         except (ValueError, TypeError, UnicodeDecodeError) as error:
             raise ValueError(f"{path}: not a dataset record: {error}") from None
+        if len(record.mean) != len(record.std) or not record.mean:
+            raise ValueError(f"{path}: mean has {len(record.mean)} values but std {len(record.std)}: give one "
+                             "of each per image channel")
+        return record
     classes = read_class_names(root / "classes.txt")
     return DatasetInfo(name=name, classes=classes, palette=make_palette(len(classes)))
 
