@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from isnet.data.channels import display_rgb, read_channels
@@ -18,7 +17,7 @@ from isnet.data.image import MAX_IMAGE_PIXELS, MEAN, STD, DataFileError, image_s
 from isnet.data.info import make_palette
 from isnet.utils.errors import describe_os_error
 from isnet.inference.engine import InferenceConfig, predict_labels
-from isnet.utils.visualize import save_overlay_with_legend
+from isnet.utils.visualize import label_image, save_overlay_with_legend
 
 
 def model_classes(model: nn.Module) -> tuple[list[str], list[tuple[int, int, int]]]:
@@ -39,14 +38,6 @@ def model_normalisation(model: nn.Module) -> tuple[tuple[float, ...], tuple[floa
 def read_model_input(path: Path, channels: int, max_pixels: int) -> np.ndarray:
     """An image file as a model of ``channels`` input channels takes it, before normalisation."""
     return read_image(path, max_pixels) if channels == 3 else read_channels(path, channels, max_pixels)
-
-
-def label_image(labels: np.ndarray, palette: Sequence[tuple[int, int, int]]) -> Image.Image:
-    """A label map as a palette-mode PNG image: pixel values are class indices, shown in ``palette``."""
-    image = Image.fromarray(labels.astype(np.uint8), mode="P")
-    flat = [channel for colour in palette for channel in colour]
-    image.putpalette(flat + [0] * (768 - len(flat)))
-    return image
 
 
 def output_files(path: Path, output: Path) -> tuple[Path, Path]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import sys
+from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,34 @@ def list_files(folder: Path, suffixes: Iterable[str], *, recursive: bool = False
     return files
 
 
+@dataclass
+class Pairing:
+    """Images matched to their label files, and what did not match (:func:`match_files`)."""
+
+    pairs: list[tuple[Path, Path]]
+    shared: list[tuple[Path, Path, Path]]  # (image, another image of the same stem, the label both would use)
+    missing: list[tuple[Path, Path]]  # (image, the label file expected for it)
+    orphans: list[Path]  # label files without an image
+
+
+def match_files(
+    images: Sequence[Path], label_for: Callable[[Path], Path], label_files: Sequence[Path] | None = None
+) -> Pairing:
+    """Match every image to the label file ``label_for`` names; list every mismatch instead of raising."""
+    owner: dict[Path, Path] = {}
+    pairs, shared = [], []
+    for image in images:
+        label = label_for(image)
+        if label in owner:
+            shared.append((image, owner[label], label))
+            continue
+        owner[label] = image
+        pairs.append((image, label))
+    missing = [(image, label) for image, label in pairs if not label.exists()]
+    orphans = sorted(set(label_files) - set(owner)) if label_files is not None else []
+    return Pairing([pair for pair in pairs if pair not in missing], shared, missing, orphans)
+
+
 def pair_files(
     images: Sequence[Path], label_for: Callable[[Path], Path], label_files: Sequence[Path] | None = None
 ) -> list[tuple[Path, Path]]:
@@ -85,25 +114,20 @@ def pair_files(
     (duplicate stems, e.g. ``a.jpg`` and ``a.png``) and, when ``label_files`` lists the label
     folder, label files without an image. Each error names the files.
     """
-    pairs = [(image, label_for(image)) for image in images]
-    owner: dict[Path, Path] = {}
-    for image, label in pairs:
-        if label in owner:
-            raise DataFileError(
-                f"two images share the stem {image.stem!r}: {owner[label]} and {image} would both use the label "
-                f"{label}; remove or rename one"
-            )
-        owner[label] = image
-    missing = [(image, label) for image, label in pairs if not label.exists()]
-    if missing:
-        shown = "; ".join(f"{image} (expected {label})" for image, label in missing[:3])
-        raise FileNotFoundError(f"{len(missing)} image(s) without a label file: {shown}")
-    if label_files is not None:
-        orphans = sorted(set(label_files) - set(owner))
-        if orphans:
-            shown = "; ".join(map(str, orphans[:3]))
-            raise FileNotFoundError(f"{len(orphans)} label file(s) without an image: {shown}")
-    return pairs
+    pairing = match_files(images, label_for, label_files)
+    if pairing.shared:
+        image, other, label = pairing.shared[0]
+        raise DataFileError(
+            f"two images share the stem {image.stem!r}: {other} and {image} would both use the label "
+            f"{label}; remove or rename one"
+        )
+    if pairing.missing:
+        shown = "; ".join(f"{image} (expected {label})" for image, label in pairing.missing[:3])
+        raise FileNotFoundError(f"{len(pairing.missing)} image(s) without a label file: {shown}")
+    if pairing.orphans:
+        shown = "; ".join(map(str, pairing.orphans[:3]))
+        raise FileNotFoundError(f"{len(pairing.orphans)} label file(s) without an image: {shown}")
+    return pairing.pairs
 
 
 CONVERT_HINT = "run `isnet data check` on the dataset, and `isnet data convert` to write index masks"

@@ -55,8 +55,8 @@ def tiff_shape(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[in
     return height, width, kept[channel] if channel is not None else 1
 
 
-def _upright(array: np.ndarray, orientation: int) -> np.ndarray:
-    """(H, W, C) pixels as displayed under a TIFF/EXIF orientation (as PIL's ``exif_transpose``)."""
+def upright(array: np.ndarray, orientation: int) -> np.ndarray:
+    """(H, W[, C]) pixels as displayed under a TIFF/EXIF orientation (as PIL's ``exif_transpose``)."""
     swapped = np.swapaxes(array, 0, 1)
     return {
         2: lambda: array[:, ::-1], 3: lambda: array[::-1, ::-1], 4: lambda: array[::-1],
@@ -80,7 +80,7 @@ def _read_tiff(path: Path, max_pixels: int) -> np.ndarray:
     values = values.reshape([size for axis, size in zip(axes, shape) if size > 1 or axis in "YX"])
     y, x, channel = _spatial_layout(path, axes, shape)
     values = values[..., None] if channel is None else np.moveaxis(values, (y, x, channel), (0, 1, 2))
-    return _upright(values, orientation)
+    return upright(values, orientation)
 
 
 def read_channels(path: str | Path, channels: int, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
