@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args.checkpoint)
     except CheckpointError as error:
         raise SystemExit(f"isnet serve: {error}") from None
+    if model.config.backbone.in_channels != 3:
+        raise SystemExit(f"isnet serve: {args.checkpoint} takes {model.config.backbone.in_channels} image channels; "
+                         "the server decodes uploads as RGB: segment such images with `isnet predict`")
     classes, palette = class_names(model, args)
     if args.precision == "auto":  # the fastest float32-accurate path measured on this machine
         from isnet.deploy.fast_paths import fast_model

@@ -85,18 +85,12 @@ class Diagnosis:
     @property
     def values(self) -> Counter:
         """Pixels of each stored value over every mask that is not colour-coded."""
-        total: Counter = Counter()
-        for mask in self.masks:
-            total.update(mask.values)
-        return total
+        return sum((Counter(mask.values) for mask in self.masks), Counter())
 
     @property
     def colours(self) -> Counter:
         """Pixels of each colour over the colour-coded masks."""
-        total: Counter = Counter()
-        for mask in self.masks:
-            total.update(mask.colours)
-        return total
+        return sum((Counter(mask.colours) for mask in self.masks), Counter())
 
     @property
     def binary_0_255(self) -> bool:

@@ -49,7 +49,7 @@ class SegmentationScores:
         )
         if self.foreground is not None:
             iou, f1 = self.foreground
-            lines.append(f"foreground ({names[1]}): IoU {100 * iou:.2f}  F1 {100 * f1:.2f}")
+            lines.append(f"foreground (class 1, {names[1]}): IoU {100 * iou:.2f}  F1 {100 * f1:.2f}")
         return "\n".join(lines)
 
 

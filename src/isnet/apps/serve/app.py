@@ -28,6 +28,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from torch import Tensor, nn
 
+from isnet.apps.predict_files import model_normalisation
 from isnet.data.image import to_tensor
 from isnet.inference.engine import InferenceConfig, predict_labels
 from isnet.apps.serve.batching import DynamicBatcher, QueueFullError
@@ -93,9 +94,11 @@ def create_app(
             "max_batch": batcher.max_batch, "batches": batcher.batches, "images": batcher.images,
         })
 
+    mean, std = model_normalisation(model)
+
     def decode(data: bytes, name: str) -> tuple[np.ndarray, Tensor]:
         image = decode_upload(data, name, config.max_pixels)
-        return image, to_tensor(image)
+        return image, to_tensor(image, mean, std)
 
     def render(fmt: str, image: np.ndarray, labels: np.ndarray, name: str, embed_overlay: bool) -> Response:
         if fmt == "json":
