@@ -169,3 +169,26 @@ def test_training_and_evaluation_refuse_values_beyond_the_classes(tmp_path):
                    "--output", tmp_path / "eval", "--precision", "fp32")
     message = first_line(result, "eval", 1)
     assert "masks/val/s100.png: label values [6]" in message and "isnet data convert" in message
+
+
+def test_a_named_dataset_is_checked_through_its_reader_and_its_label_mapping(tmp_path):
+    root = tmp_path / "camvid"
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "annotations" / split).mkdir(parents=True)
+        for stem, scene in dataset_files.scenes(split):
+            Image.fromarray(scene.image).save(root / "images" / split / f"{stem}.png")
+            label = scene.label.astype(np.uint8)
+            label[:2] = 11  # CamVid's "Unlabelled", ignored by its reader
+            if stem == "s101":
+                label[-1, -1] = 12  # no CamVid class
+            Image.fromarray(label).save(root / "annotations" / split / f"{stem}.png")
+    result = check(root, tmp_path / "report")  # as a folder: no class list
+    assert result.returncode == 1 and "no classes.txt or dataset.json" in result.stdout
+    result = isnet("data", "check", root, "--dataset", "camvid", "--output", tmp_path / "report")
+    assert result.returncode == 1
+    assert "stored values 12 are outside the 11 classes" in result.stdout and "s101.png" in result.stdout
+    assert "11 (" not in result.stdout.split("stored values")[1].splitlines()[0]  # 11 is ignored, not invalid
+    report = (tmp_path / "report" / "report.md").read_text()
+    ignored = sum(2 * dataset_files.WIDTH for _ in dataset_files.scenes("train"))
+    assert f"Ignored pixels (value 255): train {ignored:,}" in report

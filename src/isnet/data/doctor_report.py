@@ -95,6 +95,11 @@ def write_chart(d: Diagnosis, path: Path) -> Path:
         axis.bar(np.arange(len(names)) + (index - (len(splits) - 1) / 2) * width, share, width, label=_split_name(split))
     if positive and max(positive) > 100 * min(positive):
         axis.set_yscale("log")
+    bottom = axis.get_ylim()[0]
+    for index, split in enumerate(splits):  # a class absent from a split is marked, not just a missing bar
+        for k in np.flatnonzero(split.pixels == 0):
+            axis.text(k + (index - (len(splits) - 1) / 2) * width, bottom, "absent", rotation=90, fontsize=7,
+                      ha="center", va="bottom", color="tab:red")
     if splits:
         axis.legend()
     else:
