@@ -192,3 +192,14 @@ def test_a_named_dataset_is_checked_through_its_reader_and_its_label_mapping(tmp
     report = (tmp_path / "report" / "report.md").read_text()
     ignored = sum(2 * dataset_files.WIDTH for _ in dataset_files.scenes("train"))
     assert f"Ignored pixels (value 255): train {ignored:,}" in report
+
+
+def test_convert_lists_the_pairs_it_leaves_out_and_exits_1(tmp_path):
+    source = dataset_files.binary_0_255(tmp_path / "data")
+    (source / "masks" / "train" / "s003.png").unlink()
+    output = tmp_path / "converted"
+    result = isnet("data", "convert", source, output)
+    assert result.returncode == 1
+    assert "1 pair(s) left out:" in result.stderr and "s003.png: no mask (expected" in result.stderr
+    assert "wrote 10 image/mask pairs" in result.stdout and "clean: nothing found" in result.stdout
+    assert not (output / "images" / "train" / "s003.png").exists()

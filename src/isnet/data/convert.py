@@ -102,7 +102,7 @@ def _output_record(d: Diagnosis, colour_record: DatasetInfo | None, reduce_zero_
                          "names are unknown; write classes.txt (one name per line, in label order) first")
     if d.channel_mean is not None and record.in_channels == 3:
         record = replace(record, mean=d.channel_mean, std=d.channel_std)
-    return replace(record, palette=tuple(tuple(c) for c in record.palette)) if record.palette else record
+    return record
 
 
 def _convert_mask(path: Path, table: dict[RGB, int] | None, values: np.ndarray | None) -> np.ndarray:
@@ -167,6 +167,7 @@ def convert_dataset(
     conversion.left_out = [*d.unreadable, *d.size_mismatches]
     for split in d.splits:
         conversion.left_out += [f"{image}: no mask (expected {mask})" for image, mask in split.pairing.missing]
+        conversion.left_out += [f"{mask}: no image" for mask in split.pairing.orphans]
 
     partial = output.parent / f".{output.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
