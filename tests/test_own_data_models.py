@@ -178,3 +178,15 @@ def test_a_stack_of_another_channel_count_than_the_record_is_refused_by_name(tmp
     assert read_channels(path, 4).shape == (dataset_files.HEIGHT, dataset_files.WIDTH, 4)
     with pytest.raises(DataFileError, match=r"s000\.tif: 4 channel\(s\) but the dataset record has 3"):
         read_channels(path, 3)
+
+
+def test_create_model_keeps_the_rows_of_matching_classes_in_python(tmp_path):
+    from isnet import create_model
+
+    source, path = source_model(tmp_path)
+    config = recipe("camvid_isnet").model
+    model = create_model(config, num_classes=len(TARGET_CLASSES), weights=path, ignore_mismatched_sizes=True,
+                         classes=TARGET_CLASSES)
+    key = "head.classifier_stage1.4.bias"
+    torch.testing.assert_close(model.state_dict()[key][[0, 2, 3, 4]], source.state_dict()[key][[2, 0, 4, 5]])
+    assert model.dataset is None  # the source's record names other classes
