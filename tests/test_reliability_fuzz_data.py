@@ -77,7 +77,7 @@ RECORD_CASES = {  # dataset.json content → words of the message
     "colour_of_fractions": (_record(palette=[*PALETTE[:5], [0.5, 0, 0]]), "colour of class 5 must be three integers"),
     "ignore_index_inside": (_record(ignore_index=3), "ignore_index 3 is one of the 6 classes (0..5)"),
     "no_classes": (_record(classes=[], palette=[]), "no classes: a dataset needs at least one class name"),
-    "zero_std": (_record(std=[58.4, 0, 57.4]), "std must be three finite numbers above 0"),
+    "zero_std": (_record(std=[58.4, 0, 57.4]), "std must be finite numbers above 0, one per image channel"),
     "zero_test_size": (_record(test={"fit_size": [0, 48]}), "test.fit_size must be two positive integers"),
     "not_a_record": ("[1, 2, 3]", "a dataset record is a JSON object"),
 }

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
+from isnet.data.channels import display_rgb, read_channels
 from isnet.data.image import (
     MAX_IMAGE_PIXELS,
+    MEAN,
+    STD,
     DataFileError,
     image_size,
     read_image,
@@ -23,7 +25,7 @@ from isnet.data.image import (
 from isnet.data.info import make_palette
 from isnet.inference.engine import InferenceConfig, predict_labels
 from isnet.utils.errors import describe_os_error
-from isnet.utils.visualize import save_overlay_with_legend
+from isnet.utils.visualize import label_image, save_overlay_with_legend
 
 
 def model_classes(model: nn.Module) -> tuple[list[str], list[tuple[int, int, int]]]:
@@ -35,12 +37,15 @@ def model_classes(model: nn.Module) -> tuple[list[str], list[tuple[int, int, int
     return [f"class {k}" for k in range(num_classes)], list(make_palette(num_classes))
 
 
-def label_image(labels: np.ndarray, palette: Sequence[tuple[int, int, int]]) -> Image.Image:
-    """A label map as a palette-mode PNG image: pixel values are class indices, shown in ``palette``."""
-    image = Image.fromarray(labels.astype(np.uint8), mode="P")
-    flat = [channel for colour in palette for channel in colour]
-    image.putpalette(flat + [0] * (768 - len(flat)))
-    return image
+def model_normalisation(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The per-channel mean and std a model's inputs are normalised with: its dataset record's, else RGB ImageNet's."""
+    dataset = getattr(model, "dataset", None)
+    return (tuple(dataset.mean), tuple(dataset.std)) if dataset is not None else (MEAN, STD)
+
+
+def read_model_input(path: Path, channels: int, max_pixels: int) -> np.ndarray:
+    """An image file as a model of ``channels`` input channels takes it, before normalisation."""
+    return read_image(path, max_pixels) if channels == 3 else read_channels(path, channels, max_pixels)
 
 
 def output_files(path: Path, output: Path) -> tuple[Path, Path]:
@@ -87,20 +92,22 @@ def segment_files(
     collisions = colliding_inputs(paths)
     failures = [(path, collisions[path]) for path in paths if path in collisions]
     model.eval()
+    mean, std = model_normalisation(model)
     for batch in batches_by_size([p for p in paths if p not in collisions], batch_size, limit):
         images, readable = [], []
         for path in batch:
             try:
-                images.append(read_image(path, limit))
+                images.append(read_model_input(path, len(mean), limit))
                 readable.append(path)
             except DataFileError as error:
                 failures.append((path, str(error)))
         if images:
             try:
-                tensors = torch.stack([to_tensor(image) for image in images])
+                tensors = torch.stack([to_tensor(image, mean, std) for image in images])
                 labels = predict_labels(model, tensors, config).numpy().astype(np.uint8)
                 for path, image, label in zip(readable, images, labels):
-                    reason = _write_outputs(path, image, label, output, classes, palette, announce=on_done is None)
+                    picture = image if image.dtype == np.uint8 and image.shape[2] == 3 else display_rgb(image)
+                    reason = _write_outputs(path, picture, label, output, classes, palette, announce=on_done is None)
                     if reason is not None:
                         failures.append((path, reason))
             except (RuntimeError, ValueError, OSError) as error:

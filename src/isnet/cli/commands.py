@@ -16,6 +16,7 @@ import torch
 from isnet.cli import (
     bench,
     complexity,
+    data,
     demo,
     evaluate,
     export,
@@ -30,6 +31,7 @@ from isnet.cli.common import Parser
 
 COMMANDS: dict[str, ModuleType] = {
     "demo": demo,
+    "data": data,
     "train": train,
     "eval": evaluate,
     "predict": predict,

@@ -79,6 +79,11 @@ def run(args: argparse.Namespace) -> int:
               f"{args.data_root} ({args.dataset}) has {dataset.info.num_classes}; nothing was evaluated",
               file=sys.stderr)
         return 1
+    channels = model.config.backbone.in_channels
+    if dataset.info.in_channels != channels:
+        print(f"isnet eval: {args.checkpoint or args.weights or args.model} takes {channels} image channels but "
+              f"{args.data_root} ({args.dataset}) has {dataset.info.in_channels}; nothing was evaluated", file=sys.stderr)
+        return 1
     if args.protocol == "released":
         config = dataset.info.test.multi_scale
         if config is None:

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         path = export_program(model, output, sample_size=tuple(args.size))
     print(f"wrote {path} ({fmt}, dynamic batch and size)")
     if args.check:
-        image = torch.randn(1, 3, *args.size)
+        image = torch.randn(1, model.config.backbone.in_channels, *args.size)
         with torch.no_grad():
             expected = model.logits(image)
         if fmt == "onnx":

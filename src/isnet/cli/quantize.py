@@ -65,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     model = load_model_from_args(args).eval()
     if not isinstance(model, nn.Module) or model.config is None:
         raise ConfigError("give a float model (--checkpoint FILE.safetensors, or --model with --weights), not an exported graph")
+    if model.config.backbone.in_channels != 3:
+        raise ConfigError(f"the model takes {model.config.backbone.in_channels} image channels; INT8 calibration "
+                          "reads RGB images, so only 3-channel models are quantised")
     if (args.dataset is None) != (args.data_root is None):
         raise ConfigError("--dataset and --data-root go together")
     if not str(args.output).endswith(".xml"):  # before the calibration, not after it

@@ -27,7 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve one of our checkpoints over HTTP: ``POST /predict``, a web page at ``/``, ``GET /healthz``."""
-    from isnet.apps.serve.app import ServeConfig, create_app, run  # without the serve extra: named by the boundary
+    from isnet.apps.serve.app import (  # without the serve extra: named by the boundary
+        ServeConfig,
+        create_app,
+        run,
+    )
     from isnet.cli.common import usage_error
     from isnet.weights.checkpoint import load_model
 
@@ -35,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
         usage_error(f"--checkpoint {args.checkpoint}: expected one of our .safetensors checkpoints "
                     "(written by `isnet train` or isnet.weights.checkpoint.save_model)")
     model = load_model(args.checkpoint)  # a damaged or mistaken file: one line naming it (the error boundary)
+    if model.config.backbone.in_channels != 3:
+        usage_error(f"--checkpoint {args.checkpoint} takes {model.config.backbone.in_channels} image channels; "
+                    "the server decodes uploads as RGB: segment such images with `isnet predict`")
     classes, palette = class_names(model, args)
     if args.precision == "auto":  # the fastest float32-accurate path measured on this machine
         from isnet.deploy.fast_paths import fast_model

@@ -74,7 +74,12 @@ def _on_dataset(config, dataset: str, root: str | None):
     if record.num_classes != config.model.num_classes:
         print(f"--dataset {dataset}: model.num_classes {config.model.num_classes} → {record.num_classes} "
               f"({record.name}); start from other weights with --init-from")
-    return replace(config, data=data, model=config.model.replace(num_classes=record.num_classes))
+    backbone = config.model.backbone
+    if record.in_channels != backbone.in_channels:
+        print(f"--dataset {dataset}: model.backbone.in_channels {backbone.in_channels} → {record.in_channels} "
+              f"(the length of mean/std in its record); RGB weights get their first convolution inflated")
+        backbone = replace(backbone, in_channels=record.in_channels)
+    return replace(config, data=data, model=config.model.replace(num_classes=record.num_classes, backbone=backbone))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """Datasets, class metadata and augmentation pipelines.
 
-Readers return ``{"image": float32 3×H×W normalised RGB, "label": int64 H×W (255 = ignore),
+Readers return ``{"image": float32 3×H×W normalised RGB (C×H×W for a record of C channels), "label": int64 H×W (255 = ignore),
 "path": str}`` samples; ``train_transforms()`` / ``eval_transforms()`` plug into their
 ``transform`` argument.
 """

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import sys
+from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from isnet.data.channels import channels_size, read_channels
 from isnet.data.image import MAX_IMAGE_PIXELS, DataFileError, decode_upright, displayed_size, exif_orientation
 from isnet.data.image import MEAN as IMAGE_MEAN
 from isnet.data.image import STD as IMAGE_STD
@@ -74,6 +76,34 @@ def list_files(folder: Path, suffixes: Iterable[str], *, recursive: bool = False
     return files
 
 
+@dataclass
+class Pairing:
+    """Images matched to their label files, and what did not match (:func:`match_files`)."""
+
+    pairs: list[tuple[Path, Path]]
+    shared: list[tuple[Path, Path, Path]]  # (image, another image of the same stem, the label both would use)
+    missing: list[tuple[Path, Path]]  # (image, the label file expected for it)
+    orphans: list[Path]  # label files without an image
+
+
+def match_files(
+    images: Sequence[Path], label_for: Callable[[Path], Path], label_files: Sequence[Path] | None = None
+) -> Pairing:
+    """Match every image to the label file ``label_for`` names; list every mismatch instead of raising."""
+    owner: dict[Path, Path] = {}
+    pairs, shared = [], []
+    for image in images:
+        label = label_for(image)
+        if label in owner:
+            shared.append((image, owner[label], label))
+            continue
+        owner[label] = image
+        pairs.append((image, label))
+    missing = [(image, label) for image, label in pairs if not label.exists()]
+    orphans = sorted(set(label_files) - set(owner)) if label_files is not None else []
+    return Pairing([pair for pair in pairs if pair not in missing], shared, missing, orphans)
+
+
 def pair_files(
     images: Sequence[Path], label_for: Callable[[Path], Path], label_files: Sequence[Path] | None = None
 ) -> list[tuple[Path, Path]]:
@@ -84,27 +114,23 @@ def pair_files(
     (duplicate stems, e.g. ``a.jpg`` and ``a.png``) and, when ``label_files`` lists the label
     folder, label files without an image. Each error names the files.
     """
-    pairs = [(image, label_for(image)) for image in images]
-    owner: dict[Path, Path] = {}
-    for image, label in pairs:
-        if label in owner:
-            raise DataFileError(
-                f"two images share the stem {image.stem!r}: {owner[label]} and {image} would both use the label "
-                f"{label}; remove or rename one"
-            )
-        owner[label] = image
-    missing = [(image, label) for image, label in pairs if not label.exists()]
-    if missing:
-        shown = "; ".join(f"{image} (expected {label})" for image, label in missing[:3])
-        raise FileNotFoundError(f"{len(missing)} image(s) without a label file: {shown}")
-    if label_files is not None:
-        orphans = sorted(set(label_files) - set(owner))
-        if orphans:
-            shown = "; ".join(map(str, orphans[:3]))
-            raise FileNotFoundError(f"{len(orphans)} label file(s) without an image: {shown}")
-    return pairs
+    pairing = match_files(images, label_for, label_files)
+    if pairing.shared:
+        image, other, label = pairing.shared[0]
+        raise DataFileError(
+            f"two images share the stem {image.stem!r}: {other} and {image} would both use the label "
+            f"{label}; remove or rename one"
+        )
+    if pairing.missing:
+        shown = "; ".join(f"{image} (expected {label})" for image, label in pairing.missing[:3])
+        raise FileNotFoundError(f"{len(pairing.missing)} image(s) without a label file: {shown}")
+    if pairing.orphans:
+        shown = "; ".join(map(str, pairing.orphans[:3]))
+        raise FileNotFoundError(f"{len(pairing.orphans)} label file(s) without an image: {shown}")
+    return pairing.pairs
 
 
+CONVERT_HINT = "run `isnet data check` on the dataset, and `isnet data convert` to write index masks"
 LABEL_MODES = ("1", "L", "P", "I;16", "I;16L", "I;16B", "I")  # one channel of integers
 _COLOUR_MODES = ("RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV")
 
@@ -124,7 +150,7 @@ def check_label_format(image: Image.Image, path: Path) -> None:
         kind = "a colour" if image.mode in _COLOUR_MODES else "an"
         raise DataFileError(
             f"{path}: label is {kind} {image.mode} image; expected an index map: one channel holding "
-            "class indices (PNG mode L, P or 16-bit); convert colour annotations to indices first"
+            f"class indices (PNG mode L, P or 16-bit); {CONVERT_HINT}"
         )
 
 
@@ -148,7 +174,7 @@ def read_label_png(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray
         if label.size and (label.min() < 0 or label.max() > 255):
             raise DataFileError(
                 f"{path}: label values {label.min()}..{label.max()} do not fit 0..255 "
-                "(class indices, 255 = ignore)"
+                f"(class indices, 255 = ignore); {CONVERT_HINT}"
             )
         label = label.astype(np.uint8)
     return label
@@ -164,8 +190,11 @@ def check_same_size(
         f"{image_path} is {image_shape[0]}×{image_shape[1]} (height×width) but its label {label_path} is "
         f"{label_shape[0]}×{label_shape[1]}"
     )
-    with open_image(image_path, max_pixels=sys.maxsize) as image:
-        orientation, stored = exif_orientation(image), image.size[::-1]
+    try:
+        with open_image(image_path, max_pixels=sys.maxsize) as image:
+            orientation, stored = exif_orientation(image), image.size[::-1]
+    except DataFileError:  # a stack Pillow cannot open (read by tifffile): no EXIF to explain the mismatch
+        orientation, stored = 1, tuple(image_shape)
     if orientation != 1 and tuple(stored) == tuple(label_shape):
         problem += (
             f"; the image carries EXIF orientation {orientation}, which turns its stored {stored[0]}×{stored[1]} "
@@ -189,10 +218,12 @@ def _value_ranges(values: np.ndarray) -> str:
     return ", ".join(runs)
 
 
-def to_tensors(image: np.ndarray, label: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised float32 3×H×W image and int64 H×W label, the model's input format."""
-    mean = np.asarray(IMAGE_MEAN, dtype=np.float32)
-    std = np.asarray(IMAGE_STD, dtype=np.float32)
+def to_tensors(
+    image: np.ndarray, label: np.ndarray, mean: Sequence[float] = IMAGE_MEAN, std: Sequence[float] = IMAGE_STD
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised float32 C×H×W image (per-channel ``mean``, ``std``) and int64 H×W label, the model's input."""
+    mean = np.asarray(mean, dtype=np.float32)
+    std = np.asarray(std, dtype=np.float32)
     normalised = (image.astype(np.float32) - mean) / std
     image_tensor = torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))
     return image_tensor, torch.from_numpy(label.astype(np.int64))
@@ -243,10 +274,17 @@ class SegmentationDataset(Dataset):
         """(height, width) of a label file, as cheaply as its format allows (PNG: the header)."""
         return label_size(path, self.max_pixels)
 
+    def read_image(self, path: Path) -> np.ndarray:
+        """An image file as the model's input before normalisation: uint8 H×W×3 RGB, or for a record of
+        C ≠ 3 channels H×W×C float32 stored values (:mod:`isnet.data.channels`)."""
+        if self.info.in_channels == 3:
+            return read_image(path, self.max_pixels)
+        return read_channels(path, self.info.in_channels, self.max_pixels)
+
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The image (uint8 H×W×3 RGB) and training label (uint8 H×W), before any transform."""
+        """The image (uint8 H×W×3 RGB, see :meth:`read_image`) and training label (uint8 H×W), before any transform."""
         image_path, label_path = self.pairs[index]
-        image = read_image(image_path, self.max_pixels)
+        image = self.read_image(image_path)
         stored = self.read_stored_label(label_path)
         check_same_size(image_path, image.shape[:2], label_path, stored.shape)
         label = self.lut[stored]
@@ -256,7 +294,7 @@ class SegmentationDataset(Dataset):
             shown = values if len(values) <= 10 else [*values[:10], "..."]
             raise DataFileError(
                 f"{label_path}: label values {shown} are not defined by {self.info.name} "
-                f"(valid stored values: {_value_ranges(np.flatnonzero(self.lut >= 0))})"
+                f"(valid stored values: {_value_ranges(np.flatnonzero(self.lut >= 0))}); {CONVERT_HINT}"
             )
         return image, label.astype(np.uint8)
 
@@ -271,7 +309,8 @@ class SegmentationDataset(Dataset):
             self.load(index)
             return
         image_path, label_path = self.pairs[index]
-        image_shape = image_size(image_path, self.max_pixels)
+        size = image_size if self.info.in_channels == 3 else channels_size
+        image_shape = size(image_path, self.max_pixels)
         check_same_size(image_path, image_shape, label_path, self.stored_label_size(label_path))
 
     def subset(self, indices: Sequence[int]) -> SegmentationDataset:
@@ -284,7 +323,7 @@ class SegmentationDataset(Dataset):
         image, label = self.load(index)
         if self.transform is not None:
             image, label = self.transform(image, label)
-        image_tensor, label_tensor = to_tensors(image, label)
+        image_tensor, label_tensor = to_tensors(image, label, self.info.mean, self.info.std)
         return {"image": image_tensor, "label": label_tensor, "path": str(self.pairs[index][0])}
 
     def __repr__(self) -> str:

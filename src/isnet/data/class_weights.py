@@ -37,9 +37,16 @@ def median_frequency_weights(dataset: SegmentationDataset, progress: bool = Fals
     its weight is the median frequency over this frequency. A class absent from the set gets 0.
     """
     pixels, pixels_of_images_with = label_counts(dataset, progress)
+    if not (pixels > 0).any():
+        raise ValueError(f"{dataset!r}: no labelled pixel to compute class frequencies from")
+    return median_frequency_from_counts(pixels, pixels_of_images_with)
+
+
+def median_frequency_from_counts(pixels: np.ndarray, pixels_of_images_with: np.ndarray) -> tuple[float, ...]:
+    """Median frequency balancing from counts (:func:`label_counts`); 0 for an absent class, all 0 for none."""
     present = pixels > 0
     if not present.any():
-        raise ValueError(f"{dataset!r}: no labelled pixel to compute class frequencies from")
+        return tuple(0.0 for _ in pixels)
     frequency = np.zeros(len(pixels))
     frequency[present] = pixels[present] / pixels_of_images_with[present]
     weights = np.zeros(len(pixels))

@@ -5,8 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from isnet.data.base import SegmentationDataset, Transform, label_lut, list_files, pair_files
-from isnet.data.base import require_dir
+from isnet.data.base import (
+    SegmentationDataset,
+    Transform,
+    label_lut,
+    list_files,
+    pair_files,
+    require_dir,
+)
 from isnet.data.image import IMAGE_SUFFIXES, DataFileError
 from isnet.data.info import RGB, DatasetInfo, make_palette
 
@@ -45,7 +51,8 @@ def folder_record(root: str | Path, name: str = "folder") -> DatasetInfo:
 
     ``dataset.json`` is a dataset record as checkpoints carry it (:meth:`DatasetInfo.to_json`:
     at least ``name``, ``classes`` and ``palette``; optionally ``test`` with ``fit_size`` or
-    ``resize_to``). With only ``classes.txt``, colours are generated and images are tested as
+    ``resize_to``, and ``mean`` / ``std`` per image channel: a length other than 3 makes a
+    multi-channel dataset, read by :mod:`isnet.data.channels`). With only ``classes.txt``, colours are generated and images are tested as
     they are: a folder's protocol never comes from another dataset.
     """
     path = record_file(root)

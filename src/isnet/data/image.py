@@ -182,11 +182,11 @@ def _gray_of_unknown_range(values: np.ndarray, mode: str, path: Path) -> np.ndar
     )
 
 
-def to_tensor(image: np.ndarray) -> Tensor:
-    """(H, W, 3) uint8 RGB → (3, H, W) float32 normalised with the ImageNet mean and std."""
+def to_tensor(image: np.ndarray, mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD) -> Tensor:
+    """(H, W, C) image → (C, H, W) float32 normalised per channel (default: RGB with the ImageNet mean and std)."""
     tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
-    mean = torch.tensor(MEAN).view(3, 1, 1)
-    std = torch.tensor(STD).view(3, 1, 1)
+    mean = torch.tensor(mean).view(-1, 1, 1)
+    std = torch.tensor(std).view(-1, 1, 1)
     return (tensor - mean) / std
 
 

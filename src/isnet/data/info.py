@@ -79,8 +79,8 @@ class DatasetInfo:
     flip_pairs: tuple[tuple[int, int], ...] = ()
     ignore_index: int = 255
     label_mapping: str = "stored value k is class k; 255 is ignored"
-    mean: tuple[float, float, float] = MEAN
-    std: tuple[float, float, float] = STD
+    mean: tuple[float, ...] = MEAN  # one value per image channel, in the units of the stored pixels
+    std: tuple[float, ...] = STD
     test: TestProtocol = TestProtocol()
     training: TrainingDefaults | None = None
 
@@ -93,6 +93,11 @@ class DatasetInfo:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def in_channels(self) -> int:
+        """Image channels: 3 (RGB) unless the record's mean and std name others (e.g. RGB + near infrared)."""
+        return len(self.mean)
 
     def to_json(self) -> str:
         """The record as JSON: what checkpoints and exported models carry."""

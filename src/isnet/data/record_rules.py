@@ -8,7 +8,7 @@ A record is refused for class names that are empty or repeated (a report would h
 of one name, a prediction two colours of one name), colours that are not three integers in
 0..255, an ignore index that is one of the classes (its pixels would be ignored *and* trained
 on), no classes at all, left/right pairs outside the classes, a normalisation that is not
-three finite numbers (standard deviations above 0), and a test protocol of impossible sizes.
+one finite number per image channel (standard deviations above 0), and a test protocol of impossible sizes.
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ def _size_problem(name: str, value: Any) -> list[str]:
 
 
 def _numbers_problem(name: str, value: Any, *, positive: bool) -> list[str]:
-    if (isinstance(value, tuple) and len(value) == 3 and all(isinstance(n, (int, float)) and not isinstance(n, bool)
-                                                             and math.isfinite(n) and (n > 0 or not positive) for n in value)):
+    """``name`` must be one finite number per image channel (above 0 when ``positive``)."""
+    if (isinstance(value, tuple) and value and all(isinstance(n, (int, float)) and not isinstance(n, bool)
+                                                   and math.isfinite(n) and (n > 0 or not positive) for n in value)):
         return []
-    return [f"{name} must be three finite numbers{' above 0' if positive else ''}, not {value!r}"]
+    return [f"{name} must be finite numbers{' above 0' if positive else ''}, one per image channel, not {value!r}"]
 
 
 def _protocol_problems(protocol: Any) -> list[str]:
@@ -86,7 +87,10 @@ def record_problems(record: Any) -> list[str]:
         if not (isinstance(pair, tuple) and len(pair) == 2 and all(_integer(k) and 0 <= k < len(classes) for k in pair)):
             problems.append(f"flip pair {pair!r} is not two classes of 0..{len(classes) - 1}")
             break
-    problems += _numbers_problem("mean", record.mean, positive=False) + _numbers_problem("std", record.std, positive=True)
+    normalisation = _numbers_problem("mean", record.mean, positive=False) + _numbers_problem("std", record.std, positive=True)
+    if not normalisation and len(record.mean) != len(record.std):
+        normalisation = [f"mean has {len(record.mean)} values but std {len(record.std)}: give one of each per image channel"]
+    problems += normalisation
     if not isinstance(record.label_mapping, str):
         problems.append(f"label_mapping must be text, not {record.label_mapping!r}")
     return problems + _protocol_problems(record.test)

@@ -232,19 +232,21 @@ def train_transforms(
     cat_max_ratio: float = 0.75,
     *,
     seed: int | None = None,
+    photometric: bool = True,
 ) -> PairedTransform:
     """The ADE20K / COCO-Stuff / Cityscapes training pipeline of the released models.
 
     Resize to fit ``fit_size`` (long, short) times a ratio in ``scale_range``, crop
     ``crop_size`` (height, width) with the class-balance rule, flip (swapping
     ``flip_pairs``), photometric distortion, pad to ``crop_size``. Cityscapes uses
-    ``crop_size=(512, 1024), fit_size=(2048, 1024)``.
+    ``crop_size=(512, 1024), fit_size=(2048, 1024)``. Images of other than 3 channels
+    (``photometric=False``) skip the photometric distortion: hue and saturation are RGB notions.
     """
     steps = [
         RandomResize(fit_size, scale_range, keep_ratio=True),
         CatMaxRatioCrop(crop_size, cat_max_ratio),
         HorizontalFlipWithPairs(flip_pairs, p=0.5),
-        photometric_distortion(),
+        *([photometric_distortion()] if photometric else []),
         pad_to(crop_size),
     ]
     return PairedTransform(A.Compose(steps), seed)

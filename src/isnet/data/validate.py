@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from isnet.data.base import SegmentationDataset
+from isnet.data.base import CONVERT_HINT, SegmentationDataset
 from isnet.data.image import DataFileError
 
 SHOWN_PROBLEMS = 20
@@ -67,11 +67,16 @@ def check_dataset(
         except DataFileError as error:
             problems.append(str(error))
     if problems and not skip_bad:
-        shown = "\n  ".join(problems[:SHOWN_PROBLEMS])
+        hint = f"; {CONVERT_HINT}"
+        common = all(problem.endswith(hint) for problem in problems)  # said once, on the first line
+        listed = [problem.removesuffix(hint) for problem in problems] if common else problems
+        shown = "\n  ".join(listed[:SHOWN_PROBLEMS])
         more = f"\n  ... and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else ""
+        fix = f"{CONVERT_HINT}, or set skip_bad_samples to train without them" if common else \
+            "fix them, or set skip_bad_samples to train without them"
         raise DataFileError(
-            f"{len(problems)} of {len(dataset)} {name} sample(s) cannot be used (fix them, or set "
-            f"skip_bad_samples to train without them):\n  {shown}{more}"
+            f"{len(problems)} of {len(dataset)} {name} sample(s) cannot be used, e.g. {listed[0]} ({fix}):"
+            f"\n  {shown}{more}"
         )
     for problem in problems:
         if log is not None:

@@ -82,7 +82,7 @@ def export_onnx(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module = exportable(model, query_blocks=query_blocks)
-    sample = torch.randn(1, 3, *sample_size)
+    sample = torch.randn(1, model.config.backbone.in_channels, *sample_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic
         torch.onnx.export(
@@ -112,7 +112,7 @@ def export_program(model: nn.Module, path: str | Path, *, sample_size: tuple[int
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module = exportable(model)
-    sample = torch.randn(2, 3, *sample_size)
+    sample = torch.randn(2, model.config.backbone.in_channels, *sample_size)
     auto = torch.export.Dim.AUTO
     program = torch.export.export(module, (sample,), dynamic_shapes={"images": {0: auto, 2: auto, 3: auto}})
     torch.export.save(program, str(path), extra_files=model_metadata(model))

@@ -19,7 +19,9 @@ class SegmentationScores:
 
     ``iou[k]`` is NaN when class k is in neither the predictions nor the labels, and
     ``class_accuracy[k]`` when k is not in the labels; the means skip NaNs, so absent
-    classes neither help nor hurt.
+    classes neither help nor hurt. ``f1[k]`` is the F1 score (Dice) of class k,
+    2·TP / (labelled + predicted), NaN like ``iou``. For two classes (binary segmentation:
+    background, foreground) :attr:`foreground` is class 1's IoU and F1.
     """
 
     iou: tuple[float, ...]
@@ -27,6 +29,12 @@ class SegmentationScores:
     mean_iou: float
     pixel_accuracy: float
     mean_accuracy: float
+    f1: tuple[float, ...] = ()
+
+    @property
+    def foreground(self) -> tuple[float, float] | None:
+        """(IoU, F1) of class 1 when there are two classes (background 0, foreground 1), else None."""
+        return (self.iou[1], self.f1[1]) if len(self.iou) == 2 and len(self.f1) == 2 else None
 
     def table(self, class_names: Sequence[str] | None = None) -> str:
         """A plain-text per-class table followed by the summary line."""
@@ -39,6 +47,9 @@ class SegmentationScores:
             f"mIoU {100 * self.mean_iou:.2f}  aAcc {100 * self.pixel_accuracy:.2f}  "
             f"mAcc {100 * self.mean_accuracy:.2f}"
         )
+        if self.foreground is not None:
+            iou, f1 = self.foreground
+            lines.append(f"foreground (class 1, {names[1]}): IoU {100 * iou:.2f}  F1 {100 * f1:.2f}")
         return "\n".join(lines)
 
 
@@ -90,6 +101,7 @@ class ConfusionMatrix:
         union = labelled + predicted - true_positive
         iou = true_positive / union  # 0/0 = NaN: class absent from both
         class_accuracy = true_positive / labelled  # NaN: class absent from the labels
+        f1 = 2 * true_positive / (labelled + predicted)
         total = matrix.sum()
         return SegmentationScores(
             iou=tuple(iou.tolist()),
@@ -97,4 +109,5 @@ class ConfusionMatrix:
             mean_iou=iou.nanmean().item(),
             pixel_accuracy=(true_positive.sum() / total).item(),
             mean_accuracy=class_accuracy.nanmean().item(),
+            f1=tuple(f1.tolist()),
         )

@@ -34,7 +34,10 @@ def write_report(matrix: ConfusionMatrix, class_names: Sequence[str], output: st
         "pixel_accuracy": scores.pixel_accuracy,
         "mean_accuracy": scores.mean_accuracy,
         "iou": dict(zip(class_names, scores.iou)),
+        "f1": dict(zip(class_names, scores.f1)),
     }
+    if scores.foreground is not None:  # binary segmentation: the foreground's scores
+        summary["foreground_iou"], summary["foreground_f1"] = scores.foreground
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
 
     iou = np.nan_to_num(np.asarray(scores.iou) * 100)

@@ -24,6 +24,7 @@ class BackboneConfig:
     stem_channels: int = 64  # 128 for ResNeSt
     output_stride: int = 8
     stem: Literal["deep", "plain"] = "deep"  # "plain": the 7×7 stem of torchvision's ResNet
+    in_channels: int = 3  # image channels (e.g. 4 for RGB + near infrared); files without it are RGB
 
 
 @dataclass(frozen=True)

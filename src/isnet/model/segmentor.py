@@ -112,7 +112,19 @@ def build_head(config: ModelConfig, stage_channels: list[int]) -> nn.Module:
 
 
 def build_model(config: ModelConfig) -> Segmentor:
-    """Build an ISNet (or a variant) from its configuration, randomly initialised."""
+    """Build an ISNet (or a variant) from its configuration, randomly initialised.
+
+    Binary segmentation is two classes (background, foreground) with the softmax cross-entropy,
+    which is exactly sigmoid + binary cross-entropy on the difference of the two logits; one
+    class is refused, since SLCM forms its class regions from the argmax of the stage-1
+    prediction over the classes, and one class leaves nothing to partition.
+    """
+    if config.num_classes < 2:
+        raise ValueError(
+            f"num_classes {config.num_classes}: a segmentation model needs at least 2 classes; for binary "
+            "segmentation use two (background, foreground): the 2-class softmax is the cross-entropy "
+            "equivalent of one sigmoid logit, and SLCM needs the argmax over classes to form its regions"
+        )
     backbone = build_backbone(config.backbone)
     stage_channels = [info.channels for info in backbone.feature_info]
     aux_head = None

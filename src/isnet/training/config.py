@@ -149,7 +149,7 @@ class DataConfig:
                                              scale_range=self.scale_range, flip_pairs=record.flip_pairs)
         elif train:
             transform = train_transforms(crop_size=self.crop_size, fit_size=self.fit_size, scale_range=self.scale_range,
-                                         flip_pairs=record.flip_pairs)
+                                         flip_pairs=record.flip_pairs, photometric=record.in_channels == 3)
         else:
             transform = evaluation_transforms(self.eval_fit_size, record.test.resize_to)
         return open_dataset(self.dataset, self.root, split, transform)

@@ -97,7 +97,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     # Resume from the newest checkpoint that is complete and intact, or start (from init_from).
     start_iteration = resume(output_dir, model, optimizer, context, report)
     if start_iteration == 0 and config.init_from:
-        report(load_weights(model, config.init_from, ignore_mismatched_sizes=True).summary())
+        report(load_weights(model, config.init_from, ignore_mismatched_sizes=True, classes=train_set.info.classes).summary())
     if context.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.json").write_text(config.to_json())
@@ -272,6 +272,12 @@ def checked_dataset(
             f"({config.data.dataset}: {where}) has {dataset.info.num_classes}: "
             f"{', '.join(dataset.info.classes[:12])}{', ...' if dataset.info.num_classes > 12 else ''}; "
             f"set --set model.num_classes={dataset.info.num_classes} (with --init-from to fine-tune) or use other data"
+        )
+    if dataset.info.in_channels != config.model.backbone.in_channels:
+        raise ValueError(
+            f"the model takes {config.model.backbone.in_channels} image channels (model.backbone.in_channels) but "
+            f"the {split} data ({config.data.dataset} at {config.data.root}) has {dataset.info.in_channels} "
+            f"(the length of mean/std in its record); set --set model.backbone.in_channels={dataset.info.in_channels}"
         )
     dataset.max_pixels = config.max_image_pixels
     if config.check_data == "off":

@@ -4,10 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 IGNORE_COLOUR = (0, 0, 0)
+
+
+def label_image(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> "Image.Image":
+    """A label map as a palette-mode PNG image: pixel values are class indices, shown in ``palette``."""
+    from PIL import Image
+
+    image = Image.fromarray(labels.astype(np.uint8), mode="P")
+    flat = [int(channel) for colour in palette[:256] for channel in colour]
+    image.putpalette(flat + [0] * (768 - len(flat)))
+    return image
 
 
 def colourise(labels: np.ndarray, palette: Sequence[Sequence[int]], ignore_index: int = 255) -> np.ndarray:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from torch import Tensor
 
 from isnet.weights.checkpoint import CheckpointError, load_state_dict_strict, read_torch_checkpoint
 from isnet.model.backbones.resnet import ResNet
+from isnet.weights.transfer import inflate_inputs
 
 CLASSIFIER_PREFIXES = ("fc.", "head.", "classifier.")
 TORCHVISION_STEM = {"conv1.": "stem.0.", "bn1.": "stem.1."}
@@ -61,7 +63,11 @@ def _align_downsample(state_dict: dict[str, Tensor], expected: dict[str, Tensor]
 
 
 def load_imagenet_weights(backbone: ResNet, path: str | Path) -> ResNet:
-    """Initialise ``backbone`` from an ImageNet checkpoint; every backbone tensor must be covered."""
+    """Initialise ``backbone`` from an ImageNet checkpoint; every backbone tensor must be covered.
+
+    A backbone of other than 3 input channels gets the file's first convolution inflated
+    (:func:`isnet.weights.transfer.inflate_input_conv`), and says so.
+    """
     state_dict = _strip_prefixes(read_torch_checkpoint(path))
     expected = backbone.state_dict()
     if "conv1.weight" in state_dict:  # torchvision's layout
@@ -74,6 +80,9 @@ def load_imagenet_weights(backbone: ResNet, path: str | Path) -> ResNet:
         for theirs, ours in TORCHVISION_STEM.items():
             state_dict = {(ours + k[len(theirs):] if k.startswith(theirs) else k): v for k, v in state_dict.items()}
     state_dict = _align_downsample(state_dict, expected)
+    state_dict, notes = inflate_inputs(backbone, state_dict)
+    for note in notes:
+        logging.getLogger("isnet").warning(f"{path}: {note}")
     # Older files carry no BatchNorm step counters; they are bookkeeping, not weights.
     for key, value in expected.items():
         if key.endswith("num_batches_tracked") and key not in state_dict:

@@ -10,6 +10,7 @@ and leaves the others freshly initialised, listing them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 
 from isnet.weights.checkpoint import CheckpointError, load_state_dict_strict, read_safetensors, read_torch_checkpoint
 from isnet.weights.released import WEIGHTS, released_to_ours
+from isnet.weights.transfer import ClassTransfer, inflate_inputs, transfer_classes, weights_classes
 
 def cache_dir() -> Path:
     """Where released weights are kept: torch's hub cache (``$TORCH_HOME/hub/checkpoints``)."""
@@ -66,21 +68,39 @@ class LoadReport:
     source: Path
     reinitialised: list[str] = field(default_factory=list)  # "key: file (150, 512, 1, 1) vs model (11, ...)" or "key: missing"
     ignored: list[str] = field(default_factory=list)  # tensors of the file the model does not have
+    adapted: list[str] = field(default_factory=list)  # tensors changed to fit: inflated input channels
+    classes: ClassTransfer | None = None  # classifier rows kept by class name, when both lists were known
+    note: str | None = None
 
     def summary(self) -> str:
         lines = [f"weights from {self.source}: {len(self.reinitialised)} tensor(s) freshly initialised"
                  + (f", {len(self.ignored)} of the file's ignored" if self.ignored else "")]
         lines += [f"  re-initialised {entry}" for entry in self.reinitialised]
         lines += [f"  ignored {key}" for key in self.ignored]
+        lines += [f"  {entry}" for entry in self.adapted]
+        if self.classes is not None:
+            lines.append(self.classes.summary())
+        if self.note:
+            lines.append(f"  {self.note}")
         return "\n".join(lines)
 
 
-def load_weights(model: nn.Module, weights: str | Path, *, ignore_mismatched_sizes: bool = False) -> LoadReport:
+def load_weights(
+    model: nn.Module,
+    weights: str | Path,
+    *,
+    ignore_mismatched_sizes: bool = False,
+    classes: Sequence[str] | None = None,
+) -> LoadReport:
     """Load ``weights`` (a file or a released name) into ``model``.
 
     Strict unless ``ignore_mismatched_sizes``: then tensors whose key and shape match are
     loaded, the model's others keep their fresh initialisation, the file's others are ignored,
-    and the report lists both.
+    and the report lists both. RGB weights for a model of other input channels have their
+    first convolution inflated (:func:`isnet.weights.transfer.inflate_input_conv`). With
+    ``classes`` (the model's class names) and a file that names its classes (our safetensors,
+    released weights), the classifier rows of the classes both name are kept and the others
+    re-initialised (:func:`isnet.weights.transfer.transfer_classes`); the report lists both.
     """
     path = resolve_weights(weights)
     state = read_weights(path)
@@ -88,6 +108,13 @@ def load_weights(model: nn.Module, weights: str | Path, *, ignore_mismatched_siz
     if not ignore_mismatched_sizes:
         load_state_dict_strict(model, state, source=path)
         return report
+    state, report.adapted = inflate_inputs(model, state)
+    if classes is not None:
+        source_classes = weights_classes(path)
+        if source_classes is None:
+            report.note = "the file names no classes: classifiers of another class count are re-initialised whole"
+        else:
+            state, report.classes = transfer_classes(model, state, source_classes, list(classes))
     expected = model.state_dict()
     usable = {}
     for key, value in expected.items():

@@ -8,7 +8,7 @@ weights from a local file, and attaches the dataset record to the model.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -115,6 +115,7 @@ def create_model(
     weights: str | Path | None = None,
     weights_backbone: str | Path | None = None,
     ignore_mismatched_sizes: bool = False,
+    classes: Sequence[str] | None = None,
     **overrides: Any,
 ) -> Segmentor:
     """Build a preset (by name) or a configuration, optionally with weights.
@@ -122,7 +123,9 @@ def create_model(
     ``weights``: a file (one of our ``.safetensors`` or a released ``.pth``) or released
     weights' name (fetched once when online, see :mod:`isnet.weights.loading`); loading is strict
     unless ``ignore_mismatched_sizes``, which loads every tensor that fits and freshly
-    initialises the rest (fine-tuning to ``num_classes`` other classes; the report is logged).
+    initialises the rest (fine-tuning to ``num_classes`` other classes; the report is logged);
+    with ``classes`` (the new class names) it keeps the classifier rows of the classes the
+    weights name too (:func:`isnet.weights.transfer.transfer_classes`).
     ``weights_backbone``: an ImageNet checkpoint for the backbone (open-mmlab or torchvision
     layout, see :mod:`isnet.weights.imagenet`), the start of training.
 
@@ -141,11 +144,11 @@ def create_model(
     if weights_backbone is not None:
         load_imagenet_weights(model.backbone, weights_backbone)
     if weights is not None:
-        report = load_weights(model, weights, ignore_mismatched_sizes=ignore_mismatched_sizes)
+        report = load_weights(model, weights, ignore_mismatched_sizes=ignore_mismatched_sizes, classes=classes)
         if report.reinitialised or report.ignored:
             logging.getLogger("isnet").warning(report.summary())
         if report.source.suffix == ".safetensors":
             dataset = dataset_from_metadata(read_safetensors(report.source)[1], config.num_classes,
-                                            source=report.source) if not report.reinitialised else None
+                                            source=report.source) if not report.reinitialised and report.classes is None else None
             model.dataset = dataset or model.dataset
     return model

@@ -30,6 +30,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from torch import Tensor, nn
 
+from isnet.apps.predict_files import model_normalisation
 from isnet.apps.serve.batching import DynamicBatcher, QueueFullError
 from isnet.apps.serve.responses import (
     MEDIA_TYPES,
@@ -113,9 +114,11 @@ def create_app(
             "max_batch": batcher.max_batch, "batches": batcher.batches, "images": batcher.images,
         })
 
+    mean, std = model_normalisation(model)
+
     def decode(data: bytes, name: str) -> tuple[np.ndarray, Tensor]:
         image = decode_upload(data, name, config.max_pixels)
-        return image, to_tensor(image)
+        return image, to_tensor(image, mean, std)
 
     def render(fmt: str, image: np.ndarray, labels: np.ndarray, name: str, embed_overlay: bool) -> Response:
         if fmt == "json":

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from starlette.exceptions import HTTPException
 
-from isnet.apps.predict_files import label_image
+from isnet.utils.visualize import label_image
 from isnet.utils.visualize import overlay, save_overlay_with_legend
 
 FORMATS = ("labels", "overlay", "json")

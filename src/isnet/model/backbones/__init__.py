@@ -48,6 +48,7 @@ def build_backbone(config: BackboneConfig) -> ResNet:
         stem_channels=config.stem_channels,
         output_stride=config.output_stride,
         stem=config.stem,
+        in_channels=config.in_channels,
     )
 
 

@@ -108,20 +108,20 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-def deep_stem(stem_channels: int) -> nn.Sequential:
+def deep_stem(stem_channels: int, in_channels: int = 3) -> nn.Sequential:
     """The V1c stem: three 3×3 CBRs (the first strided), children 0..8 as released."""
     half = stem_channels // 2
     return nn.Sequential(
-        *ConvBNReLU(3, half, 3, stride=2),
+        *ConvBNReLU(in_channels, half, 3, stride=2),
         *ConvBNReLU(half, half, 3),
         *ConvBNReLU(half, stem_channels, 3),
     )
 
 
-def plain_stem(stem_channels: int) -> nn.Sequential:
+def plain_stem(stem_channels: int, in_channels: int = 3) -> nn.Sequential:
     """The original 7×7 stem (ResNet-V1b, torchvision's layout)."""
     return nn.Sequential(
-        nn.Conv2d(3, stem_channels, 7, stride=2, padding=3, bias=False),
+        nn.Conv2d(in_channels, stem_channels, 7, stride=2, padding=3, bias=False),
         nn.BatchNorm2d(stem_channels),
         nn.ReLU(inplace=True),
     )
@@ -132,6 +132,7 @@ class ResNet(nn.Module):
 
     ``block`` chooses the residual unit (basic, bottleneck or ResNeSt's split-attention
     bottleneck); ``avg_down`` puts an average pool before the projection shortcut (ResNeSt).
+    ``in_channels`` is the number of image channels the stem takes (3: RGB).
     :meth:`set_grad_checkpointing` makes training recompute each block's activations during
     the backward pass instead of keeping them (less memory, more time; same gradients).
     """
@@ -147,6 +148,7 @@ class ResNet(nn.Module):
         stem: str = "deep",
         avg_down: bool = False,
         contract_dilation: bool = True,
+        in_channels: int = 3,
     ) -> None:
         super().__init__()
         self.grad_checkpointing = False
@@ -154,7 +156,7 @@ class ResNet(nn.Module):
             raise ValueError(f"output_stride must be one of {sorted(STAGE_LAYOUT)}, got {output_stride}")
         if stem not in ("deep", "plain"):
             raise ValueError(f"stem must be 'deep' (V1c, 3×3) or 'plain' (7×7), got {stem!r}")
-        self.stem = deep_stem(stem_channels) if stem == "deep" else plain_stem(stem_channels)
+        self.stem = (deep_stem if stem == "deep" else plain_stem)(stem_channels, in_channels)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
         strides, dilations = STAGE_LAYOUT[output_stride]
