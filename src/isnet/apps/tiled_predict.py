@@ -144,6 +144,7 @@ def segment_large_image(
             if confidence:
                 writers[1].put(confidence_uint16(scores.softmax(0).amax(0)).cpu().numpy().astype(np.uint16))
             bar.update(labels.shape[0])
+            del scores  # before the next band's model calls: one band of K-channel scores at a time
         bar.close()
         for writer in writers:
             writer.close()

@@ -15,6 +15,7 @@ import torch
 
 from isnet.cli import (
     bench,
+    calibrate,
     complexity,
     demo,
     evaluate,
@@ -32,6 +33,7 @@ COMMANDS: dict[str, ModuleType] = {
     "demo": demo,
     "train": train,
     "eval": evaluate,
+    "calibrate": calibrate,
     "predict": predict,
     "serve": serve,
     "export": export,

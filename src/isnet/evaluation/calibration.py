@@ -68,20 +68,20 @@ class CalibrationBins:
 
         width = 1 / self.bins
         lefts = torch.arange(self.bins).double() * width
-        filled = self.count > 0
-        accuracy = torch.where(filled, self.correct / self.count.clamp(min=1), torch.zeros_like(self.count))
-        confidence = torch.where(filled, self.confidence / self.count.clamp(min=1), lefts + width / 2)
+        filled = self.count > 0  # empty bins are drawn empty
+        count = self.count[filled]
+        accuracy, confidence, lefts = self.correct[filled] / count, self.confidence[filled] / count, lefts[filled]
         figure, (axis, share) = plt.subplots(2, 1, figsize=(4.5, 5.5), dpi=100, height_ratios=(3, 1), sharex=True)
         axis.bar(lefts, accuracy, width=width, align="edge", color="tab:blue", edgecolor="black", label="accuracy")
         axis.bar(lefts, confidence - accuracy, bottom=accuracy, width=width, align="edge", color="tab:red",
-                 alpha=0.3, edgecolor="tab:red", label="gap to confidence")
+                 alpha=0.3, edgecolor="tab:red", label="gap to mean confidence")
         axis.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
         axis.set_ylabel("accuracy")
         axis.set_xlim(0, 1)
         axis.set_ylim(0, 1)
         axis.set_title(f"{title + ': ' if title else ''}ECE {100 * self.ece():.2f} % ({self.bins} bins)", fontsize=9)
         axis.legend(fontsize=7, loc="upper left")
-        share.bar(lefts, self.count / self.count.sum().clamp(min=1), width=width, align="edge", color="tab:gray")
+        share.bar(lefts, count / count.sum(), width=width, align="edge", color="tab:gray")
         share.set_xlabel("confidence (probability of the predicted class)")
         share.set_ylabel("pixels")
         figure.tight_layout()
@@ -89,6 +89,18 @@ class CalibrationBins:
         figure.savefig(path)
         plt.close(figure)
         return path
+
+
+def write_calibration_report(bins: CalibrationBins, output: str | Path, summary: dict, *, title: str = "") -> str:
+    """``reliability.png`` and the ECE in ``summary.json`` (updating ``summary``); the line to print."""
+    import json
+
+    output = Path(output)
+    bins.plot(output / "reliability.png", title=title)
+    summary.update(ece=bins.ece(), ece_bins=bins.bins)
+    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    return (f"ECE {100 * bins.ece():.2f} % (expected calibration error of the max probability, {bins.bins} "
+            f"equal-width bins, {int(bins.count.sum()):,} labelled pixels)")
 
 
 def nll(logits: Tensor, labels: Tensor, temperature: float | Tensor = 1.0) -> float:

@@ -35,26 +35,33 @@ def ramp(length: int) -> Tensor:
 
 
 class _Band:
-    """Sums of window scores (and of their weights) over rows ``top .. top + len`` of the full width."""
+    """Sums of window scores (and of their weights) over rows ``top .. top + rows`` of the full width.
+
+    The buffers are allocated once, as tall as the rows pending at once (a window's height
+    and a stride or so), and reused: finished rows are handed out and the rest moved up.
+    """
 
     def __init__(self, width: int) -> None:
-        self.top, self.width = 0, width
+        self.top, self.rows, self.width = 0, 0, width
         self.scores: Tensor | None = None
         self.weights: Tensor | None = None
 
-    @property
-    def bottom(self) -> int:
-        return self.top + (0 if self.weights is None else self.weights.shape[1])
+    def _reach(self, bottom: int, like: Tensor) -> None:
+        """Make rows down to ``bottom`` available, zeroed where no window has been yet."""
+        need = bottom - self.top
+        if self.scores is None or need > self.scores.shape[1]:
+            scores, weights = like.new_zeros(like.shape[0], need, self.width), like.new_zeros(1, need, self.width)
+            if self.scores is not None:
+                scores[:, : self.rows], weights[:, : self.rows] = self.scores[:, : self.rows], self.weights[:, : self.rows]
+            self.scores, self.weights = scores, weights
+        if need > self.rows:
+            self.scores[:, self.rows:need] = 0
+            self.weights[:, self.rows:need] = 0
+            self.rows = need
 
     def add(self, window: tuple[int, int, int, int], scores: Tensor, weight: Tensor | None) -> None:
         t, b, l, r = window
-        if self.scores is None:
-            self.scores = scores.new_zeros(scores.shape[0], 0, self.width)
-            self.weights = scores.new_zeros(1, 0, self.width)
-        if b > self.bottom:  # grow downwards: rows no window has reached yet
-            grow = b - self.bottom
-            self.scores = torch.cat([self.scores, self.scores.new_zeros(self.scores.shape[0], grow, self.width)], 1)
-            self.weights = torch.cat([self.weights, self.weights.new_zeros(1, grow, self.width)], 1)
+        self._reach(b, scores)
         rows = slice(t - self.top, b - self.top)
         if weight is None:  # the plain average, exactly as slide_views sums and counts
             self.scores[:, rows, l:r] += scores
@@ -64,12 +71,24 @@ class _Band:
             self.weights[:, rows, l:r] += weight
 
     def release(self, stop: int) -> Tensor:
-        """The averaged scores of rows ``top .. stop`` (K, n, W), let go of."""
+        """The averaged scores of rows ``top .. stop`` (K, n, W); the rows below move up."""
         n = stop - self.top
         final = self.scores[:, :n] / self.weights[:, :n]
-        self.scores, self.weights = self.scores[:, n:].clone(), self.weights[:, n:].clone()
-        self.top = stop
+        rest = self.rows - n
+        self.scores[:, :rest] = self.scores[:, n:self.rows].clone()
+        self.weights[:, :rest] = self.weights[:, n:self.rows].clone()
+        self.top, self.rows = stop, rest
         return final
+
+
+def _run_batch(model: nn.Module, batch: list[tuple[int, int, int, int]], pixels: Tensor, pixels_top: int, band: _Band,
+               weight: Tensor | None, probs_before_resize: bool) -> None:
+    """One model call on a batch of windows, added into ``band`` (a function, so that its K-channel
+    window scores are let go before the next call allocates its own)."""
+    crops = torch.stack([pixels[:, t - pixels_top:b - pixels_top, l:r] for t, b, l, r in batch])
+    window_scores = _scores(model.logits(crops), crops.shape[2:], probs_before_resize)
+    for scores, window in zip(window_scores.chunk(len(batch)), batch):
+        band.add(window, scores[0], weight)
 
 
 @torch.no_grad()
@@ -117,12 +136,9 @@ def stream_slide(
             fetched = pixels_top + pixels.shape[1]
             pixels = torch.cat([keep, read_rows(fetched, bottom)], 1) if bottom > fetched else keep
             pixels_top = first
-        crops = torch.stack([pixels[:, t - pixels_top:b - pixels_top, l:r] for t, b, l, r in batch])
-        window_scores = _scores(model.logits(crops), crops.shape[2:], probs_before_resize)
         if blend == "cosine" and size not in weights:
-            weights[size] = (ramp(size[0])[:, None] * ramp(size[1])[None, :]).to(window_scores.device)
-        for scores, window in zip(window_scores.chunk(len(batch)), batch):
-            band.add(window, scores[0], weights.get(size))
+            weights[size] = (ramp(size[0])[:, None] * ramp(size[1])[None, :]).to(pixels.device)
+        _run_batch(model, batch, pixels, pixels_top, band, weights.get(size), probs_before_resize)
         final = windows[start][0] if start < len(windows) else height  # no later window reaches above this row
         if final > band.top:
             top = band.top
