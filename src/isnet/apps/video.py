@@ -123,6 +123,7 @@ def segment_video(
     finals = video_outputs(source, output)
     partials = [final.with_name(f".{final.stem}.partial{final.suffix}") for final in finals]
     writers: list[cv2.VideoWriter] = []
+    model.eval()
     device = next(iter(model.parameters()), torch.empty(0)).device
     state: list[Tensor | None] = [None]
     try:
