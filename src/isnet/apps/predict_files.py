@@ -101,7 +101,7 @@ def segment_files(
         if images:
             try:
                 tensors = torch.stack([to_tensor(image) for image in images])
-                scores = _predict_on_model_device(model, tensors, config)
+                scores = predict_on_model_device(model, tensors, config)
                 labels = scores.argmax(dim=1).numpy().astype(np.uint8)
                 confidences = confidence_uint16(max_probability(scores, config)).numpy() if confidence else [None] * len(labels)
                 for path, image, label, certainty in zip(readable, images, labels, confidences):
@@ -120,7 +120,7 @@ def segment_files(
     return sorted(failures, key=lambda failure: order[failure[0]])
 
 
-def _predict_on_model_device(model: nn.Module, images: torch.Tensor, config: InferenceConfig) -> torch.Tensor:
+def predict_on_model_device(model: nn.Module, images: torch.Tensor, config: InferenceConfig) -> torch.Tensor:
     """The scores of :func:`~isnet.inference.engine.predict`, computed on the model's device, returned on the CPU."""
     parameter = next(model.parameters(), None)
     device = images.device if parameter is None else parameter.device
