@@ -92,9 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         if videos or tiles is not None:
             usage_error("--engine ray labels image files; predict videos and --tile images without it")
-        from isnet.apps.ray_predict import predict_with_ray
-
-        return predict_with_ray(args, find_images(images, exclude=output), output, config)
+        return _predict_with_ray(args, find_images(images, exclude=output), output, config)
     device = resolve_device(args)
     context = init_distributed(str(device))
     model = calibrated(load_model_from_args(args), args)
@@ -134,6 +132,37 @@ def run(args: argparse.Namespace) -> int:
         for _, reason in failures:
             print(f"  {reason}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _predict_with_ray(args: argparse.Namespace, paths: list[Path], output: Path, config) -> int:
+    """``--engine ray``: the images on Ray Data actors (see :mod:`isnet.apps.ray_predict`)."""
+    from isnet.apps.predict_files import colliding_inputs, output_files
+    from isnet.apps.ray_predict import ModelSource, predict_with_ray, summarise
+
+    if args.runtime in ("onnx", "openvino") or args.precision == "fp16" or args.compile:
+        usage_error("--engine ray runs our PyTorch model in fp32 or bf16 (no --runtime, fp16 or --compile)")
+    if not (args.checkpoint or (args.model and (args.weights or args.allow_random))):
+        usage_error("--engine ray: give --checkpoint FILE.safetensors, or --model NAME with --weights")
+    if args.precision == "auto":
+        print("note: --engine ray runs PyTorch float32 (auto measures this machine, not the cluster's workers)",
+              file=sys.stderr)
+    source = ModelSource(checkpoint=args.checkpoint, model=args.model, weights=args.weights,
+                         precision="bf16" if args.precision == "bf16" else "fp32")
+    if not paths:
+        print(f"no images found in {', '.join(map(str, args.inputs))}", file=sys.stderr)
+        return 2
+    todo = [path for path in paths if not all(f.exists() for f in output_files(path, output, confidence=args.confidence))]
+    if len(todo) < len(paths):
+        print(f"{len(paths) - len(todo)} of {len(paths)} image(s) already done in {output}; segmenting the other {len(todo)}")
+    collisions = colliding_inputs(paths)
+    todo = [path for path in todo if path not in collisions]
+    classes, palette = class_names(source.load(), args)
+    results = predict_with_ray(todo, output, config, source, classes, palette, workers=args.ray_workers,
+                               address=args.ray_address, batch_size=args.batch_size, confidence=args.confidence,
+                               max_pixels=args.max_pixels)
+    for path in collisions:
+        print(f"  {collisions[path]}", file=sys.stderr)
+    return max(summarise(results), 1 if collisions else 0)
 
 
 def _segment_videos(model, videos, output: Path, config, palette, args: argparse.Namespace) -> list[tuple[Path, str]]:
