@@ -133,3 +133,16 @@ def test_ece_and_the_fitted_temperature_on_known_numbers():
     assert confidence == pytest.approx(float((labels == 0).double().mean()), abs=0.01)
     assert nll(logits, labels, temperature) < nll(logits, labels)
     assert ece_of_logits(logits, labels, temperature) < 0.02 < ece_of_logits(logits, labels)
+
+
+def test_a_broken_calibration_record_is_refused(tmp_path):
+    from isnet.weights.calibration import CALIBRATION_METADATA_KEY
+
+    model = responsive_model()
+    for text, problem in (('{"temperature": -2}', "is not a number > 0"), ("{not json", "unreadable calibration record")):
+        path = save_model(model, tmp_path / "model.safetensors", extra_metadata={CALIBRATION_METADATA_KEY: text})
+        image = tmp_path / "a.png"
+        Image.fromarray(scene(*SIZE)).save(image)
+        result = isnet("predict", image, "--checkpoint", path, "--output", tmp_path / "out")
+        line = first_line(result, "predict", 1)
+        assert line.startswith(f"{path}: ") and problem in line

@@ -48,6 +48,7 @@ def test_tiled_predict_of_a_4000x3000_image_equals_whole_image_sliding_windows(c
     assert np.abs(confidence.astype(np.int64) - expected_confidence).max() <= 1
     overlay = Image.open(tmp_path / "out" / "aerial_overlay.png")
     assert overlay.size[0] > overlay.size[1]  # image | overlay side by side, drawn scaled down
+    assert not list((tmp_path / "out").glob(".*partial*"))
 
 
 def test_streaming_holds_a_band_of_rows_not_the_image():
