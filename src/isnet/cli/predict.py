@@ -168,12 +168,15 @@ def _predict_with_ray(args: argparse.Namespace, paths: list[Path], output: Path,
 def _segment_videos(model, videos, output: Path, config, palette, args: argparse.Namespace) -> list[tuple[Path, str]]:
     """Each video (or folder of frames) to a label video and an overlay video; the ones that failed, with why."""
     from isnet.apps.predict_files import require_writable_folder
-    from isnet.apps.video import segment_video
+    from isnet.apps.video import segment_video, video_outputs
 
     if videos:
         require_writable_folder(output)
     failures = []
     for video in videos:
+        if all(path.exists() for path in video_outputs(video, output)):
+            print(f"{video}: its videos are already in {output}; skipped")
+            continue
         reason = segment_video(model, video, output, config, palette, batch_size=args.batch_size, smooth=args.smooth,
                                fps=args.fps)
         if reason is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -70,11 +71,13 @@ class CalibrationBins:
         lefts = torch.arange(self.bins).double() * width
         filled = self.count > 0  # empty bins are drawn empty
         count = self.count[filled]
-        accuracy, confidence, lefts = self.correct[filled] / count, self.confidence[filled] / count, lefts[filled]
+        accuracy, confidence = (self.correct[filled] / count).numpy(), (self.confidence[filled] / count).numpy()
+        lefts, count = lefts[filled].numpy(), count.numpy()
         figure, (axis, share) = plt.subplots(2, 1, figsize=(4.5, 5.5), dpi=100, height_ratios=(3, 1), sharex=True)
         axis.bar(lefts, accuracy, width=width, align="edge", color="tab:blue", edgecolor="black", label="accuracy")
-        axis.bar(lefts, confidence - accuracy, bottom=accuracy, width=width, align="edge", color="tab:red",
-                 alpha=0.3, edgecolor="tab:red", label="gap to mean confidence")
+        low = np.minimum(accuracy, confidence)
+        axis.bar(lefts, np.abs(confidence - accuracy), bottom=low, width=width, align="edge", fill=False, hatch="///",
+                 edgecolor="tab:red", label="gap to mean confidence")
         axis.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
         axis.set_ylabel("accuracy")
         axis.set_xlim(0, 1)
