@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from isnet.data.channels import display_rgb, read_channels
@@ -23,7 +24,8 @@ from isnet.data.image import (
     to_tensor,
 )
 from isnet.data.info import make_palette
-from isnet.inference.engine import InferenceConfig, predict_labels
+from isnet.inference.engine import InferenceConfig, predict
+from isnet.inference.temperature import confidence_uint16, max_probability
 from isnet.utils.errors import describe_os_error
 from isnet.utils.visualize import label_image, save_overlay_with_legend
 
@@ -48,9 +50,15 @@ def read_model_input(path: Path, channels: int, max_pixels: int) -> np.ndarray:
     return read_image(path, max_pixels) if channels == 3 else read_channels(path, channels, max_pixels)
 
 
-def output_files(path: Path, output: Path) -> tuple[Path, Path]:
-    """Where the label map and the overlay of image ``path`` are written."""
-    return output / f"{path.stem}_labels.png", output / f"{path.stem}_overlay.png"
+def output_files(path: Path, output: Path, *, confidence: bool = False) -> tuple[Path, ...]:
+    """Where the label map and the overlay (and, with ``confidence``, the confidence map) of image ``path`` go."""
+    files = output / f"{path.stem}_labels.png", output / f"{path.stem}_overlay.png"
+    return files + (output / f"{path.stem}_confidence.png",) if confidence else files
+
+
+def confidence_image(confidence: np.ndarray) -> Image.Image:
+    """A confidence map (uint16, ``round(p · 65535)``) as a 16-bit greyscale PNG image."""
+    return Image.fromarray(confidence.astype(np.uint16))
 
 
 def colliding_inputs(paths: Sequence[Path]) -> dict[Path, str]:
@@ -75,8 +83,10 @@ def segment_files(
     max_pixels: int | None = None,
     batch_size: int = 1,
     on_done: Callable[[Path], None] | None = None,
+    confidence: bool = False,
 ) -> list[tuple[Path, str]]:
-    """Segment each image, writing ``<stem>_labels.png`` and ``<stem>_overlay.png``.
+    """Segment each image, writing ``<stem>_labels.png`` and ``<stem>_overlay.png``
+    (with ``confidence``, also ``<stem>_confidence.png``: the probability of the predicted class).
 
     Returns the files that could not be segmented, with the reason; the others are written.
     A failure of one file (an unreadable image, a refused or failed write: permission, full
@@ -104,10 +114,13 @@ def segment_files(
         if images:
             try:
                 tensors = torch.stack([to_tensor(image, mean, std) for image in images])
-                labels = predict_labels(model, tensors, config).numpy().astype(np.uint8)
-                for path, image, label in zip(readable, images, labels):
+                scores = predict_on_model_device(model, tensors, config)
+                labels = scores.argmax(dim=1).numpy().astype(np.uint8)
+                confidences = confidence_uint16(max_probability(scores, config)).numpy() if confidence else [None] * len(labels)
+                for path, image, label, certainty in zip(readable, images, labels, confidences):
                     picture = image if image.dtype == np.uint8 and image.shape[2] == 3 else display_rgb(image)
-                    reason = _write_outputs(path, picture, label, output, classes, palette, announce=on_done is None)
+                    reason = _write_outputs(path, picture, label, output, classes, palette, announce=on_done is None,
+                                            confidence=certainty)
                     if reason is not None:
                         failures.append((path, reason))
             except (RuntimeError, ValueError, OSError) as error:
@@ -119,6 +132,13 @@ def segment_files(
         print(f"skipped {reason}", file=sys.stderr)
     order = {path: index for index, path in enumerate(paths)}
     return sorted(failures, key=lambda failure: order[failure[0]])
+
+
+def predict_on_model_device(model: nn.Module, images: torch.Tensor, config: InferenceConfig) -> torch.Tensor:
+    """The scores of :func:`~isnet.inference.engine.predict`, computed on the model's device, returned on the CPU."""
+    parameter = next(model.parameters(), None)
+    device = images.device if parameter is None else parameter.device
+    return predict(model, images.to(device), config).cpu()
 
 
 def batches_by_size(paths: Sequence[Path], batch_size: int, max_pixels: int) -> Iterator[list[Path]]:
@@ -148,15 +168,19 @@ def _write_outputs(
     palette: Sequence[tuple[int, int, int]],
     *,
     announce: bool,
+    confidence: np.ndarray | None = None,
 ) -> str | None:
-    """Write one image's label map and overlay atomically; the reason it could not, or None."""
-    finals = output_files(path, output)
+    """Write one image's label map and overlay (and confidence map) atomically; the reason it could not, or None."""
+    finals = output_files(path, output, confidence=confidence is not None)
     partials = tuple(final.with_name(f".{final.stem}.partial.png") for final in finals)
     writing = finals[0]
     try:
         label_image(labels, palette).save(partials[0], format="PNG")
         writing = finals[1]
         save_overlay_with_legend(partials[1], image, labels, classes, palette, title=path.name)
+        if confidence is not None:
+            writing = finals[2]
+            confidence_image(confidence).save(partials[2], format="PNG")
         for partial, final in zip(partials, finals):
             writing = final
             os.replace(partial, final)

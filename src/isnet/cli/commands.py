@@ -15,6 +15,7 @@ import torch
 
 from isnet.cli import (
     bench,
+    calibrate,
     complexity,
     data,
     demo,
@@ -34,6 +35,7 @@ COMMANDS: dict[str, ModuleType] = {
     "data": data,
     "train": train,
     "eval": evaluate,
+    "calibrate": calibrate,
     "predict": predict,
     "serve": serve,
     "export": export,

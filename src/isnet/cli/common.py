@@ -97,6 +97,19 @@ def resolve_device(args: argparse.Namespace) -> torch.device:
     return device
 
 
+def calibrated(model, args: argparse.Namespace):
+    """``model`` with the temperature of its file applied, when ``isnet calibrate`` stored one (said on stderr)."""
+    from isnet.weights.calibration import read_calibration, with_calibration
+
+    source = getattr(args, "checkpoint", None) or getattr(args, "weights", None)
+    record = read_calibration(source) if source else None
+    if record is None:
+        return model
+    print(f"note: {source} is calibrated: its logits are divided by the temperature {record['temperature']:.4g} "
+          "fitted by isnet calibrate", file=sys.stderr)
+    return with_calibration(model, source)
+
+
 def load_model_from_args(args: argparse.Namespace) -> torch.nn.Module:
     """The model a command runs: ``--checkpoint``, or ``--model`` with ``--weights``.
 

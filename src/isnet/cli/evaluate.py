@@ -11,6 +11,7 @@ import torch
 from isnet.cli.common import (
     add_inference_arguments,
     add_model_arguments,
+    calibrated,
     inference_config,
     load_model_from_args,
     positive_int,
@@ -67,9 +68,10 @@ def eval_data(args: argparse.Namespace, model: torch.nn.Module):
 
 def run(args: argparse.Namespace) -> int:
     from isnet.evaluation import evaluate, write_report
+    from isnet.evaluation.calibration import CalibrationBins, write_calibration_report
 
     device = resolve_device(args)
-    model = load_model_from_args(args)
+    model = calibrated(load_model_from_args(args), args)
     data, protocol = eval_data(args, model)
     split = args.split or data.val_split
     dataset = data.build(split, train=False)
@@ -92,8 +94,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = inference_config(args, dataset.info.flip_pairs)
     print(protocol)
-    matrix = evaluate(model.to(device), dataset, num_classes, config, device=device, progress=True)
+    bins = CalibrationBins(ignore_index=dataset.info.ignore_index)
+    matrix = evaluate(model.to(device), dataset, num_classes, config, device=device, progress=True, calibration=bins)
     summary = write_report(matrix, dataset.info.classes, args.output, title=f"{data.dataset} {split}")
     print((Path(args.output) / "scores.txt").read_text())
-    print(f"report: {args.output} (per_class_iou.png, confusion_matrix.png, per_class.csv)")
+    print(write_calibration_report(bins, args.output, summary, title=f"{data.dataset} {split}"))
+    print(f"report: {args.output} (per_class_iou.png, confusion_matrix.png, reliability.png, per_class.csv)")
     return 0 if summary else 1

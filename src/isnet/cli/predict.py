@@ -11,14 +11,18 @@ import torch
 from isnet.cli.common import (
     add_inference_arguments,
     add_model_arguments,
+    calibrated,
     class_names,
     inference_config,
     load_model_from_args,
+    non_negative_int,
+    positive_float,
     positive_int,
     resolve_device,
+    usage_error,
 )
 
-HELP = "segment images or folders of images"
+HELP = "segment images, folders of images, videos and folders of frames"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +35,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (pays off for many images of one size)")
     parser.add_argument("--batch-size", type=positive_int, default=1,
                         help="predict this many images of one size together (default 1)")
-    parser.add_argument("--max-pixels", type=positive_int, help="refuse larger images (default 100 million)")
+    parser.add_argument("--max-pixels", type=positive_int,
+                        help="refuse larger images (default 100 million, or 4 billion for images streamed tile by tile)")
     add_inference_arguments(parser)
+    parser.add_argument("--confidence", action="store_true",
+                        help="also write <name>_confidence.png: the probability of the predicted class, 16-bit (p·65535)")
+    large = parser.add_argument_group("very large images, streamed tile by tile (labels as --mode slide)")
+    large.add_argument("--tile", type=positive_int, nargs=2, metavar=("H", "W"),
+                       help="stream every image in windows of H×W; only a band of rows is held")
+    large.add_argument("--overlap", type=non_negative_int, help="pixels shared by neighbouring tiles (default a third)")
+    large.add_argument("--blend", choices=("mean", "cosine"), default="mean",
+                       help="mean: the sliding-window average (default); cosine: a raised-cosine ramp, no seams")
+    large.add_argument("--tile-above", type=positive_int, default=4096 * 4096, metavar="PIXELS",
+                       help="without --tile, stream images of more pixels in the --crop/--stride windows (default 4096²)")
+    video = parser.add_argument_group("videos (.mp4, .avi, .mov, .mkv, ...) and folders of frames")
+    video.add_argument("--frames", action="store_true", help="a folder given is the frames of one video, in name order")
+    video.add_argument("--fps", type=positive_float, help="frame rate of the videos written (default: the input's, or 25)")
+    video.add_argument("--smooth", type=positive_float, default=1.0, metavar="ALPHA",
+                       help="temporal smoothing: moving average of probabilities, p̄ = α·p + (1−α)·p̄ (default 1: none)")
+    ray = parser.add_argument_group("engine")
+    ray.add_argument("--engine", choices=("local", "ray"), default="local",
+                     help="local (one process, or torchrun's); ray: Ray Data map_batches (needs isnet[ray])")
+    ray.add_argument("--ray-address", help="a running Ray cluster (default: start a local one)")
+    ray.add_argument("--ray-workers", type=positive_int, default=2, help="Ray actors, each with a model (default 2)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,6 +67,12 @@ def run(args: argparse.Namespace) -> int:
     where it stopped; outputs are written atomically, so a file is complete or absent.
     """
     from isnet.apps.predict_files import colliding_inputs, output_files, segment_files
+    from isnet.apps.tiled_predict import (
+        segment_large_files,
+        split_streamed,
+        tile_config,
+    )
+    from isnet.apps.video import is_video
     from isnet.data.image import find_images
     from isnet.utils.distributed import all_reduce_sum, barrier, init_distributed
     from isnet.utils.errors import ConfigError
@@ -49,17 +80,37 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise ConfigError(f"--output {output}: is a file, not a folder; name a folder for the label maps and overlays")
+    config = inference_config(args)
+    tiles = None
+    if args.tile is not None:
+        if config.scales != (1.0,) or config.flip:
+            usage_error("--tile streams one scale without flip; leave out --scales / --flip")
+        try:
+            tiles = tile_config(args.tile, args.overlap, args.blend)
+        except ValueError as error:
+            usage_error(str(error))
+    if not 0 < args.smooth <= 1:
+        usage_error(f"--smooth {args.smooth}: α must be in (0, 1]; 1 is no smoothing")
+    videos = [Path(item) for item in args.inputs if is_video(Path(item)) or (args.frames and Path(item).is_dir())]
+    images = [item for item in args.inputs if Path(item) not in videos]
+    if args.engine == "ray":
+        if videos or tiles is not None:
+            usage_error("--engine ray labels image files; predict videos and --tile images without it")
+        return _predict_with_ray(args, find_images(images, exclude=output), output, config)
     device = resolve_device(args)
     context = init_distributed(str(device))
-    model = load_model_from_args(args)
+    model = calibrated(load_model_from_args(args), args)
     if isinstance(model, torch.nn.Module):
         model = model.to(context.device)
     classes, palette = class_names(model, args)
-    paths = find_images(args.inputs, exclude=output)
-    if not paths:
+    video_failures = _segment_videos(model, videos[context.rank :: context.world_size], output, config, palette, args)
+    paths = find_images(images, exclude=output) if images else []
+    if not paths and not videos:
         print(f"no images found in {', '.join(map(str, args.inputs))}", file=sys.stderr)
         return 2
-    todo = [path for path in paths if not all(file.exists() for file in output_files(path, output))]
+    todo = [path for path in paths
+            if not all(file.exists() for file in output_files(path, output, confidence=args.confidence))]
+    todo_count = len(todo) + len(videos)
     if context.is_main and len(todo) < len(paths):
         print(f"{len(paths) - len(todo)} of {len(paths)} image(s) already done in {output}; segmenting the other {len(todo)}")
     collisions = colliding_inputs(paths)  # decided on all files, so that no two processes write one output
@@ -67,8 +118,12 @@ def run(args: argparse.Namespace) -> int:
     on_done = None
     if context.enabled:  # one progress bar, on the first process, counting every process's outputs
         on_done = _shared_progress(todo, output) if context.is_main else (lambda path: None)
-    failures = segment_files(model, mine, output, inference_config(args), classes, palette,
-                             max_pixels=args.max_pixels, batch_size=args.batch_size, on_done=on_done)
+    whole, streamed = split_streamed(mine, tiles, config, tile_above=args.tile_above, max_pixels=args.max_pixels)
+    failures = segment_files(model, whole, output, config, classes, palette, max_pixels=args.max_pixels,
+                             batch_size=args.batch_size, on_done=on_done, confidence=args.confidence)
+    failures += segment_large_files(model, streamed, output, classes, palette, max_pixels=args.max_pixels,
+                                    confidence=args.confidence, on_done=on_done)
+    failures += video_failures
     if context.is_main:
         failures += [(path, reason) for path, reason in collisions.items() if path in todo]
     failed = int(all_reduce_sum(torch.tensor(len(failures))).item())
@@ -76,11 +131,61 @@ def run(args: argparse.Namespace) -> int:
     if on_done is not None and context.is_main:
         on_done(None)
     if failures:
-        print(f"{len(failures)} of {len(todo)} file(s) could not be segmented{' by this process' if context.enabled else ''}:",
+        print(f"{len(failures)} of {todo_count} file(s) could not be segmented{' by this process' if context.enabled else ''}:",
               file=sys.stderr)
         for _, reason in failures:
             print(f"  {reason}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _predict_with_ray(args: argparse.Namespace, paths: list[Path], output: Path, config) -> int:
+    """``--engine ray``: the images on Ray Data actors (see :mod:`isnet.apps.ray_predict`)."""
+    from isnet.apps.predict_files import colliding_inputs, output_files
+    from isnet.apps.ray_predict import ModelSource, predict_with_ray, summarise
+
+    if args.runtime in ("onnx", "openvino") or args.precision == "fp16" or args.compile:
+        usage_error("--engine ray runs our PyTorch model in fp32 or bf16 (no --runtime, fp16 or --compile)")
+    if not (args.checkpoint or (args.model and (args.weights or args.allow_random))):
+        usage_error("--engine ray: give --checkpoint FILE.safetensors, or --model NAME with --weights")
+    if args.precision == "auto":
+        print("note: --engine ray runs PyTorch float32 (auto measures this machine, not the cluster's workers)",
+              file=sys.stderr)
+    source = ModelSource(checkpoint=args.checkpoint, model=args.model, weights=args.weights,
+                         precision="bf16" if args.precision == "bf16" else "fp32")
+    if not paths:
+        print(f"no images found in {', '.join(map(str, args.inputs))}", file=sys.stderr)
+        return 2
+    todo = [path for path in paths if not all(f.exists() for f in output_files(path, output, confidence=args.confidence))]
+    if len(todo) < len(paths):
+        print(f"{len(paths) - len(todo)} of {len(paths)} image(s) already done in {output}; segmenting the other {len(todo)}")
+    collisions = colliding_inputs(paths)
+    todo = [path for path in todo if path not in collisions]
+    classes, palette = class_names(source.load(), args)
+    results = predict_with_ray(todo, output, config, source, classes, palette, workers=args.ray_workers,
+                               address=args.ray_address, batch_size=args.batch_size, confidence=args.confidence,
+                               max_pixels=args.max_pixels)
+    for path in collisions:
+        print(f"  {collisions[path]}", file=sys.stderr)
+    return max(summarise(results), 1 if collisions else 0)
+
+
+def _segment_videos(model, videos, output: Path, config, palette, args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """Each video (or folder of frames) to a label video and an overlay video; the ones that failed, with why."""
+    from isnet.apps.predict_files import require_writable_folder
+    from isnet.apps.video import segment_video, video_outputs
+
+    if videos:
+        require_writable_folder(output)
+    failures = []
+    for video in videos:
+        if all(path.exists() for path in video_outputs(video, output)):
+            print(f"{video}: its videos are already in {output}; skipped")
+            continue
+        reason = segment_video(model, video, output, config, palette, batch_size=args.batch_size, smooth=args.smooth,
+                               fps=args.fps)
+        if reason is not None:
+            failures.append((video, reason))
+    return failures
 
 
 def _shared_progress(todo: list[Path], output: Path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from isnet.cli.common import class_names
+from isnet.cli.common import calibrated, class_names
 
 HELP = "serve a checkpoint over HTTP, with a web page (needs isnet[serve])"
 
@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         from isnet.deploy.runtimes.pytorch import FastSegmentor
 
         model = FastSegmentor(model, precision=args.precision)
+    model = calibrated(model, args)  # the temperature of `isnet calibrate`, when the file has one
     config = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                          max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
                          request_timeout_s=args.request_timeout)

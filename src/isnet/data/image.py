@@ -38,7 +38,7 @@ def _image_suffixes() -> tuple[str, ...]:
 
 
 IMAGE_SUFFIXES = _image_suffixes()
-PREDICTION_SUFFIXES = ("_labels.png", "_overlay.png")  # what `isnet predict` writes beside each name
+PREDICTION_SUFFIXES = ("_labels.png", "_overlay.png", "_confidence.png")  # what `isnet predict` writes beside each name
 MAX_IMAGE_PIXELS = 100_000_000  # 10 000 × 10 000; PIL's own hard limit (2 × PIL.Image.MAX_IMAGE_PIXELS) also applies
 EXIF_ORIENTATION = 0x0112
 _TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)  # the EXIF orientations that swap width and height
@@ -74,6 +74,7 @@ def open_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Im
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked below
+            warnings.simplefilter("ignore", UserWarning)  # damaged metadata ("Truncated File Read"): named below if it matters
             image = Image.open(path)
     except FileNotFoundError:
         raise ImageReadError(f"{path}: no such file") from None
@@ -195,7 +196,7 @@ def find_images(inputs: list[str | Path], *, exclude: str | Path | None = None) 
 
     Everything in a folder named like an image is listed, even a sub-folder or a broken
     link, so that it is reported as unreadable instead of silently left out. Files that
-    ``isnet predict`` wrote in the folder ``exclude`` (``*_labels.png``, ``*_overlay.png``,
+    ``isnet predict`` wrote in the folder ``exclude`` (``*_labels.png``, ``*_overlay.png``, ``*_confidence.png``,
     partial writes) are left out, so a prediction never takes its own outputs as inputs.
     """
     excluded = Path(exclude).resolve() if exclude is not None else None

@@ -7,8 +7,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from isnet.inference.engine import InferenceConfig, predict
+from isnet.evaluation.calibration import CalibrationBins
 from isnet.evaluation.metrics import ConfusionMatrix
+from isnet.inference.engine import InferenceConfig, predict
+from isnet.inference.temperature import probabilities
 
 
 def evaluate(
@@ -22,12 +24,14 @@ def evaluate(
     world_size: int = 1,
     num_workers: int = 0,
     progress: bool = False,
+    calibration: CalibrationBins | None = None,
 ) -> ConfusionMatrix:
     """Accumulate the confusion matrix of ``model`` over ``dataset``.
 
     Each process scores every ``world_size``-th image and the matrices are summed, so the
     result is the whole set's. Predictions are resized to each label's size (the dataset's
     eval transform may have resized the image) and scored against the original label.
+    With ``calibration``, every labelled pixel's confidence is binned into it as well (ECE).
     """
     shard = Subset(dataset, range(rank, len(dataset), world_size))
     loader = DataLoader(shard, batch_size=1, num_workers=num_workers)
@@ -47,6 +51,10 @@ def evaluate(
             if scores.shape[2:] != labels.shape[1:]:
                 scores = F.interpolate(scores, size=labels.shape[1:], mode="bilinear", align_corners=False)
             matrix.update(scores.argmax(dim=1), labels)
+            if calibration is not None:
+                calibration.update(probabilities(scores, config), labels)
     model.train(was_training)
     matrix.all_reduce()
+    if calibration is not None:
+        calibration.all_reduce()
     return matrix

@@ -191,11 +191,8 @@ def dataset_from_metadata(metadata: Mapping[str, str], num_classes: int, *, sour
 def save_model(model: nn.Module, path: str | Path, *, extra_metadata: Mapping[str, str] | None = None) -> Path:
     """Save weights as safetensors, carrying the model's configuration and dataset record in the header,
     sealed with the file's sha256 (:mod:`isnet.utils.seal`)."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     require_finite(model.state_dict(), f"{path}: not saved")
-    metadata = {**model_metadata(model), **(extra_metadata or {}), SEAL_KEY: PLACEHOLDER}
     tensors, storages = {}, set()
     for key, value in model.state_dict().items():
         value = value.detach().contiguous()
@@ -204,12 +201,21 @@ def save_model(model: nn.Module, path: str | Path, *, extra_metadata: Mapping[st
             value = value.clone()
         storages.add(storage)
         tensors[key] = value
+    return write_safetensors(path, tensors, {**model_metadata(model), **(extra_metadata or {})})
+
+
+def write_safetensors(path: str | Path, tensors: Mapping[str, Tensor], metadata: Mapping[str, str]) -> Path:
+    """``tensors`` and ``metadata`` as one of our safetensors files: written atomically, then sealed
+    (:mod:`isnet.utils.seal`), so that a flipped bit anywhere in the file is found when it is loaded."""
+    from safetensors.torch import save_file
+
+    metadata = {**metadata, SEAL_KEY: PLACEHOLDER}
 
     def write(temporary: Path) -> None:
-        save_file(tensors, str(temporary), metadata=metadata)
-        seal(temporary)  # a flipped bit anywhere in the file is then found when it is loaded
+        save_file(dict(tensors), str(temporary), metadata=metadata)
+        seal(temporary)
 
-    return write_atomically(path, write)
+    return write_atomically(Path(path), write)
 
 
 def require_finite(tensors: Mapping[str, Any], context: str) -> None:

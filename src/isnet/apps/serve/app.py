@@ -1,7 +1,8 @@
 """The ASGI application (``create_app``) and the server that runs it (``run``).
 
 Routes: ``POST /predict`` (multipart field ``image``; answers the label map, the overlay or
-JSON, see :mod:`isnet.apps.serve.responses`), ``GET /`` (the web page) and ``GET /healthz``.
+JSON, see :mod:`isnet.apps.serve.responses`), ``GET /`` (the web page), ``GET /healthz`` and
+``POST /`` (the Hugging Face Inference API's image-segmentation shape, :mod:`isnet.apps.serve.hf_inference`).
 Uploads are decoded in worker threads, the model runs in the batcher's thread
 (:mod:`isnet.apps.serve.batching`), so the event loop only moves bytes and keeps answering
 ``/healthz`` while the model works. Errors are JSON ``{"error": message}`` with a 4xx
@@ -32,6 +33,7 @@ from torch import Tensor, nn
 
 from isnet.apps.predict_files import model_normalisation
 from isnet.apps.serve.batching import DynamicBatcher, QueueFullError
+from isnet.apps.serve.hf_inference import HFInference
 from isnet.apps.serve.responses import (
     MEDIA_TYPES,
     areas_json,
@@ -102,6 +104,7 @@ def create_app(
     batcher = DynamicBatcher(
         predict_batch, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000, max_queue=config.max_queue
     )
+    hf_inference = HFInference(model, classes, config)  # POST /: the Hugging Face Inference API's shape
     page = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
 
     async def index(request: Request) -> HTMLResponse:
@@ -141,11 +144,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette):
         batcher.start()
+        hf_inference.batcher.start()
         yield
         await run_in_threadpool(batcher.close)  # answers what is still queued
+        await run_in_threadpool(hf_inference.batcher.close)
 
     return Starlette(
-        routes=[Route("/", index), Route("/healthz", healthz), Route("/predict", predict, methods=["POST"])],
+        routes=[Route("/", index), Route("/healthz", healthz), Route("/predict", predict, methods=["POST"]),
+                hf_inference.route],
         middleware=[Middleware(RequestLimits, timeout_s=config.request_timeout_s, max_header_bytes=config.max_header_bytes),
                     Middleware(BodySizeLimit, max_bytes=config.max_upload_bytes)],
         exception_handlers={HTTPException: _error},

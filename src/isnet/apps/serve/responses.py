@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 from starlette.exceptions import HTTPException
 
-from isnet.utils.visualize import label_image
-from isnet.utils.visualize import overlay, save_overlay_with_legend
+from isnet.utils.visualize import label_image, overlay, save_overlay_with_legend
 
 FORMATS = ("labels", "overlay", "json")
 MEDIA_TYPES = {"labels": "image/png", "overlay": "image/png", "json": "application/json"}

@@ -1,0 +1,94 @@
+"""Peak memory of ``isnet predict --tile`` against whole-image sliding windows, by image size.
+
+For each side S it writes an S×S RGB PNG (libvips, streamed: the generator holds no image
+either), then runs ``isnet predict`` in a fresh process on it, streamed (``--tile``) and,
+for the sizes given to ``--whole-up-to``, whole (``--mode slide`` with the same windows),
+and reports each process's resident peak (``ru_maxrss`` from ``wait4``) and wall time. The
+model is a tiny ISNet (19 classes), so the numbers show what the inference holds, not a
+backbone's activations:
+
+    python -m isnet.apps.bench.tiled_memory                         # 5000², 10000², 20000²; ~15 min on 2 cores
+    python -m isnet.apps.bench.tiled_memory --sides 2000 4000 --whole-up-to 4000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig
+from isnet.model.segmentor import build_model
+from isnet.weights.checkpoint import save_model
+
+TINY = ModelConfig(
+    num_classes=19,
+    backbone=BackboneConfig("resnet", 18, base_channels=8, stem_channels=8),
+    head=ISNetHeadConfig(channels=16, transform_channels=8),
+)
+
+
+def write_image(path: Path, side: int) -> None:
+    """An S×S RGB PNG of smooth noise, written by libvips a band at a time."""
+    import pyvips
+
+    noise = pyvips.Image.gaussnoise(side // 16 + 1, side // 16 + 1, sigma=60, mean=128)
+    bands = noise.bandjoin([noise.rot90().crop(0, 0, noise.width, noise.height), noise.flip("horizontal")])
+    bands.resize(16, kernel="linear").crop(0, 0, side, side).cast("uchar").write_to_file(str(path), compression=1)
+
+
+def peak_of(command: list[str]) -> tuple[int, float, int]:
+    """(exit status, wall seconds, resident peak in MiB) of ``command`` run in a fresh process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    error = process.stderr.read().decode()
+    process.stderr.close()
+    if process.returncode:
+        print(error[-2000:], file=sys.stderr)
+    return process.returncode, time.perf_counter() - start, usage.ru_maxrss // 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sides", type=int, nargs="+", default=(5000, 10000, 20000))
+    parser.add_argument("--whole-up-to", type=int, default=10000, help="also run whole-image slide mode up to this side")
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--overlap", type=int, default=64)
+    args = parser.parse_args(argv)
+    stride = args.tile - args.overlap
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="isnet-tiled-") as folder:
+        folder = Path(folder)
+        checkpoint = save_model(build_model(TINY), folder / "tiny.safetensors")
+        base = [sys.executable, "-m", "isnet.cli", "predict", "--checkpoint", str(checkpoint), "--precision", "fp32",
+                "--max-pixels", str(10**10)]
+        for side in args.sides:
+            image = folder / f"side{side}.png"
+            write_image(image, side)
+            runs = [("tiled", ["--tile", str(args.tile), str(args.tile), "--overlap", str(args.overlap)])]
+            if side <= args.whole_up_to:
+                runs.append(("whole slide", ["--mode", "slide", "--crop", str(args.tile), str(args.tile),
+                                             "--stride", str(stride), str(stride), "--tile-above", str(10**11)]))
+            for name, options in runs:
+                status, seconds, peak = peak_of(base + [str(image), "--output", str(folder / name.replace(" ", "_")),
+                                                        *options])
+                row = {"side": side, "mode": name, "status": status, "seconds": round(seconds, 1), "peak_mib": peak}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+            image.unlink()
+    print("| image | mode | peak RSS | time |\n|---|---|---|---|")
+    for row in rows:
+        result = f"{row['peak_mib']:,} MiB" if row["status"] == 0 else f"failed ({row['status']})"
+        print(f"| {row['side']}×{row['side']} | {row['mode']} | {result} | {row['seconds']} s |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,173 @@
+"""Segmenting videos (and folders of frames): ``isnet predict clip.mp4``.
+
+Frames are read with OpenCV (or, for a folder of frames, as ``isnet predict`` reads images,
+in name order), predicted ``batch_size`` at a time, and written to two videos:
+
+- ``<stem>_labels.mkv``: the class index of each pixel as a grey level, in FFV1, a lossless
+  codec, so decoding a frame gives back exactly the labels (read it with
+  ``cv2.VideoCapture`` and take one channel);
+- ``<stem>_overlay.mp4``: the frame blended with the labels in the model's colours (MPEG-4
+  Part 2, ``mp4v``, which every OpenCV build writes; lossy, for looking at).
+
+Temporal smoothing (``smooth`` = α < 1) keeps an exponential moving average of the softmax
+probabilities, ``p̄_t = α·p_t + (1 − α)·p̄_{t−1}``, and labels each frame by the argmax of
+``p̄_t``. It averages probabilities rather than labels, so a pixel flips class only when the
+evidence has moved, not on one frame's near tie; it is causal and holds one frame of K
+probabilities, so it streams. It does not follow motion (no optical flow): a moving object's
+edge lags by about ``(1 − α) / α`` frames, so keep α high (0.5–0.8) for fast scenes.
+Both files are written under temporary names and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from isnet.apps.predict_files import model_normalisation
+from isnet.data.image import DataFileError, find_images, read_image, to_tensor
+from isnet.inference.engine import InferenceConfig, predict
+from isnet.inference.temperature import probabilities
+from isnet.utils.errors import describe_os_error
+from isnet.utils.progress import progress_bar
+from isnet.utils.visualize import overlay
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+LABELS_CODEC, OVERLAY_CODEC = "FFV1", "mp4v"
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES and not path.is_dir()
+
+
+def video_outputs(source: Path, output: Path) -> tuple[Path, Path]:
+    """Where the label video and the overlay video of ``source`` (a video or a folder of frames) go."""
+    stem = source.stem if is_video(source) else source.name
+    return output / f"{stem}_labels.mkv", output / f"{stem}_overlay.mp4"
+
+
+class _Frames:
+    """The RGB frames of a video file or a folder of images, with their count and rate."""
+
+    def __init__(self, source: Path, fps: float | None) -> None:
+        self.source = source
+        if is_video(source):
+            self.capture = cv2.VideoCapture(str(source))
+            if not self.capture.isOpened():
+                raise DataFileError(f"{source}: OpenCV cannot open it as a video")
+            self.count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+            self.fps = fps or self.capture.get(cv2.CAP_PROP_FPS) or 25.0
+            self.paths: list[Path] = []
+        else:
+            self.capture = None
+            self.paths = find_images([source])
+            if not self.paths:
+                raise DataFileError(f"{source}: no image frames in this folder")
+            self.count, self.fps = len(self.paths), fps or 25.0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self.capture is None:
+            yield from (read_image(path) for path in self.paths)
+            return
+        try:
+            while True:
+                ok, frame = self.capture.read()
+                if not ok:
+                    return
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        finally:
+            self.capture.release()
+
+
+def _batches(frames: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    batch: list[np.ndarray] = []
+    for frame in frames:
+        if batch and frame.shape != batch[0].shape:
+            raise DataFileError(f"frames of different sizes ({batch[0].shape[:2]} then {frame.shape[:2]})")
+        batch.append(frame)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _labels_of_batch(scores: Tensor, config: InferenceConfig, smooth: float, state: list[Tensor | None]) -> Tensor:
+    """Labels (N, H, W) of a batch's scores; with ``smooth`` < 1, of the moving average of probabilities."""
+    if smooth >= 1:
+        return scores.argmax(dim=1)
+    labels = []
+    for frame in probabilities(scores, config):
+        state[0] = frame if state[0] is None else smooth * frame + (1 - smooth) * state[0]
+        labels.append(state[0].argmax(dim=0))
+    return torch.stack(labels)
+
+
+def segment_video(
+    model: nn.Module,
+    source: Path,
+    output: Path,
+    config: InferenceConfig,
+    palette: Sequence[tuple[int, int, int]],
+    *,
+    batch_size: int = 4,
+    smooth: float = 1.0,
+    fps: float | None = None,
+    progress: bool = True,
+) -> str | None:
+    """Write the label and overlay videos of ``source``; the reason it could not, or None (see the module)."""
+    mean, std = model_normalisation(model)
+    if len(mean) != 3:
+        return f"{source}: the model takes {len(mean)} image channels; video frames are RGB"
+    finals = video_outputs(source, output)
+    partials = [final.with_name(f".{final.stem}.partial{final.suffix}") for final in finals]
+    writers: list[cv2.VideoWriter] = []
+    model.eval()
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    state: list[Tensor | None] = [None]
+    try:
+        frames = _Frames(source, fps)
+        bar = progress_bar(total=frames.count, desc=source.name, unit="frame", disable=not progress, leave=False)
+        written = 0
+        for batch in _batches(iter(frames), batch_size):
+            if not writers:
+                height, width = batch[0].shape[:2]
+                for partial, codec, colour in ((partials[0], LABELS_CODEC, False), (partials[1], OVERLAY_CODEC, True)):
+                    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*codec), frames.fps, (width, height),
+                                             isColor=colour)
+                    if not writer.isOpened():
+                        raise OSError(f"OpenCV cannot write {codec} video to {partial}")
+                    writers.append(writer)
+            tensors = torch.stack([to_tensor(frame, mean, std) for frame in batch]).to(device)
+            labels = _labels_of_batch(predict(model, tensors, config), config, smooth, state).to(torch.uint8).cpu().numpy()
+            for frame, label in zip(batch, labels):
+                writers[0].write(label)
+                writers[1].write(cv2.cvtColor(overlay(frame, label, palette), cv2.COLOR_RGB2BGR))
+            written += len(batch)
+            bar.update(len(batch))
+        bar.close()
+        if not written:
+            return f"{source}: no frame could be read"
+        for writer in writers:
+            writer.release()
+        for partial, final in zip(partials, finals):
+            if not partial.is_file():
+                raise OSError(f"OpenCV wrote no file at {partial}")
+            os.replace(partial, final)
+    except DataFileError as error:
+        text = str(error)
+        return text if text.startswith(str(source)) else f"{source}: {text}"
+    except OSError as error:
+        return f"{source}: cannot write its videos: {describe_os_error(error) if error.errno else error}"
+    finally:
+        for writer in writers:
+            writer.release()
+        for partial in partials:
+            partial.unlink(missing_ok=True)
+    print(f"{source} → {finals[0]} ({written} frames), {finals[1]}")
+    return None
