@@ -59,9 +59,9 @@ def folder(tmp_path_factory):
     return root, checkpoint
 
 
-def eval_ece(checkpoint, data, output) -> float:
+def eval_ece(checkpoint, data, output, precision: str = "fp32") -> float:
     result = isnet("eval", "--checkpoint", checkpoint, "--dataset", "folder", "--data-root", data, "--split", "test",
-                   "--precision", "fp32", "--output", output)
+                   "--precision", precision, "--output", output)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ECE " in result.stdout and "15 equal-width bins" in result.stdout
     reliability = Image.open(output / "reliability.png")
@@ -91,6 +91,8 @@ def test_calibrate_lowers_the_ece_of_an_overconfident_model(folder, tmp_path):
 
     after = eval_ece(calibrated, root / "data", tmp_path / "after")  # on the other split
     assert after < before / 2
+    # on a fast inference-only path (bf16 wraps the model in a FastSegmentor) too
+    assert eval_ece(calibrated, root / "data", tmp_path / "after_bf16", precision="bf16") < before / 2
 
     # predict uses the temperature: the labels stay, the confidence map is the calibrated one
     image = root / "data" / "images" / "test" / "0.png"

@@ -34,6 +34,7 @@ class TemperatureScaled(nn.Module):
         self.temperature = float(temperature)
         self.config = getattr(model, "config", None)
         self.dataset = getattr(model, "dataset", None)
+        self.training = getattr(model, "training", False)  # the wrapped model's mode (an inference-only one stays in eval)
 
     def logits(self, images: Tensor) -> Tensor:
         return self.model.logits(images) / self.temperature
