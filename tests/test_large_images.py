@@ -62,7 +62,7 @@ def test_streaming_holds_a_band_of_rows_not_the_image():
         return image[:, start:stop]
 
     crop, stride = (128, 128), (96, 96)
-    bands = list(stream_slide(model, height, width, read_rows, crop=crop, stride=stride))
+    bands = [(top, scores) for top, (scores,) in stream_slide(model, height, width, read_rows, crop=crop, stride=stride)]
     # read top to bottom, each row once
     assert calls[0][0] == 0 and calls[-1][1] == height and all(a[1] == b[0] for a, b in zip(calls, calls[1:]))
     # a batch of 8 windows spans two rows of 7 windows: at most a window's height and one stride are read at once
@@ -81,7 +81,7 @@ def test_cosine_blend_weighs_windows_by_a_raised_cosine_ramp():
     crop, stride = (128, 128), (80, 80)
     bands = stream_slide(model, 300, 260, lambda a, b: image[:, a:b], crop=crop, stride=stride, blend="cosine",
                          max_batch=1)  # one window a call, as below: batches of other sizes differ by ~1e-4
-    streamed = torch.cat([scores for _, scores in bands], 1)
+    streamed = torch.cat([scores for _, (scores,) in bands], 1)
     weight = ramp(crop[0])[:, None] * ramp(crop[1])[None, :]
     total, weights = torch.zeros(4, 300, 260), torch.zeros(300, 260)
     for t, b, l, r in sliding_windows(300, 260, crop, stride):  # the definition, one window at a time
@@ -159,3 +159,55 @@ def test_tiles_are_normalised_as_the_models_record_says(tmp_path):
     ours = to_tensor(read_image(image), model.dataset.mean, model.dataset.std)[None]
     expected = predict(model.eval(), ours, InferenceConfig(mode="slide", crop=(128, 128), stride=(96, 96)))[0].argmax(0)
     assert (outputs["tiled"] == expected.numpy()).mean() > 0.999  # the record's normalisation, not ImageNet's
+
+
+class _ManyClasses(torch.nn.Module):
+    """A K-class model at 1/8 resolution that costs next to nothing, so what the streamer holds is what a profile shows."""
+
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, classes, 1)
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.nn.functional.avg_pool2d(images, 8))
+
+
+def _peak_tensor_bytes(run) -> int:
+    """The most bytes of torch tensors alive at once while ``run()`` runs (the profiler's allocation records)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as profile:
+        run()
+    held = peak = 0
+    for event in sorted(profile.events(), key=lambda event: event.time_range.start):
+        held += event.self_cpu_memory_usage
+        peak = max(peak, held)
+    return peak
+
+
+def test_the_held_class_scores_do_not_grow_with_the_window_height_times_the_width(tmp_path):
+    """A 300-row image 2000 and 8000 wide, K = 128 classes, 64² windows every 48: the tensors held
+    grow with the width by about the windows' vertical overlap of K floats a column (the
+    processing front), not by a window's height and a stride of them (the former full-width band)."""
+    from isnet.apps.tiled_predict import TileConfig, segment_large_image
+
+    classes = 128
+    torch.manual_seed(0)
+    model = _ManyClasses(classes).eval()
+    names, palette = [f"class {k}" for k in range(classes)], [(k, 255 - k, 2 * k % 256) for k in range(classes)]
+    tiles = TileConfig(tile=(64, 64), stride=(48, 48), max_batch=2)
+    peaks = {}
+    for width in (2000, 8000):
+        image = tmp_path / f"strip{width}.png"
+        Image.fromarray(scene(300, width, seed=4)).save(image)
+        outputs = [tmp_path / f"strip{width}_{kind}.png" for kind in ("labels", "overlay", "confidence")]
+        peaks[width] = _peak_tensor_bytes(lambda: segment_large_image(
+            model, image, outputs, tiles, names, palette, max_pixels=10**8, confidence=True, progress=False))
+        assert np.asarray(Image.open(outputs[0])).shape == (300, width) and outputs[2].exists()
+    per_column = (peaks[8000] - peaks[2000]) / 6000
+    windows = sliding_windows(300, 8000, tiles.tile, tiles.stride)
+    tops = sorted({(t, b) for t, b, _, _ in windows})
+    front = max(bottom - next_top for (_, bottom), (next_top, _) in zip(tops, tops[1:]))  # 20: the last row's overlap
+    former_band = classes * (tiles.tile[0] + tiles.stride[0]) * 4  # bytes a column the full-width band held
+    assert per_column < former_band / 2, (per_column, former_band)
+    # the front's K floats, plus the input rows (3 channels of a window's height and a stride, with their
+    # normalisation's temporaries) and the reduced rows: a few bytes a pixel of a band
+    assert per_column <= 4 * (classes * front + 4 * 3 * (tiles.tile[0] + tiles.stride[0])), per_column

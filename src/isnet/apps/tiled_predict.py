@@ -1,15 +1,18 @@
 """Segmenting very large images tile by tile: ``isnet predict --tile H W --overlap P``.
 
 The image is read a band of rows at a time (:func:`isnet.data.large_image.open_rows`), its
-windows run through :func:`isnet.inference.streaming.stream_slide`, and each band of final
-rows is turned into labels (and confidences) and written at once into PNG files that are
-encoded row by row (pypng; Pillow and OpenCV encode only whole arrays). The overlay is drawn
-from every s-th row and column, kept as the bands pass, with s the stride that
+windows run through :func:`isnet.inference.streaming.stream_slide`, which reduces each cell
+of the windows' grid to labels (and confidences) as soon as it is final, and each band of
+rows is written at once into PNG files that are encoded row by row (pypng; Pillow and
+OpenCV encode only whole arrays). The overlay is drawn from every s-th row and column, kept
+as the bands pass, with s the stride that
 :func:`~isnet.utils.visualize.save_overlay_with_legend` uses for a large image, so it is the
 same figure a whole-image prediction would draw. What is held at any time: the input rows
-and the K-channel sums of about one window's height across the image's width, a band of
-labels, and the overlay's thumbnails; never the whole image's pixels (with libvips) nor
-its scores.
+of about one window's height and a stride across the image's width, the K-channel sums of
+the cells still pending (about the windows' vertical overlap across the width, and a batch
+of windows: see :mod:`isnet.inference.streaming` for the bound), the labels (and 16-bit
+confidences) of the bands not yet complete, and the overlay's thumbnails; never the whole
+image's pixels (with libvips) nor its scores.
 """
 
 from __future__ import annotations
@@ -140,16 +143,20 @@ def segment_large_image(
         if confidence:
             writers.append(PngRowWriter(partials[2], width, height, greyscale=True, bitdepth=16))
         bar = progress_bar(total=height, desc=f"{path.name} rows", unit="row", disable=not progress, leave=False)
+
+        def reduce(scores: torch.Tensor) -> tuple[torch.Tensor, ...]:  # a final cell, to what the writers take
+            labels = scores.argmax(0).to(torch.uint8)
+            return (labels, confidence_uint16(scores.softmax(0).amax(0))) if confidence else (labels,)
+
         bands = stream_slide(model, height, width, read_rows, crop=tiles.tile, stride=tiles.stride,
-                             blend=tiles.blend, max_batch=tiles.max_batch)
-        for top, scores in bands:
-            labels = scores.argmax(0).to(torch.uint8).cpu().numpy()
+                             blend=tiles.blend, max_batch=tiles.max_batch, reduce=reduce)
+        for top, reduced in bands:
+            labels = reduced[0].cpu().numpy()
             thumbnail_labels.append(labels[(-top) % step::step, ::step].copy())
             writers[0].put(labels)
             if confidence:
-                writers[1].put(confidence_uint16(scores.softmax(0).amax(0)).cpu().numpy().astype(np.uint16))
+                writers[1].put(reduced[1].cpu().numpy().astype(np.uint16))
             bar.update(labels.shape[0])
-            del scores  # before the next band's model calls: one band of K-channel scores at a time
         bar.close()
         for writer in writers:
             writer.close()
