@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write <name>_confidence.png: the probability of the predicted class, 16-bit (p·65535)")
     large = parser.add_argument_group("very large images, streamed tile by tile (labels as --mode slide)")
     large.add_argument("--tile", type=positive_int, nargs=2, metavar=("H", "W"),
-                       help="stream every image in windows of H×W; only a band of rows is held")
+                       help="stream every image in windows of H×W; of the class scores only the tiles' overlap strip and one batch are held")
     large.add_argument("--overlap", type=non_negative_int, help="pixels shared by neighbouring tiles (default a third)")
     large.add_argument("--blend", choices=("mean", "cosine"), default="mean",
                        help="mean: the sliding-window average (default); cosine: a raised-cosine ramp, no seams")

@@ -15,11 +15,13 @@ What is held of K-channel sums, with windows of ``crop`` = (c_h, c_w) every ``st
 
     K × (O × W + (max_batch + 1) × c_h × c_w) floats,
 
-where O is the most rows two consecutive window rows share: the vertical overlap c_h − s_h,
-or more for the last window row, which is shifted up to end at the image's bottom (up to
-c_h − 1 rows then). O × W is the processing front: the overlap rows a window row has reached
-and the next has not yet (in row-major order they wait for the whole window row to pass);
-the rest is the horizontal overlap of the current window and the windows of one batch. The
+where O is the most rows two consecutive window rows share: the vertical overlap c_h − s_h
+between all rows but the last, and for the last window row, which is shifted up to end at the
+image's bottom, c_h − ((H − c_h) − (n − 2)·s_h) with n window rows (from c_h − s_h to c_h − 1:
+at most sizes, the last two window rows are where the peak is). O × W is the processing
+front: the overlap rows a window row has reached and the next has not yet (in row-major
+order, which the batches fix, they wait for the whole window row to pass); the rest is the
+horizontal overlap of the current window and the windows of one batch. The
 previous band design held K × (c_h + s_h) × W. The model call itself holds its batch's window
 scores (max_batch × K × c_h × c_w) as any sliding-window inference does, and the caller the
 input rows the pending windows need (3 × about c_h + s_h rows × W) and the reduced cells of
