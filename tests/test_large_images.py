@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +18,7 @@ from scene_helpers import responsive_checkpoint, responsive_model, scene
 from isnet.data.image import read_image, to_tensor
 from isnet.data.large_image import open_rows
 from isnet.inference.engine import InferenceConfig, predict, sliding_windows
-from isnet.inference.streaming import ramp, stream_slide
+from isnet.inference.streaming import SpillError, ramp, stream_slide
 from isnet.weights.checkpoint import load_model
 
 
@@ -183,10 +188,11 @@ def _peak_tensor_bytes(run) -> int:
     return peak
 
 
-def test_the_held_class_scores_do_not_grow_with_the_window_height_times_the_width(tmp_path):
-    """A 300-row image 2000 and 8000 wide, K = 128 classes, 64² windows every 48: the tensors held
-    grow with the width by about the windows' vertical overlap of K floats a column (the
-    processing front), not by a window's height and a stride of them (the former full-width band)."""
+def test_the_held_class_scores_do_not_grow_with_the_image_width(tmp_path):
+    """A 300-row image 2000 and 8000 wide, K = 128 classes, 64² windows every 48: what the
+    streamer holds grows with the width by a few bytes a pixel of a band of rows (the input
+    rows as bytes, the reduced labels and confidences), not by K floats a column: the scores
+    waiting for the next row of tiles are in the spill folder, not in memory."""
     from isnet.apps.tiled_predict import TileConfig, segment_large_image
 
     classes = 128
@@ -200,14 +206,54 @@ def test_the_held_class_scores_do_not_grow_with_the_window_height_times_the_widt
         Image.fromarray(scene(300, width, seed=4)).save(image)
         outputs = [tmp_path / f"strip{width}_{kind}.png" for kind in ("labels", "overlay", "confidence")]
         peaks[width] = _peak_tensor_bytes(lambda: segment_large_image(
-            model, image, outputs, tiles, names, palette, max_pixels=10**8, confidence=True, progress=False))
+            model, image, outputs, tiles, names, palette, max_pixels=10**8, confidence=True, progress=False,
+            spill_dir=tmp_path))
         assert np.asarray(Image.open(outputs[0])).shape == (300, width) and outputs[2].exists()
+    assert not list(tmp_path.glob("isnet-tiles-*"))  # the spill folder went with the run
     per_column = (peaks[8000] - peaks[2000]) / 6000
     windows = sliding_windows(300, 8000, tiles.tile, tiles.stride)
     tops = sorted({(t, b) for t, b, _, _ in windows})
     front = max(bottom - next_top for (_, bottom), (next_top, _) in zip(tops, tops[1:]))  # 20: the last row's overlap
-    former_band = classes * (tiles.tile[0] + tiles.stride[0]) * 4  # bytes a column the full-width band held
-    assert per_column < former_band / 2, (per_column, former_band)
-    # the front's K floats, plus the input rows (3 channels of a window's height and a stride, with their
-    # normalisation's temporaries) and the reduced rows: a few bytes a pixel of a band
-    assert per_column <= 4 * (classes * front + 4 * 3 * (tiles.tile[0] + tiles.stride[0])), per_column
+    assert per_column < classes * front * 4 / 4, per_column  # a fraction of the front's K floats (10 kB a column)
+    # input rows, 3 bytes a pixel of a window's height and a stride (twice while joined), and the reduced rows
+    assert per_column <= 8 * 3 * (tiles.tile[0] + tiles.stride[0]), per_column
+
+
+def test_the_rows_waiting_for_the_next_row_of_tiles_go_to_the_spill_folder_and_come_back_exact(tmp_path):
+    model = responsive_model(seed=3)
+    image = torch.randn(3, 400, 900)
+    crop, stride = (128, 128), (96, 96)
+    seen = []
+
+    def read_rows(start: int, stop: int) -> torch.Tensor:
+        seen.append(len(list(tmp_path.glob("isnet-tiles-*/*.bin"))))
+        return image[:, start:stop]
+
+    bands = stream_slide(model, 400, 900, read_rows, crop=crop, stride=stride, max_batch=2, spill_dir=tmp_path)
+    streamed = torch.cat([scores for _, (scores,) in bands], 1)
+    assert max(seen) > 0 and not list(tmp_path.iterdir())  # cells were spilled while it ran, and nothing is left
+    killed = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    stale = tmp_path / f"isnet-tiles-{socket.gethostname()}-{killed.stdout.strip()}-x1"  # a killed run's folder
+    stale.mkdir()
+    (stale / "0-0.bin").write_bytes(b"1" * 100)
+    alive = tmp_path / f"isnet-tiles-{socket.gethostname()}-{os.getpid()}-x2"
+    alive.mkdir()
+    reference = predict(model, image[None], InferenceConfig(mode="slide", crop=crop, stride=stride))[0]
+    held = torch.cat([scores for _, (scores,) in stream_slide(model, 400, 900, lambda a, b: image[:, a:b],
+                                                               crop=crop, stride=stride, max_batch=2, spill=False)], 1)
+    assert torch.equal(streamed, held)  # bit for bit through the files
+    again = torch.cat([scores for _, (scores,) in stream_slide(model, 400, 900, lambda a, b: image[:, a:b], crop=crop,
+                                                                stride=stride, max_batch=2, spill_dir=tmp_path)], 1)
+    assert torch.equal(again, streamed)
+    assert not stale.exists() and alive.exists()  # a dead process's spill is removed, a live one's kept
+    assert torch.allclose(streamed, reference, rtol=0, atol=1e-4)  # batches of 2, not 8: other kernels
+
+
+def test_a_spill_folder_that_cannot_be_written_is_named(checkpoint, tmp_path):
+    with pytest.raises(SpillError, match=f"cannot keep the pending tile scores in {tmp_path / 'gone'}: "):
+        list(stream_slide(responsive_model(), 300, 900, lambda a, b: torch.zeros(3, b - a, 900), crop=(128, 128),
+                          stride=(96, 96), max_batch=2, spill_dir=tmp_path / "gone"))
+    image = tmp_path / "a.png"
+    Image.fromarray(scene(64, 64)).save(image)
+    result = isnet("predict", image, "--checkpoint", checkpoint, "--tile", 64, 64, "--spill-dir", image)
+    assert first_line(result, "predict", 2) == f"--spill-dir {image}: not a folder"

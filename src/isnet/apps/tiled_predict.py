@@ -31,10 +31,10 @@ import torch
 from torch import nn
 
 from isnet.apps.predict_files import model_normalisation
-from isnet.data.image import DataFileError, to_tensor
+from isnet.data.image import DataFileError
 from isnet.data.large_image import header_size, open_rows
 from isnet.inference.engine import InferenceConfig
-from isnet.inference.streaming import stream_slide
+from isnet.inference.streaming import SpillError, stream_slide
 from isnet.inference.temperature import confidence_uint16
 from isnet.utils.errors import describe_os_error
 from isnet.utils.progress import progress_bar
@@ -110,11 +110,14 @@ def segment_large_image(
     max_pixels: int,
     confidence: bool = False,
     progress: bool = True,
+    spill_dir: Path | None = None,
 ) -> str | None:
     """Write ``outputs`` (labels, overlay[, confidence] PNGs) of one large image; the reason it could not, or None.
 
     Each output is written under a temporary name and renamed when complete, so a killed run
-    leaves no partial file under a real name.
+    leaves no partial file under a real name. The rows read are held as bytes and normalised a
+    batch of windows at a time; the class scores waiting for the next row of tiles are kept in
+    a temporary folder under ``spill_dir`` (default ``$TMPDIR``).
     """
     mean, std = model_normalisation(model)
     if len(mean) != 3:
@@ -129,10 +132,15 @@ def segment_large_image(
     step = max(1, -(-max(height, width) // MAX_OVERLAY_SIDE))
     thumbnail_pixels, thumbnail_labels = [], []
 
-    def read_rows(start: int, stop: int) -> torch.Tensor:
+    shift, scale = (torch.tensor(values, device=device).view(1, -1, 1, 1) for values in (mean, std))
+
+    def read_rows(start: int, stop: int) -> torch.Tensor:  # (3, n, W) uint8
         rows = reader.rows(start, stop)
         thumbnail_pixels.append(rows[(-start) % step::step, ::step].copy())
-        return to_tensor(rows, mean, std).to(device)
+        return torch.from_numpy(np.ascontiguousarray(rows)).permute(2, 0, 1).to(device)
+
+    def normalise(crops: torch.Tensor) -> torch.Tensor:  # as data.image.to_tensor does, a batch of windows at a time
+        return (crops.float() - shift) / scale
 
     partials = [final.with_name(f".{final.stem}.partial.png") for final in outputs]
     flat_palette = [tuple(colour) for colour in palette] + [(0, 0, 0)] * (256 - len(palette))
@@ -149,7 +157,8 @@ def segment_large_image(
             return (labels, confidence_uint16(scores.softmax(0).amax(0))) if confidence else (labels,)
 
         bands = stream_slide(model, height, width, read_rows, crop=tiles.tile, stride=tiles.stride,
-                             blend=tiles.blend, max_batch=tiles.max_batch, reduce=reduce)
+                             blend=tiles.blend, max_batch=tiles.max_batch, reduce=reduce, prepare=normalise,
+                             spill_dir=spill_dir)
         for top, reduced in bands:
             labels = reduced[0].cpu().numpy()
             thumbnail_labels.append(labels[(-top) % step::step, ::step].copy())
@@ -168,6 +177,8 @@ def segment_large_image(
             os.replace(partial, final)
     except DataFileError as error:
         return str(error)
+    except SpillError as error:
+        return f"{path}: {error} (--spill-dir names another folder)"
     except OSError as error:
         cause = OSError(error.errno, error.strerror or str(error))
         return f"{path}: cannot write its output {describe_os_error(cause, writing)}"
@@ -241,6 +252,7 @@ def segment_large_files(
     max_pixels: int | None = None,
     confidence: bool = False,
     on_done: Callable[[Path], None] | None = None,
+    spill_dir: Path | None = None,
 ) -> list[tuple[Path, str]]:
     """:func:`segment_large_image` for each ``(path, tiles)``; the files that failed, with the reason."""
     from isnet.apps.predict_files import output_files
@@ -250,7 +262,8 @@ def segment_large_files(
     for path, tiles in jobs:
         outputs = output_files(path, output, confidence=confidence)
         reason = segment_large_image(model, path, outputs, tiles, classes, palette,
-                                     max_pixels=max_pixels or LARGE_MAX_PIXELS, confidence=confidence)
+                                     max_pixels=max_pixels or LARGE_MAX_PIXELS, confidence=confidence,
+                                     spill_dir=spill_dir)
         if reason is not None:
             failures.append((path, reason))
             print(f"skipped {reason}", file=sys.stderr)
