@@ -253,7 +253,37 @@ def test_a_spill_folder_that_cannot_be_written_is_named(checkpoint, tmp_path):
     with pytest.raises(SpillError, match=f"cannot keep the pending tile scores in {tmp_path / 'gone'}: "):
         list(stream_slide(responsive_model(), 300, 900, lambda a, b: torch.zeros(3, b - a, 900), crop=(128, 128),
                           stride=(96, 96), max_batch=2, spill_dir=tmp_path / "gone"))
+    from isnet.apps.tiled_predict import TileConfig, segment_large_image
+
     image = tmp_path / "a.png"
-    Image.fromarray(scene(64, 64)).save(image)
+    Image.fromarray(scene(300, 900)).save(image)
+    outputs = [tmp_path / f"a_{kind}.png" for kind in ("labels", "overlay")]
+    reason = segment_large_image(load_model(checkpoint).eval(), image, outputs, TileConfig((128, 128), (96, 96), max_batch=2),
+                                 ["a", "b", "c", "d"], [(0, 0, 0)] * 4, max_pixels=10**8, progress=False,
+                                 spill_dir=tmp_path / "gone")
+    assert reason == (f"{image}: cannot keep the pending tile scores in {tmp_path / 'gone'}: No such file or directory "
+                      "(--spill-dir names another folder)")
+    assert not any(path.exists() for path in outputs) and not list(tmp_path.glob(".*partial*"))
     result = isnet("predict", image, "--checkpoint", checkpoint, "--tile", 64, 64, "--spill-dir", image)
     assert first_line(result, "predict", 2) == f"--spill-dir {image}: not a folder"
+
+
+def test_an_image_that_breaks_off_while_it_streams_is_named_and_the_run_goes_on(checkpoint, tmp_path):
+    """A PNG cut short after its header: the rows stop coming in the middle of the image. The
+    label writer (a thread) is stopped, the file named, the next image done, exit 1."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(scene(300, 900, seed=5)).save(folder / "cut.png", compress_level=0)
+    data = (folder / "cut.png").read_bytes()
+    (folder / "cut.png").write_bytes(data[: len(data) * 6 // 10])
+    Image.fromarray(scene(200, 200, seed=6)).save(folder / "whole.png")
+    result = isnet("predict", folder, "--checkpoint", checkpoint, "--tile", 128, 128, "--precision", "fp32",
+                   "--output", tmp_path / "out", timeout=120)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    reason = f"{folder / 'cut.png'}: unreadable rows "
+    named = [line for line in result.stderr.splitlines() if reason in line]
+    assert len(named) == 2, result.stderr[-2000:]  # as it was skipped, and in the summary
+    assert named[1].strip().startswith(reason) and "libpng read error" in named[1]  # the cause, on its one line
+    assert (tmp_path / "out" / "whole_labels.png").exists()
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["whole_labels.png", "whole_overlay.png"]

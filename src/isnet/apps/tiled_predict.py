@@ -8,11 +8,12 @@ OpenCV encode only whole arrays). The overlay is drawn from every s-th row and c
 as the bands pass, with s the stride that
 :func:`~isnet.utils.visualize.save_overlay_with_legend` uses for a large image, so it is the
 same figure a whole-image prediction would draw. What is held at any time: the input rows
-of about one window's height and a stride across the image's width, the K-channel sums of
-the cells still pending (about the windows' vertical overlap across the width, and a batch
-of windows: see :mod:`isnet.inference.streaming` for the bound), the labels (and 16-bit
-confidences) of the bands not yet complete, and the overlay's thumbnails; never the whole
-image's pixels (with libvips) nor its scores.
+of about one window's height and a stride across the image's width, as bytes (normalised a
+batch of windows at a time), the K-channel sums of one batch of windows' cells (those
+waiting for the next row of windows are in the spill folder: see
+:mod:`isnet.inference.streaming`), the labels (and 16-bit confidences) of the bands not yet
+complete, and the overlay's thumbnails; never the whole image's pixels (with libvips) nor its
+scores.
 """
 
 from __future__ import annotations
@@ -69,16 +70,19 @@ class PngRowWriter:
         self._file = open(path, "wb")
         writer = png.Writer(width, height, **png_options)
 
+        ended = threading.Event()  # the encoder has taken _END
+
         def bands() -> Iterator[np.ndarray]:
             while (band := self._rows.get()) is not _END:
                 yield from band
+            ended.set()
 
         def encode() -> None:
             try:
                 writer.write(self._file, bands())
             except BaseException as error:  # handed to the caller by put / close
                 self._error = error
-                while self._rows.get() is not _END:  # let put() go on, to hear of the error
+                while not ended.is_set() and self._rows.get() is not _END:  # let put() go on, to hear of the error
                     pass
 
         self._thread = threading.Thread(target=encode, name=f"png-{path.name}", daemon=True)
