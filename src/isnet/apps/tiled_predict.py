@@ -1,15 +1,19 @@
 """Segmenting very large images tile by tile: ``isnet predict --tile H W --overlap P``.
 
 The image is read a band of rows at a time (:func:`isnet.data.large_image.open_rows`), its
-windows run through :func:`isnet.inference.streaming.stream_slide`, and each band of final
-rows is turned into labels (and confidences) and written at once into PNG files that are
-encoded row by row (pypng; Pillow and OpenCV encode only whole arrays). The overlay is drawn
-from every s-th row and column, kept as the bands pass, with s the stride that
+windows run through :func:`isnet.inference.streaming.stream_slide`, which reduces each cell
+of the windows' grid to labels (and confidences) as soon as it is final, and each band of
+rows is written at once into PNG files that are encoded row by row (pypng; Pillow and
+OpenCV encode only whole arrays). The overlay is drawn from every s-th row and column, kept
+as the bands pass, with s the stride that
 :func:`~isnet.utils.visualize.save_overlay_with_legend` uses for a large image, so it is the
 same figure a whole-image prediction would draw. What is held at any time: the input rows
-and the K-channel sums of about one window's height across the image's width, a band of
-labels, and the overlay's thumbnails; never the whole image's pixels (with libvips) nor
-its scores.
+of about one window's height and a stride across the image's width, as bytes (normalised a
+batch of windows at a time), the K-channel sums of one batch of windows' cells (those
+waiting for the next row of windows are in the spill folder: see
+:mod:`isnet.inference.streaming`), the labels (and 16-bit confidences) of the bands not yet
+complete, and the overlay's thumbnails; never the whole image's pixels (with libvips) nor its
+scores.
 """
 
 from __future__ import annotations
@@ -28,10 +32,10 @@ import torch
 from torch import nn
 
 from isnet.apps.predict_files import model_normalisation
-from isnet.data.image import DataFileError, to_tensor
+from isnet.data.image import DataFileError
 from isnet.data.large_image import header_size, open_rows
 from isnet.inference.engine import InferenceConfig
-from isnet.inference.streaming import stream_slide
+from isnet.inference.streaming import SpillError, stream_slide
 from isnet.inference.temperature import confidence_uint16
 from isnet.utils.errors import describe_os_error
 from isnet.utils.progress import progress_bar
@@ -66,16 +70,19 @@ class PngRowWriter:
         self._file = open(path, "wb")
         writer = png.Writer(width, height, **png_options)
 
+        ended = threading.Event()  # the encoder has taken _END
+
         def bands() -> Iterator[np.ndarray]:
             while (band := self._rows.get()) is not _END:
                 yield from band
+            ended.set()
 
         def encode() -> None:
             try:
                 writer.write(self._file, bands())
             except BaseException as error:  # handed to the caller by put / close
                 self._error = error
-                while self._rows.get() is not _END:  # let put() go on, to hear of the error
+                while not ended.is_set() and self._rows.get() is not _END:  # let put() go on, to hear of the error
                     pass
 
         self._thread = threading.Thread(target=encode, name=f"png-{path.name}", daemon=True)
@@ -107,11 +114,14 @@ def segment_large_image(
     max_pixels: int,
     confidence: bool = False,
     progress: bool = True,
+    spill_dir: Path | None = None,
 ) -> str | None:
     """Write ``outputs`` (labels, overlay[, confidence] PNGs) of one large image; the reason it could not, or None.
 
     Each output is written under a temporary name and renamed when complete, so a killed run
-    leaves no partial file under a real name.
+    leaves no partial file under a real name. The rows read are held as bytes and normalised a
+    batch of windows at a time; the class scores waiting for the next row of tiles are kept in
+    a temporary folder under ``spill_dir`` (default ``$TMPDIR``).
     """
     mean, std = model_normalisation(model)
     if len(mean) != 3:
@@ -126,10 +136,15 @@ def segment_large_image(
     step = max(1, -(-max(height, width) // MAX_OVERLAY_SIDE))
     thumbnail_pixels, thumbnail_labels = [], []
 
-    def read_rows(start: int, stop: int) -> torch.Tensor:
+    shift, scale = (torch.tensor(values, device=device).view(1, -1, 1, 1) for values in (mean, std))
+
+    def read_rows(start: int, stop: int) -> torch.Tensor:  # (3, n, W) uint8
         rows = reader.rows(start, stop)
         thumbnail_pixels.append(rows[(-start) % step::step, ::step].copy())
-        return to_tensor(rows, mean, std).to(device)
+        return torch.from_numpy(np.ascontiguousarray(rows)).permute(2, 0, 1).to(device)
+
+    def normalise(crops: torch.Tensor) -> torch.Tensor:  # as data.image.to_tensor does, a batch of windows at a time
+        return (crops.float() - shift) / scale
 
     partials = [final.with_name(f".{final.stem}.partial.png") for final in outputs]
     flat_palette = [tuple(colour) for colour in palette] + [(0, 0, 0)] * (256 - len(palette))
@@ -140,16 +155,21 @@ def segment_large_image(
         if confidence:
             writers.append(PngRowWriter(partials[2], width, height, greyscale=True, bitdepth=16))
         bar = progress_bar(total=height, desc=f"{path.name} rows", unit="row", disable=not progress, leave=False)
+
+        def reduce(scores: torch.Tensor) -> tuple[torch.Tensor, ...]:  # a final cell, to what the writers take
+            labels = scores.argmax(0).to(torch.uint8)
+            return (labels, confidence_uint16(scores.softmax(0).amax(0))) if confidence else (labels,)
+
         bands = stream_slide(model, height, width, read_rows, crop=tiles.tile, stride=tiles.stride,
-                             blend=tiles.blend, max_batch=tiles.max_batch)
-        for top, scores in bands:
-            labels = scores.argmax(0).to(torch.uint8).cpu().numpy()
+                             blend=tiles.blend, max_batch=tiles.max_batch, reduce=reduce, prepare=normalise,
+                             spill_dir=spill_dir)
+        for top, reduced in bands:
+            labels = reduced[0].cpu().numpy()
             thumbnail_labels.append(labels[(-top) % step::step, ::step].copy())
             writers[0].put(labels)
             if confidence:
-                writers[1].put(confidence_uint16(scores.softmax(0).amax(0)).cpu().numpy().astype(np.uint16))
+                writers[1].put(reduced[1].cpu().numpy().astype(np.uint16))
             bar.update(labels.shape[0])
-            del scores  # before the next band's model calls: one band of K-channel scores at a time
         bar.close()
         for writer in writers:
             writer.close()
@@ -161,6 +181,8 @@ def segment_large_image(
             os.replace(partial, final)
     except DataFileError as error:
         return str(error)
+    except SpillError as error:
+        return f"{path}: {error} (--spill-dir names another folder)"
     except OSError as error:
         cause = OSError(error.errno, error.strerror or str(error))
         return f"{path}: cannot write its output {describe_os_error(cause, writing)}"
@@ -234,6 +256,7 @@ def segment_large_files(
     max_pixels: int | None = None,
     confidence: bool = False,
     on_done: Callable[[Path], None] | None = None,
+    spill_dir: Path | None = None,
 ) -> list[tuple[Path, str]]:
     """:func:`segment_large_image` for each ``(path, tiles)``; the files that failed, with the reason."""
     from isnet.apps.predict_files import output_files
@@ -243,7 +266,8 @@ def segment_large_files(
     for path, tiles in jobs:
         outputs = output_files(path, output, confidence=confidence)
         reason = segment_large_image(model, path, outputs, tiles, classes, palette,
-                                     max_pixels=max_pixels or LARGE_MAX_PIXELS, confidence=confidence)
+                                     max_pixels=max_pixels or LARGE_MAX_PIXELS, confidence=confidence,
+                                     spill_dir=spill_dir)
         if reason is not None:
             failures.append((path, reason))
             print(f"skipped {reason}", file=sys.stderr)

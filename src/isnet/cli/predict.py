@@ -42,12 +42,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write <name>_confidence.png: the probability of the predicted class, 16-bit (p·65535)")
     large = parser.add_argument_group("very large images, streamed tile by tile (labels as --mode slide)")
     large.add_argument("--tile", type=positive_int, nargs=2, metavar=("H", "W"),
-                       help="stream every image in windows of H×W; only a band of rows is held")
+                       help="stream every image in windows of H×W; of the class scores only one batch of tiles is held")
     large.add_argument("--overlap", type=non_negative_int, help="pixels shared by neighbouring tiles (default a third)")
     large.add_argument("--blend", choices=("mean", "cosine"), default="mean",
                        help="mean: the sliding-window average (default); cosine: a raised-cosine ramp, no seams")
     large.add_argument("--tile-above", type=positive_int, default=4096 * 4096, metavar="PIXELS",
                        help="without --tile, stream images of more pixels in the --crop/--stride windows (default 4096²)")
+    large.add_argument("--spill-dir", type=Path, metavar="DIR",
+                       help="where the scores waiting for the next row of tiles are kept while an image streams "
+                            "(default: $TMPDIR or /tmp; name a disk folder where that is a tmpfs)")
     video = parser.add_argument_group("videos (.mp4, .avi, .mov, .mkv, ...) and folders of frames")
     video.add_argument("--frames", action="store_true", help="a folder given is the frames of one video, in name order")
     video.add_argument("--fps", type=positive_float, help="frame rate of the videos written (default: the input's, or 25)")
@@ -89,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
             tiles = tile_config(args.tile, args.overlap, args.blend)
         except ValueError as error:
             usage_error(str(error))
+    if args.spill_dir is not None and not args.spill_dir.is_dir():
+        usage_error(f"--spill-dir {args.spill_dir}: not a folder")
     if not 0 < args.smooth <= 1:
         usage_error(f"--smooth {args.smooth}: α must be in (0, 1]; 1 is no smoothing")
     videos = [Path(item) for item in args.inputs if is_video(Path(item)) or (args.frames and Path(item).is_dir())]
@@ -122,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     failures = segment_files(model, whole, output, config, classes, palette, max_pixels=args.max_pixels,
                              batch_size=args.batch_size, on_done=on_done, confidence=args.confidence)
     failures += segment_large_files(model, streamed, output, classes, palette, max_pixels=args.max_pixels,
-                                    confidence=args.confidence, on_done=on_done)
+                                    confidence=args.confidence, on_done=on_done, spill_dir=args.spill_dir)
     failures += video_failures
     if context.is_main:
         failures += [(path, reason) for path, reason in collisions.items() if path in todo]

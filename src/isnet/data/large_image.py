@@ -120,7 +120,8 @@ class _VipsRows(RowReader):
         try:
             data = self.region.fetch(0, start, self.width, stop - start)
         except pyvips.Error as error:
-            raise ImageReadError(f"{self.path}: unreadable rows {start}..{stop} (truncated or corrupt?): {error}") from None
+            detail = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())  # one line
+            raise ImageReadError(f"{self.path}: unreadable rows {start}..{stop} (truncated or corrupt?): {detail}") from None
         pixels = np.frombuffer(data, self.dtype).reshape(stop - start, self.width, self.bands)
         if self.sixteen_bit:  # 0..65535 onto 0..255, rounded as read_image does
             pixels = np.round(pixels.astype(np.float64) * (255 / 65535)).astype(np.uint8)
@@ -135,7 +136,8 @@ def open_rows(path: str | Path, max_pixels: int) -> RowReader:
     height, width = header_size(path, max_pixels)
     pyvips = _vips()
     if pyvips is not None:
-        image = pyvips.Image.new_from_file(str(path), access="sequential")
+        # fail_on="error": a file cut short or damaged is an error when its rows are fetched, not rows of zeros
+        image = pyvips.Image.new_from_file(str(path), access="sequential", fail_on="error")
         if image.format in ("uchar", "ushort") and image.bands in (1, 2, 3, 4) and image.interpretation != "cmyk" \
                 and _upright(image):
             return _VipsRows(image, path)
