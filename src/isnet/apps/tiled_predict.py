@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from isnet.apps.predict_files import model_normalisation
-from isnet.data.image import DataFileError
+from isnet.data.image import DataFileError, normalise
 from isnet.data.large_image import header_size, open_rows
 from isnet.inference.engine import InferenceConfig
 from isnet.inference.streaming import SpillError, stream_slide
@@ -136,15 +136,10 @@ def segment_large_image(
     step = max(1, -(-max(height, width) // MAX_OVERLAY_SIDE))
     thumbnail_pixels, thumbnail_labels = [], []
 
-    shift, scale = (torch.tensor(values, device=device).view(1, -1, 1, 1) for values in (mean, std))
-
     def read_rows(start: int, stop: int) -> torch.Tensor:  # (3, n, W) uint8
         rows = reader.rows(start, stop)
         thumbnail_pixels.append(rows[(-start) % step::step, ::step].copy())
         return torch.from_numpy(np.ascontiguousarray(rows)).permute(2, 0, 1).to(device)
-
-    def normalise(crops: torch.Tensor) -> torch.Tensor:  # as data.image.to_tensor does, a batch of windows at a time
-        return (crops.float() - shift) / scale
 
     partials = [final.with_name(f".{final.stem}.partial.png") for final in outputs]
     flat_palette = [tuple(colour) for colour in palette] + [(0, 0, 0)] * (256 - len(palette))
@@ -161,7 +156,8 @@ def segment_large_image(
             return (labels, confidence_uint16(scores.softmax(0).amax(0))) if confidence else (labels,)
 
         bands = stream_slide(model, height, width, read_rows, crop=tiles.tile, stride=tiles.stride,
-                             blend=tiles.blend, max_batch=tiles.max_batch, reduce=reduce, prepare=normalise,
+                             blend=tiles.blend, max_batch=tiles.max_batch, reduce=reduce,
+                             prepare=lambda crops: normalise(crops, mean, std),
                              spill_dir=spill_dir)
         for top, reduced in bands:
             labels = reduced[0].cpu().numpy()

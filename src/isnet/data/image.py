@@ -15,6 +15,7 @@ wrong with it.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -185,10 +186,14 @@ def _gray_of_unknown_range(values: np.ndarray, mode: str, path: Path) -> np.ndar
 
 def to_tensor(image: np.ndarray, mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD) -> Tensor:
     """(H, W, C) image → (C, H, W) float32 normalised per channel (default: RGB with the ImageNet mean and std)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
-    mean = torch.tensor(mean).view(-1, 1, 1)
-    std = torch.tensor(std).view(-1, 1, 1)
-    return (tensor - mean) / std
+    return normalise(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1), mean, std)
+
+
+def normalise(pixels: Tensor, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> Tensor:
+    """(..., C, H, W) pixel values (uint8 or float) → float32 ``(x − mean) / std`` per channel, on ``pixels``' device."""
+    shift = torch.tensor(mean, device=pixels.device).view(-1, 1, 1)
+    scale = torch.tensor(std, device=pixels.device).view(-1, 1, 1)
+    return (pixels.float() - shift) / scale
 
 
 def find_images(inputs: list[str | Path], *, exclude: str | Path | None = None) -> list[Path]:
