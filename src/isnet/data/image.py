@@ -149,7 +149,7 @@ def to_rgb8(image: Image.Image, path: Path) -> np.ndarray:
     if mode.startswith("I;16") or mode in ("I", "F"):
         values = np.asarray(image)
         if mode.startswith("I;16"):  # 16-bit grayscale: 0..65535 onto 0..255
-            gray = _scaled(values, 65535)
+            gray = scaled_to_8_bits(values, 65535)
         else:
             gray = _gray_of_unknown_range(values, mode, path)
         return np.repeat(gray[..., None], 3, axis=2)
@@ -161,7 +161,7 @@ def to_rgb8(image: Image.Image, path: Path) -> np.ndarray:
         raise ImageReadError(f"{path}: image mode {mode} cannot be converted to RGB ({error})") from None
 
 
-def _scaled(values: np.ndarray, top: int) -> np.ndarray:
+def scaled_to_8_bits(values: np.ndarray, top: int) -> np.ndarray:
     """Values of 0..``top`` onto 0..255, rounded."""
     return np.round(values.astype(np.float64) * (255 / top)).astype(np.uint8)
 
@@ -173,11 +173,11 @@ def _gray_of_unknown_range(values: np.ndarray, mode: str, path: Path) -> np.ndar
         raise ImageReadError(f"{path}: {kind} image with NaN or infinite values; convert it to 8-bit RGB")
     low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
     if mode == "F" and low >= 0 and high <= 1:
-        return _scaled(values, 1)
+        return scaled_to_8_bits(values, 1)
     if low >= 0 and high <= 255:
         return np.round(values).astype(np.uint8)
     if mode == "I" and low >= 0 and high <= 65535:  # a 16-bit image read as 32-bit
-        return _scaled(values, 65535)
+        return scaled_to_8_bits(values, 65535)
     raise ImageReadError(
         f"{path}: {kind} image with values {low:g}..{high:g}: no known range to map onto 8 bits "
         "(expected 0..1, 0..255 or 0..65535); convert it to 8-bit RGB"

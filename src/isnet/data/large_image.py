@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from isnet.data.image import ImageReadError, open_image, read_image
+from isnet.data.image import ImageReadError, open_image, read_image, scaled_to_8_bits
 
 LARGE_EXTRA_HINT = "pip install 'isnet[large]' (libvips) to stream it"
 
@@ -123,8 +123,8 @@ class _VipsRows(RowReader):
             detail = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())  # one line
             raise ImageReadError(f"{self.path}: unreadable rows {start}..{stop} (truncated or corrupt?): {detail}") from None
         pixels = np.frombuffer(data, self.dtype).reshape(stop - start, self.width, self.bands)
-        if self.sixteen_bit:  # 0..65535 onto 0..255, rounded as read_image does
-            pixels = np.round(pixels.astype(np.float64) * (255 / 65535)).astype(np.uint8)
+        if self.sixteen_bit:  # 0..65535 onto 0..255, as read_image does
+            pixels = scaled_to_8_bits(pixels, 65535)
         if self.bands in (1, 2):  # grey (+ alpha)
             return np.repeat(pixels[..., :1], 3, axis=2)
         return np.ascontiguousarray(pixels[..., :3])  # RGB (+ alpha)
