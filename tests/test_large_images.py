@@ -277,8 +277,10 @@ def test_an_image_that_breaks_off_while_it_streams_is_named_and_the_run_goes_on(
     data = (folder / "cut.png").read_bytes()
     (folder / "cut.png").write_bytes(data[: len(data) * 6 // 10])
     Image.fromarray(scene(200, 200, seed=6)).save(folder / "whole.png")
+    spill = tmp_path / "spill"
+    spill.mkdir()
     result = isnet("predict", folder, "--checkpoint", checkpoint, "--tile", 128, 128, "--precision", "fp32",
-                   "--output", tmp_path / "out", timeout=120)
+                   "--spill-dir", spill, "--output", tmp_path / "out", timeout=120)
     assert result.returncode == 1, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     reason = f"{folder / 'cut.png'}: unreadable rows "
@@ -287,3 +289,4 @@ def test_an_image_that_breaks_off_while_it_streams_is_named_and_the_run_goes_on(
     assert named[1].strip().startswith(reason) and "libpng read error" in named[1]  # the cause, on its one line
     assert (tmp_path / "out" / "whole_labels.png").exists()
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["whole_labels.png", "whole_overlay.png"]
+    assert not list(spill.iterdir())  # the failed image's spilled scores went with it

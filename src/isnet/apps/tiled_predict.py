@@ -24,6 +24,7 @@ import queue
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,13 +160,14 @@ def segment_large_image(
                              blend=tiles.blend, max_batch=tiles.max_batch, reduce=reduce,
                              prepare=lambda crops: normalise(crops, mean, std),
                              spill_dir=spill_dir)
-        for top, reduced in bands:
-            labels = reduced[0].cpu().numpy()
-            thumbnail_labels.append(labels[(-top) % step::step, ::step].copy())
-            writers[0].put(labels)
-            if confidence:
-                writers[1].put(reduced[1].cpu().numpy().astype(np.uint16))
-            bar.update(labels.shape[0])
+        with closing(bands):  # its spill folder goes now, whatever stops the loop, not when it is collected
+            for top, reduced in bands:
+                labels = reduced[0].cpu().numpy()
+                thumbnail_labels.append(labels[(-top) % step::step, ::step].copy())
+                writers[0].put(labels)
+                if confidence:
+                    writers[1].put(reduced[1].cpu().numpy().astype(np.uint16))
+                bar.update(labels.shape[0])
         bar.close()
         for writer in writers:
             writer.close()
