@@ -19,7 +19,7 @@ def full_precision(device: torch.device) -> AbstractContextManager:
 
 
 # Scores held at once by :func:`blockwise_attention`: query blocks of about 4M scores
-# (8 MB in bfloat16) keep the working set small whatever HW is.
+# (8 MB in bfloat16, 16 MB in float32) keep the working set small whatever HW is.
 SCORES_PER_BLOCK = 2**22
 
 
@@ -36,16 +36,17 @@ def _use_query_blocks(query: Tensor) -> bool:
     )
 
 
-def blockwise_attention(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
-    """``softmax(Q Kᵀ / √T) V`` a block of queries at a time, for reduced-precision CPU inference.
+def blockwise_attention(query: Tensor, key: Tensor, value: Tensor, *, scale: float | None = None) -> Tensor:
+    """``softmax(Q Kᵀ · scale) V`` a block of queries at a time (``scale`` defaults to ``1/√T``).
 
     Each block's scores (block × HW, never HW×HW) come from one matrix product in the
     inputs' dtype, are softmaxed (accumulating in float32) and multiplied by ``V``. Exact
-    up to the rounding of the scores to the inputs' dtype.
+    up to the rounding of the scores to the inputs' dtype. Serves reduced-precision CPU
+    inference and values wider than the queries (which the fused kernels refuse).
     """
     length = query.shape[-2]
     block = max(64, min(length, SCORES_PER_BLOCK // max(key.shape[-2], 1)))
-    query = query * query.shape[-1] ** -0.5
+    query = query * (query.shape[-1] ** -0.5 if scale is None else scale)
     key_t = key.transpose(-1, -2)
     context = torch.empty(*query.shape[:-1], value.shape[-1], dtype=query.dtype, device=query.device)
     with full_precision(query.device):  # explicit dtypes below; keep autocast out of the way
@@ -53,6 +54,21 @@ def blockwise_attention(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
             scores = torch.matmul(query[..., start : start + block, :], key_t)
             context[..., start : start + block, :] = torch.matmul(scores.softmax(dim=-1), value)
     return context
+
+
+def bounded_attention(query: Tensor, key: Tensor, value: Tensor, *, scale: float | None = None) -> Tensor:
+    """``softmax(Q Kᵀ · scale) V`` for (N, heads, L, T) inputs, never holding an L×S score matrix.
+
+    The fused scaled-dot-product kernels (flash attention on CPU) keep no score matrix, but
+    PyTorch takes them only when the last dimension of every input is dense (stride 1) and
+    the values are as wide as the queries; otherwise it falls back to its math kernel,
+    which builds the whole L×S matrix. Features in the default (not channels-last) layout
+    flatten to a strided last dimension, so the inputs are made contiguous here; values of
+    another width, and bfloat16/float16 CPU inference, go through :func:`blockwise_attention`.
+    """
+    if value.shape[-1] != query.shape[-1] or _use_query_blocks(query):
+        return blockwise_attention(query, key, value, scale=scale)
+    return F.scaled_dot_product_attention(query.contiguous(), key.contiguous(), value.contiguous(), scale=scale)
 
 
 # ONNX (opset 17) has no fused attention kernel, so an exported graph builds the scores
@@ -83,9 +99,9 @@ class SelfAttention(nn.Module):
 
     Query: two 1×1 CBRs on ``query_feats``; key: two 1×1 CBRs and value: one 1×1 CBR on
     ``key_feats``; ``softmax(QᵀK / √T) V`` followed by a 1×1 CBR back to ``out_channels``.
-    The product runs through the fused scaled-dot-product kernel (or, for bfloat16
-    inference on CPU, :func:`blockwise_attention`), so the HW×HW matrix is never
-    materialised.
+    The product runs through :func:`bounded_attention` (the fused scaled-dot-product kernel,
+    or for bfloat16 inference on CPU a block of queries at a time), so the HW×HW matrix is
+    never materialised, whatever the features' memory layout.
     """
 
     def __init__(
@@ -148,7 +164,7 @@ class SelfAttention(nn.Module):
 
     def _keys_and_values(self, key_feats: Tensor) -> tuple[Tensor, Tensor]:
         # (N, T, h, w) → (N, 1, hw, T): one head. The 4-D layout selects the fused kernel
-        # on CPU too (3-D inputs fall back to the unfused path, which builds the HW×HW matrix).
+        # on CPU too (3-D inputs fall back to the math kernel, which builds the HW×HW matrix).
         key = self.key_project(key_feats).flatten(2).transpose(1, 2).unsqueeze(1)
         value = self.value_project(key_feats).flatten(2).transpose(1, 2).unsqueeze(1)
         return key, value
@@ -159,10 +175,8 @@ class SelfAttention(nn.Module):
         # Eqs. (4)–(5): similarities softmax(QKᵀ/√T) over the keys; (7)–(8): their weighted sum of V.
         if bias is None and self.export_query_blocks:
             context = split_query_attention(query, key, value, self.export_query_blocks)
-        elif bias is None and _use_query_blocks(query):
-            context = blockwise_attention(query, key, value)
         elif bias is None:
-            context = F.scaled_dot_product_attention(query, key, value)
+            context = bounded_attention(query, key, value)
         else:
             # Few keys (HW×M scores): explicit, in float32 whatever the autocast dtype, so
             # that the log-count bias keeps its precision.

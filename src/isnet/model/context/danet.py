@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from isnet.model.context.attention import bounded_attention
+from isnet.model.context.nonlocal_block import pixels_as_tokens, tokens_as_map
 from isnet.model.layers import ConvBNReLU
 
 
@@ -25,12 +27,9 @@ class PositionAttention(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: Tensor) -> Tensor:
-        query = self.query(x).flatten(2)  # (N, C', hw)
-        key = self.key(x).flatten(2)
-        value = self.value(x).flatten(2)  # (N, C, hw)
-        attention = torch.softmax(query.transpose(1, 2) @ key, dim=-1)  # (N, hw, hw)
-        context = value @ attention.transpose(1, 2)
-        return self.gamma * context.view_as(x) + x
+        query, key, value = (pixels_as_tokens(project(x)) for project in (self.query, self.key, self.value))
+        context = bounded_attention(query, key, value, scale=1.0)  # softmax over the hw pixels
+        return self.gamma * tokens_as_map(context, *x.shape[2:]) + x
 
 
 class ChannelAttention(nn.Module):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from isnet.model.context.conv_wrapped import ConvWrappedContext
-from isnet.model.context.nonlocal_block import NonLocal2d
+from isnet.model.context.attention import bounded_attention
+from isnet.model.context.nonlocal_block import NonLocal2d, pixels_as_tokens, tokens_as_map
 
 
 class DisentangledNonLocal2d(NonLocal2d):
@@ -25,19 +26,14 @@ class DisentangledNonLocal2d(NonLocal2d):
         self.temperature = temperature
 
     def forward(self, x: Tensor) -> Tensor:
-        batch, _, height, width = x.shape
-        theta = self.theta(x).flatten(2)  # (N, d, hw)
-        phi = self.phi(x).flatten(2)
-        g = self.g(x).flatten(2)
+        height, width = x.shape[2:]
+        theta, phi, g = (pixels_as_tokens(project(x)) for project in (self.theta, self.phi, self.g))  # (N, 1, hw, d)
         theta = theta - theta.mean(dim=2, keepdim=True)  # whitening
         phi = phi - phi.mean(dim=2, keepdim=True)
-        logits = theta.transpose(1, 2) @ phi * (self.scale / self.temperature)
-        pairwise = logits.softmax(dim=-1)  # (N, hw, hw)
-        y = g @ pairwise.transpose(1, 2)  # (N, d, hw)
+        y = bounded_attention(theta, phi, g, scale=self.scale / self.temperature)  # pairwise, over the hw pixels
         unary = self.unary_mask(x).flatten(2).softmax(dim=-1)  # (N, 1, hw)
-        u = g @ unary.transpose(1, 2)  # (N, d, 1): the same for every pixel
-        return x + self.out_project((y + u).view(batch, -1, height, width))
-
+        u = unary.unsqueeze(1) @ g  # (N, 1, 1, d): the same for every pixel
+        return x + self.out_project(tokens_as_map(y + u, height, width))
 
 class DisentangledNonLocalContext(ConvWrappedContext):
     """DNL's context: 3×3 CBR(in→C) → DisentangledNonLocal2d → 3×3 CBR → concat-fuse."""
