@@ -117,7 +117,10 @@ def _naive_multiscale_slide(model, images, config):
             count = torch.zeros(*view.shape[2:], dtype=images.dtype)
             for t, b, l, r in sliding_windows(*view.shape[2:], config.crop, config.stride):
                 logits = model.logits(view[:, :, t:b, l:r])
-                probs = nn.functional.interpolate(logits.softmax(1), size=(b - t, r - l), mode="bilinear", align_corners=False)
+                # The released order (sssegmentation ssseg/modules/models/segmentors/base/base.py,
+                # inference): a window's logits are resized to the crop, then softmaxed.
+                logits = nn.functional.interpolate(logits, size=(b - t, r - l), mode="bilinear", align_corners=False)
+                probs = logits.softmax(1)
                 scores = scores + nn.functional.pad(probs, (l, view.shape[3] - r, t, view.shape[2] - b))
                 count[t:b, l:r] += 1
             scores = nn.functional.interpolate(scores / count, size=(height, width), mode="bilinear", align_corners=False)

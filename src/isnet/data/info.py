@@ -251,8 +251,8 @@ CITYSCAPES = DatasetInfo(
     ),
 )
 
-# LIP (Look Into Person): 19 body parts and background. The LIP tools colour it with the
-# VOC colour map.
+# LIP (Look Into Person): 19 body parts and background, in LIP's own colours (those of the
+# authors' sssegmentation ``ssseg/modules/datasets/lip.py`` and MMSegmentation's LIPDataset).
 LIP = DatasetInfo(
     name="lip",
     classes=(
@@ -260,7 +260,11 @@ LIP = DatasetInfo(
         "Socks", "Pants", "Jumpsuits", "Scarf", "Skirt", "Face", "Left-arm", "Right-arm",
         "Left-leg", "Right-leg", "Left-shoe", "Right-shoe",
     ),
-    palette=make_palette(20),
+    palette=(
+        (0, 0, 0), (128, 0, 0), (255, 0, 0), (0, 85, 0), (170, 0, 51), (255, 85, 0), (0, 0, 85),
+        (0, 119, 221), (85, 85, 0), (0, 85, 85), (85, 51, 0), (52, 86, 128), (0, 128, 0), (0, 0, 255),
+        (51, 170, 221), (0, 255, 255), (85, 255, 170), (170, 255, 85), (255, 255, 0), (255, 170, 0),
+    ),
     flip_pairs=((14, 15), (16, 17), (18, 19)),
     test=TestProtocol(
         resize_to=(473, 473),

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from isnet.evaluation.metrics import ConfusionMatrix
@@ -67,10 +66,7 @@ def labelled_samples(paths: Iterable[Path], labels_dir: str | Path, prepare) -> 
 
 
 def _labels(model, image: Tensor, size: tuple[int, int]) -> Tensor:
-    scores = predict(model, image)
-    if tuple(scores.shape[2:]) != size:
-        scores = F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
-    return scores.argmax(dim=1)
+    return predict(model, image, output_size=size).argmax(dim=1)
 
 
 def compare(reference, candidates: dict[str, object], samples: Iterable[Sample], num_classes: int) -> dict[str, Comparison]:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
@@ -163,9 +162,7 @@ def collect_logits(
     for index in indices:
         sample = dataset[index]
         images, labels = sample["image"][None].to(device, dtype), sample["label"][None].to(device)
-        logits = predict(model, images, config)
-        if logits.shape[2:] != labels.shape[1:]:
-            logits = F.interpolate(logits, size=labels.shape[1:], mode="bilinear", align_corners=False)
+        logits = predict(model, images, config, output_size=labels.shape[1:])  # one resize, to the label
         logits, labels = logits[0].flatten(1).T.cpu(), labels.flatten().cpu()
         valid = (labels != ignore_index).nonzero()[:, 0]
         chosen = valid[torch.randperm(len(valid), generator=generator)[:per_image]]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
@@ -47,9 +46,7 @@ def evaluate(
         for sample in loader:
             images = sample["image"].to(device, dtype)
             labels = sample["label"].to(device)
-            scores = predict(model, images, config)
-            if scores.shape[2:] != labels.shape[1:]:
-                scores = F.interpolate(scores, size=labels.shape[1:], mode="bilinear", align_corners=False)
+            scores = predict(model, images, config, output_size=labels.shape[1:])  # one resize, to the label
             matrix.update(scores.argmax(dim=1), labels)
             if calibration is not None:
                 calibration.update(probabilities(scores, config), labels)

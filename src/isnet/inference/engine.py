@@ -22,9 +22,22 @@ def _resize(x: Tensor, size: Sequence[int]) -> Tensor:
 
 
 def _scores(logits: Tensor, size: Sequence[int], probs_before_resize: bool) -> Tensor:
+    """A whole image's scores: softmaxed at the head's resolution (where asked), then resized."""
     if probs_before_resize:
         logits = logits.softmax(dim=1)
     return _resize(logits, size)
+
+
+def _window_scores(logits: Tensor, size: Sequence[int], probs_before_resize: bool) -> Tensor:
+    """A window's scores: its logits resized to the crop, then softmaxed (where asked).
+
+    The order of the released sliding-window protocol (sssegmentation,
+    ``ssseg/modules/models/segmentors/base/base.py``, ``BaseSegmentor.inference``): each
+    crop's logits are interpolated to the crop's size before the softmax, unlike a whole
+    image's, whose softmax comes first.
+    """
+    scores = _resize(logits, size)
+    return scores.softmax(dim=1) if probs_before_resize else scores
 
 
 @torch.no_grad()
@@ -113,7 +126,7 @@ def slide_views(
 
     def run() -> Iterator[Tensor]:
         crops = torch.cat([view.images[:, :, t:b, l:r] for view, (t, b, l, r) in batch])
-        window_scores = _scores(model.logits(crops), crops.shape[2:], probs_before_resize)
+        window_scores = _window_scores(model.logits(crops), crops.shape[2:], probs_before_resize)
         for scores, (view, window) in zip(window_scores.chunk(len(batch)), batch):
             view.add(window, scores)
         batch.clear()
@@ -182,9 +195,8 @@ def _views(images: Tensor, config: InferenceConfig) -> Iterator[Tensor]:
         yield torch.cat([scaled, scaled.flip(-1)]) if config.flip else scaled
 
 
-def _view_scores(model: nn.Module, images: Tensor, config: InferenceConfig) -> Iterator[Tensor]:
-    """Each view's scores at the input size, in scale order."""
-    size = images.shape[2:]
+def _view_scores(model: nn.Module, images: Tensor, config: InferenceConfig, size: Sequence[int]) -> Iterator[Tensor]:
+    """Each view's scores at ``size``, in scale order, each resized once to it (as the released tester does)."""
     views = _views(images, config)
     if config.mode == "whole":
         for view in views:
@@ -210,8 +222,20 @@ def swap_flip_pairs(scores: Tensor, pairs: Sequence[tuple[int, int]]) -> Tensor:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: Tensor, config: InferenceConfig = InferenceConfig()) -> Tensor:
-    """Scores at the input size, averaged over the configured scales and flips.
+def predict(
+    model: nn.Module,
+    images: Tensor,
+    config: InferenceConfig = InferenceConfig(),
+    *,
+    output_size: Sequence[int] | None = None,
+) -> Tensor:
+    """Scores at ``output_size`` (default: the input's), averaged over the configured scales and flips.
+
+    Each view's scores are resized straight to ``output_size``: for an image resized before
+    inference (a fit resize), pass its label's size and the scores go from the head's
+    resolution (whole image) or the scaled image's (sliding windows) to the label in one
+    interpolation, as the released tester (sssegmentation ``ssseg/test.py``) does, rather
+    than back through the resized image's size first.
 
     Each scale resizes the image with ``F.interpolate(scale_factor=s)`` semantics (output
     size ⌊s·H⌋, sampling positions from s itself). With ``flip``, the image and its mirror
@@ -223,7 +247,8 @@ def predict(model: nn.Module, images: Tensor, config: InferenceConfig = Inferenc
     batch = images.shape[0]
     total: Tensor | None = None
     num_predictions = 0
-    for scores in _view_scores(model, images, config):
+    size = images.shape[2:] if output_size is None else tuple(output_size)
+    for scores in _view_scores(model, images, config, size):
         if config.flip:
             plain, mirrored = scores[:batch], scores[batch:]
             scores = plain + swap_flip_pairs(mirrored, config.flip_pairs).flip(-1)
@@ -234,11 +259,17 @@ def predict(model: nn.Module, images: Tensor, config: InferenceConfig = Inferenc
 
 
 @torch.no_grad()
-def predict_labels(model: nn.Module, images: Tensor, config: InferenceConfig = InferenceConfig()) -> Tensor:
-    """Label map (N, H, W) at the input size, on the images' device.
+def predict_labels(
+    model: nn.Module,
+    images: Tensor,
+    config: InferenceConfig = InferenceConfig(),
+    *,
+    output_size: Sequence[int] | None = None,
+) -> Tensor:
+    """Label map (N, H, W) at ``output_size`` (default: the input's), on the images' device.
 
     The images are moved to the model's device (a GPU, say) for the prediction.
     """
     parameter = next(model.parameters(), None) if isinstance(model, nn.Module) else None
     device = images.device if parameter is None else parameter.device
-    return predict(model, images.to(device), config).argmax(dim=1).to(images.device)
+    return predict(model, images.to(device), config, output_size=output_size).argmax(dim=1).to(images.device)

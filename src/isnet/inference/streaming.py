@@ -52,7 +52,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from isnet.inference.engine import _scores, sliding_windows
+from isnet.inference.engine import _window_scores, sliding_windows
 
 Window = tuple[int, int, int, int]  # top, bottom, left, right
 Reduce = Callable[[Tensor], tuple[Tensor, ...]]
@@ -234,7 +234,7 @@ def _run_batch(model: nn.Module, batch: Sequence[tuple[int, Window]], pixels: Te
     """One model call on a batch of ``(index, window)``, added into ``pending`` (a function, so that its
     K-channel window scores are let go before the next call allocates its own)."""
     crops = prepare(torch.stack([pixels[:, t - pixels_top:b - pixels_top, l:r] for _, (t, b, l, r) in batch]))
-    window_scores = _scores(model.logits(crops), crops.shape[2:], probs_before_resize)
+    window_scores = _window_scores(model.logits(crops), crops.shape[2:], probs_before_resize)
     for scores, (index, window) in zip(window_scores.chunk(len(batch)), batch):
         pending.add(index, window, scores[0], weight)
     for index, _ in batch:
