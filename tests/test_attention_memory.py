@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -149,3 +150,16 @@ def test_peak_memory_of_whole_image_prediction_grows_linearly_in_pixels():
     assert growth[1024] < 6 * growth[512], growth
     assert growth[2048] < 6 * growth[1024], growth
     assert growth[2048] < 2048, growth  # MiB
+
+
+@pytest.mark.slow  # four fresh processes that import torch
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the resident peak from /proc")
+def test_the_memory_benchmark_prints_both_kernels_side_by_side():
+    root = Path(__file__).resolve().parents[1]
+    finished = subprocess.run([sys.executable, "-m", "benchmarks.attention_memory", "--sizes", "64", "96"],
+                              cwd=root, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    lines = finished.stdout.splitlines()
+    assert "thread(s), tiny ISNet" in lines[0]
+    rows = [line for line in lines if line.startswith(("| 64×64", "| 96×96"))]
+    assert len(rows) == 2 and all(row.count(" MiB (+") == 2 for row in rows), finished.stdout
