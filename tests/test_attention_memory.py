@@ -85,8 +85,8 @@ def test_isnet_training_step_never_holds_an_hw_by_hw_matrix():
     assert mode.largest < 2 * hw_squared(256)
 
 
-@pytest.mark.parametrize("name", ["nonlocal", "dnl", "danet"])
-def test_attention_peers_never_hold_an_hw_by_hw_matrix(name):
+@pytest.mark.parametrize("name", sorted(PEER_HEAD_CONFIGS))  # Non-local, DNL and DANet attend over all pixels
+def test_peer_modules_never_hold_an_hw_by_hw_matrix(name):
     torch.manual_seed(0)
     head = PEER_HEAD_CONFIGS[name](channels=16)
     model = build_model(ModelConfig(num_classes=4, backbone=BACKBONE, head=head, aux=None)).eval()
