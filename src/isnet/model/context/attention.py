@@ -71,6 +71,16 @@ def bounded_attention(query: Tensor, key: Tensor, value: Tensor, *, scale: float
     return F.scaled_dot_product_attention(query.contiguous(), key.contiguous(), value.contiguous(), scale=scale)
 
 
+def pixels_as_tokens(feats: Tensor) -> Tensor:
+    """(N, d, h, w) → (N, 1, hw, d): one attention head over the pixels."""
+    return feats.flatten(2).transpose(1, 2).unsqueeze(1)
+
+
+def tokens_as_map(tokens: Tensor, height: int, width: int) -> Tensor:
+    """(N, 1, hw, d) → (N, d, h, w), the inverse of :func:`pixels_as_tokens`."""
+    return tokens.squeeze(1).transpose(1, 2).reshape(tokens.shape[0], -1, height, width)
+
+
 # ONNX (opset 17) has no fused attention kernel, so an exported graph builds the scores
 # explicitly; split into this many query blocks, it holds HW²/16 of them at a time.
 EXPORT_QUERY_BLOCKS = 16
@@ -165,13 +175,11 @@ class SelfAttention(nn.Module):
     def _keys_and_values(self, key_feats: Tensor) -> tuple[Tensor, Tensor]:
         # (N, T, h, w) → (N, 1, hw, T): one head. The 4-D layout selects the fused kernel
         # on CPU too (3-D inputs fall back to the math kernel, which builds the HW×HW matrix).
-        key = self.key_project(key_feats).flatten(2).transpose(1, 2).unsqueeze(1)
-        value = self.value_project(key_feats).flatten(2).transpose(1, 2).unsqueeze(1)
-        return key, value
+        return pixels_as_tokens(self.key_project(key_feats)), pixels_as_tokens(self.value_project(key_feats))
 
     def _attend(self, query_feats: Tensor, key: Tensor, value: Tensor, bias: Tensor | None = None) -> Tensor:
-        batch, _, height, width = query_feats.shape
-        query = self.query_project(query_feats).flatten(2).transpose(1, 2).unsqueeze(1)
+        height, width = query_feats.shape[2:]
+        query = pixels_as_tokens(self.query_project(query_feats))
         # Eqs. (4)–(5): similarities softmax(QKᵀ/√T) over the keys; (7)–(8): their weighted sum of V.
         if bias is None and self.export_query_blocks:
             context = split_query_attention(query, key, value, self.export_query_blocks)
@@ -185,5 +193,4 @@ class SelfAttention(nn.Module):
                 scores = torch.matmul(query.to(dtype), key.to(dtype).transpose(-1, -2)) * query.shape[-1] ** -0.5
                 weights = (scores + bias.to(dtype)).softmax(dim=-1)
                 context = torch.matmul(weights, value.to(dtype)).to(query.dtype)
-        context = context.squeeze(1).transpose(1, 2).reshape(batch, -1, height, width)
-        return self.out_project(context)  # back to C channels (the reshape of eqs. 7–8)
+        return self.out_project(tokens_as_map(context, height, width))  # back to C channels (the reshape of eqs. 7–8)

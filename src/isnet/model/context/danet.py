@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from isnet.model.context.attention import bounded_attention
-from isnet.model.context.nonlocal_block import pixels_as_tokens, tokens_as_map
+from isnet.model.context.attention import bounded_attention, pixels_as_tokens, tokens_as_map
 from isnet.model.layers import ConvBNReLU
 
 

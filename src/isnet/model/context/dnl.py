@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from isnet.model.context.attention import bounded_attention, pixels_as_tokens, tokens_as_map
 from isnet.model.context.conv_wrapped import ConvWrappedContext
-from isnet.model.context.attention import bounded_attention
-from isnet.model.context.nonlocal_block import NonLocal2d, pixels_as_tokens, tokens_as_map
+from isnet.model.context.nonlocal_block import NonLocal2d
 
 
 class DisentangledNonLocal2d(NonLocal2d):
@@ -34,6 +34,7 @@ class DisentangledNonLocal2d(NonLocal2d):
         unary = self.unary_mask(x).flatten(2).softmax(dim=-1)  # (N, 1, hw)
         u = unary.unsqueeze(1) @ g  # (N, 1, 1, d): the same for every pixel
         return x + self.out_project(tokens_as_map(y + u, height, width))
+
 
 class DisentangledNonLocalContext(ConvWrappedContext):
     """DNL's context: 3×3 CBR(in→C) → DisentangledNonLocal2d → 3×3 CBR → concat-fuse."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from isnet.model.context.attention import bounded_attention
+from isnet.model.context.attention import bounded_attention, pixels_as_tokens, tokens_as_map
 from isnet.model.context.conv_wrapped import ConvWrappedContext
 
 
@@ -29,20 +29,10 @@ class NonLocal2d(nn.Module):
         self.scale = inter_channels**-0.5 if use_scale else 1.0
 
     def forward(self, x: Tensor) -> Tensor:
-        batch, _, height, width = x.shape
+        height, width = x.shape[2:]
         theta, phi, g = (pixels_as_tokens(project(x)) for project in (self.theta, self.phi, self.g))
         y = bounded_attention(theta, phi, g, scale=self.scale)  # softmax over the hw pixels
         return x + self.out_project(tokens_as_map(y, height, width))
-
-
-def pixels_as_tokens(feats: Tensor) -> Tensor:
-    """(N, d, h, w) → (N, 1, hw, d): one attention head over the pixels."""
-    return feats.flatten(2).transpose(1, 2).unsqueeze(1)
-
-
-def tokens_as_map(tokens: Tensor, height: int, width: int) -> Tensor:
-    """(N, 1, hw, d) → (N, d, h, w), the inverse of :func:`pixels_as_tokens`."""
-    return tokens.squeeze(1).transpose(1, 2).reshape(tokens.shape[0], -1, height, width)
 
 
 class NonLocalContext(ConvWrappedContext):
