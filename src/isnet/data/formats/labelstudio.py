@@ -189,13 +189,13 @@ def _painter(source: Path, name: str, results: list[dict], names: list[str], hei
 
 
 def prediction_task(image: str, labels: np.ndarray, classes: Sequence[str], model_version: str, score: float | None,
-                    *, from_name: str = "tag", to_name: str = "image") -> dict:
-    """A Label Studio task with ``labels`` as one brush prediction per class present (import it as pre-annotations)."""
+                    *, regions: Sequence[int], from_name: str = "tag", to_name: str = "image") -> dict:
+    """A Label Studio task with one brush prediction per class of ``regions`` (import it as pre-annotations)."""
     height, width = labels.shape
     result = [{"id": f"isnet-{k}", "from_name": from_name, "to_name": to_name, "type": "brushlabels",
                "original_width": width, "original_height": height, "image_rotation": 0,
                "value": {"format": "rle", "rle": mask_rle(labels == k), "brushlabels": [classes[k]]}}
-              for k in np.unique(labels).tolist() if k < len(classes)]
+              for k in regions]
     prediction = {"model_version": model_version, "result": result}
     if score is not None:
         prediction["score"] = score
