@@ -231,3 +231,9 @@ def test_a_bad_shape_half_way_leaves_no_folder(tmp_path):
     line = error_message(result, "data", 1)[0]
     assert "annotation 2 of b.png: an uncompressed RLE whose counts add to 7" in line
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_folder_fixing_options_are_refused_with_an_export(tmp_path):
+    (tmp_path / "coco.json").write_text('{"images": [], "categories": []}')
+    result = isnet("data", "convert", tmp_path / "coco.json", tmp_path / "out", "--from", "coco", "--reduce-zero-label")
+    assert "--reduce-zero-label fix a folder dataset" in error_message(result, "data", 2)[0]

@@ -92,7 +92,11 @@ def _convert_export(args: argparse.Namespace) -> int:
     """``--from TOOL``: an annotation tool's export to a folder dataset, then ``data check`` on it."""
     from isnet.data.folder import read_class_names
     from isnet.data.formats import convert_export
+    from isnet.utils.errors import ConfigError
 
+    if args.colours or args.ignore_colour or args.reduce_zero_label:
+        raise ConfigError("--colours, --ignore-colour and --reduce-zero-label fix a folder dataset; an export (--from) "
+                          "carries its classes: convert it, then convert the folder again if needed")
     classes = read_class_names(Path(args.classes)) if args.classes else None
     export, pairs, notes = convert_export(args.tool, args.data_root, args.output, images=args.images, classes=classes)
     shown = ", ".join(export.classes[:8]) + (", ..." if len(export.classes) > 8 else "")

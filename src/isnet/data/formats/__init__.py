@@ -4,6 +4,15 @@ Each reader takes the export (a file or folder), the folders holding its images 
 the class names in label order, and returns an :class:`~isnet.data.formats.common.Export`;
 :func:`~isnet.data.formats.common.write_folder_dataset` writes it. A zip export is unpacked into
 a temporary folder first.
+
+Libraries: pycocotools (2 MB, needs only numpy; BSD) decodes COCO RLE and rasterises every
+polygon, so one polygon gives one mask whatever the tool. datumaro (MIT; reads COCO, CVAT, VOC,
+LabelMe) and label-studio-sdk (Apache-2.0; the brush codec) were measured and not taken: each
+installs about 0.5 GB (pandas, pyarrow, OpenCV; black, nltk, Faker), datumaro pins Pillow 12 and
+label-studio-sdk's OpenCV pin pulls numpy back to 2.2, and the formats read here are small
+(LabelMe JSON, CVAT XML, the brush bit stream, ~100 lines each). The brush codec is tested
+against label-studio-sdk's own encoder (a fixture it wrote), CVAT's mask runs follow datumaro's
+reading of them.
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ def write_segmentation_mask_zip(path: Path, masks: Sequence[tuple[str, np.ndarra
 
     from PIL import Image
 
-    table = np.zeros((256, 3), np.uint8)
+    table = np.zeros((max(256, len(colours)), 3), np.uint8)  # 16-bit label maps of many classes too
     table[: len(colours)] = np.asarray(colours, np.uint8)
     with tempfile.TemporaryDirectory() as folder:
         labelmap = Path(folder) / LABELMAP
@@ -139,5 +139,5 @@ def write_segmentation_mask_zip(path: Path, masks: Sequence[tuple[str, np.ndarra
             archive.writestr("ImageSets/Segmentation/default.txt", "".join(f"{Path(n).stem}\n" for n, _ in masks))
             for name, labels in masks:
                 buffer = io.BytesIO()
-                Image.fromarray(table[labels]).save(buffer, format="PNG")
+                Image.fromarray(table[np.minimum(labels, len(table) - 1)]).save(buffer, format="PNG")
                 archive.writestr(f"SegmentationClass/{Path(name).stem}.png", buffer.getvalue())
