@@ -87,3 +87,16 @@ def test_the_writer_goes_bigtiff_past_the_limit_and_streams_rows(tmp_path, monke
     with tifffile.TiffFile(tmp_path / "big.tif") as tiff:
         assert tiff.is_bigtiff and tiff.pages[0].is_tiled
         assert tiff.pages[0].asarray().tolist() == labels.tolist()
+
+
+def test_a_model_transformation_is_carried_as_gdal_reads_it(tmp_path):
+    rasterio = pytest.importorskip("rasterio", reason="rasterio (GDAL) is optional: pip install rasterio")
+    matrix = (0.5, 0.1, 0.0, 300000.0, 0.1, -0.5, 0.0, 5000000.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)  # rotated
+    tags = [(34264, 12, 16, matrix, True), TAGS[2]]
+    tifffile.imwrite(tmp_path / "in.tif", np.ones((20, 30, 3), np.uint8), photometric="rgb", extratags=tags, metadata=None)
+    writer = GeoTiffRowWriter(tmp_path / "out.tif", 30, 20, np.uint8, read_georeference(tmp_path / "in.tif"), 255)
+    writer.put(np.full((20, 30), 2, np.uint8))
+    writer.close()
+    with rasterio.open(tmp_path / "in.tif") as original, rasterio.open(tmp_path / "out.tif") as written:
+        assert written.transform == original.transform and written.transform.b == pytest.approx(0.1)
+        assert written.crs == original.crs and (written.read(1) == 2).all()

@@ -117,10 +117,11 @@ def test_per_class_uncertainty_is_over_that_class_pixels_only():
     from isnet.apps.pre_annotations import uncertainty
 
     labels = np.array([[0, 0, 1, 1]])
-    confidence = np.array([[65535, 32768, 13107, 0]], np.uint16)  # p = 1, ~0.5, 0.2, 0
-    assert uncertainty(labels, confidence) == pytest.approx(((0 + 32767 / 65535 + 0.8 + 1) / 4, 4))
-    assert uncertainty(labels, confidence, 1) == pytest.approx((0.9, 2))
+    confidence = np.array([[65535, 32768, 13107, 0]], np.uint16)  # p = 1, ~0.5, 0.2, no data
+    assert uncertainty(labels, confidence) == pytest.approx(((0 + 32767 / 65535 + 0.8) / 3, 3))
+    assert uncertainty(labels, confidence, 1) == pytest.approx((0.8, 1))
     assert uncertainty(labels, confidence, 2) == (0.0, 0)  # no pixel of the class: least uncertain
+    assert uncertainty(labels, confidence, 1) == uncertainty(labels[:, :3], confidence[:, :3], 1)  # 0: no data
 
 
 def test_an_unknown_rank_class_names_the_classes(predicted):

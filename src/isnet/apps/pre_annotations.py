@@ -52,9 +52,13 @@ def _read(path: Path) -> np.ndarray:
 
 
 def uncertainty(labels: np.ndarray, confidence: np.ndarray, class_index: int | None = None) -> tuple[float, int]:
-    """Mean of 1 − p over the image (or over the pixels predicted as ``class_index``), and how many pixels that is."""
+    """Mean of 1 − p over the image (or over the pixels predicted as ``class_index``), and how many pixels that is.
+
+    Pixels of confidence 0 hold no data (a GeoTIFF's nodata; a prediction's p is at least 1/K)
+    and are left out.
+    """
     probability = confidence.astype(np.float64) / 65535
-    chosen = np.ones(labels.shape, bool) if class_index is None else labels == class_index
+    chosen = (confidence > 0) if class_index is None else (labels == class_index) & (confidence > 0)
     count = int(chosen.sum())
     return (float((1 - probability[chosen]).mean()) if count else 0.0), count
 
