@@ -15,9 +15,7 @@ tools and datumaro use, so one polygon is the same mask whichever tool it came f
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ import numpy as np
 
 from isnet.data.image import DataFileError
 from isnet.data.info import RGB, DatasetInfo, make_palette
+from isnet.utils.atomic_files import building_folder
 
 IGNORE = 255
 BACKGROUND = "background"
@@ -153,11 +152,9 @@ def write_folder_dataset(export: Export, output: Path) -> tuple[int, list[str]]:
     from isnet.utils.visualize import label_image
 
     record = dataset_record(export)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
     notes: list[str] = []
     stems: dict[tuple[str, str], str] = {}
-    try:
+    with building_folder(output) as building:
         for sample in export.samples:
             key = (sample.split, sample.image.stem)
             if key in stems:
@@ -173,12 +170,6 @@ def write_folder_dataset(export: Export, output: Path) -> tuple[int, list[str]]:
             label_image(labels, record.palette).save(mask_dir / f"{sample.image.stem}.png", format="PNG")
         (building / "dataset.json").write_text(record.to_json(), encoding="utf-8")
         (building / "classes.txt").write_text("\n".join(record.classes) + "\n", encoding="utf-8")
-        if output.exists():
-            output.rmdir()
-        os.replace(building, output)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
     return len(export.samples), notes
 
 
