@@ -2,8 +2,9 @@
 
 COCO files are written with pycocotools (polygons, uncompressed and compressed RLE) and the
 expected masks are pycocotools' own decoding; the Label Studio brush RLE fixture was written by
-label-studio-sdk's encoder (tests/fixtures/labelling/make_labelstudio_brush.py). CVAT XML,
-LabelMe and VOC files are built to their published layouts.
+label-studio-sdk's encoder (tests/fixtures/labelling/make_labelstudio_brush.py), one CVAT XML
+file by datumaro, the library CVAT exports with (make_cvat_xml.py), with datumaro's decoding of
+each shape. The other CVAT, LabelMe and VOC files are built to their published layouts.
 """
 
 from __future__ import annotations
@@ -154,6 +155,22 @@ def test_cvat_xml_polygons_boxes_masks_by_z_order(tmp_path):
     box[1:3] = box[6:8] = True  # runs 1 off, 2 on, 3 off, 2 on over the 4×2 box
     expected[1:3, 2:6][box.reshape(2, 4)] = 1
     assert _mask(tmp_path / "out" / "masks" / "train" / "a.png").tolist() == expected.tolist()
+
+
+def test_cvat_xml_written_by_datumaro_equals_datumaros_own_decoding(tmp_path):
+    """tests/fixtures/labelling/make_cvat_xml.py: datumaro (CVAT's exporter) wrote the XML and decoded each shape."""
+    fixture = FIXTURES / "cvat_xml"
+    result = isnet("data", "convert", fixture / "default.xml", tmp_path / "out", "--from", "cvat",
+                   "--images", fixture / "images")
+    assert result.returncode == 0, result.stdout + result.stderr
+    classes = json.loads((tmp_path / "out" / "dataset.json").read_text())["classes"]
+    assert classes == ["background", "car", "road"]
+    shapes = json.loads((FIXTURES / "cvat_xml_expected.json").read_text())
+    expected = np.zeros((9, 13), np.uint8)
+    for shape in sorted(shapes, key=lambda shape: shape["z_order"]):  # the road and the box do not touch
+        expected[np.asarray(shape["mask"], bool)] = classes.index(shape["label"])
+    assert _mask(tmp_path / "out" / "masks" / "train" / "street.png").tolist() == expected.tolist()
+    assert "'car' painted over 'road'" in result.stdout  # the mask (z 1) over the polygon (z 0)
 
 
 def test_labelme_polygons_rectangles_circles(tmp_path):
