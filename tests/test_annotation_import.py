@@ -3,7 +3,8 @@
 COCO files are written with pycocotools (polygons, uncompressed and compressed RLE) and the
 expected masks are pycocotools' own decoding; the Label Studio brush RLE fixture was written by
 label-studio-sdk's encoder (tests/fixtures/labelling/make_labelstudio_brush.py), one CVAT XML
-file by datumaro, the library CVAT exports with (make_cvat_xml.py), with datumaro's decoding of
+file and one "Segmentation mask" export by datumaro, the library CVAT exports with (make_cvat_xml.py,
+make_cvat_masks.py), with datumaro's decoding of
 each shape. The other CVAT, LabelMe and VOC files are built to their published layouts.
 """
 
@@ -171,6 +172,15 @@ def test_cvat_xml_written_by_datumaro_equals_datumaros_own_decoding(tmp_path):
         expected[np.asarray(shape["mask"], bool)] = classes.index(shape["label"])
     assert _mask(tmp_path / "out" / "masks" / "train" / "street.png").tolist() == expected.tolist()
     assert "'car' painted over 'road'" in result.stdout  # the mask (z 1) over the polygon (z 0)
+
+
+def test_cvat_segmentation_masks_written_by_datumaro_equal_its_decoding(tmp_path):
+    """make_cvat_masks.py: datumaro's "Segmentation mask" export (a label map of names only, RGB masks)."""
+    expected = json.loads((FIXTURES / "cvat_masks_expected.json").read_text())
+    result = isnet("data", "convert", FIXTURES / "cvat_masks", tmp_path / "out", "--from", "cvat")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads((tmp_path / "out" / "dataset.json").read_text())["classes"] == expected["classes"]
+    assert _mask(tmp_path / "out" / "masks" / "train" / "street.png").tolist() == expected["labels"]
 
 
 def test_labelme_polygons_rectangles_circles(tmp_path):

@@ -25,7 +25,11 @@ LABELMAP = "labelmap.txt"
 
 
 def read_labelmap(path: Path) -> tuple[list[str], list[RGB]]:
-    """Names and colours of a CVAT / datumaro ``labelmap.txt`` (``name:R,G,B:parts:actions``), in label order."""
+    """Names and colours of a CVAT / datumaro ``labelmap.txt`` (``name:R,G,B:parts:actions``), in label order.
+
+    A label without a colour (``name:::``, as datumaro writes a label map of names only) has the
+    VOC colour map's colour of its index, the colour its masks are drawn in.
+    """
     names, colours = [], []
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
@@ -37,7 +41,7 @@ def read_labelmap(path: Path) -> tuple[list[str], list[RGB]]:
         name, _, rest = line.partition(":")
         colour = rest.split(":")[0]
         try:
-            rgb = tuple(int(c) for c in colour.split(","))
+            rgb = tuple(int(c) for c in colour.split(",")) if colour.strip() else make_palette(len(names) + 1)[-1]
         except ValueError:
             rgb = ()
         require(bool(name) and len(rgb) == 3 and all(0 <= c <= 255 for c in rgb), path,
