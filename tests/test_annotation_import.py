@@ -2,10 +2,10 @@
 
 COCO files are written with pycocotools (polygons, uncompressed and compressed RLE) and the
 expected masks are pycocotools' own decoding; the Label Studio brush RLE fixture was written by
-label-studio-sdk's encoder (tests/fixtures/labelling/make_labelstudio_brush.py), one CVAT XML
-file and one "Segmentation mask" export by datumaro, the library CVAT exports with (make_cvat_xml.py,
-make_cvat_masks.py), with datumaro's decoding of
-each shape. The other CVAT, LabelMe and VOC files are built to their published layouts.
+label-studio-sdk's encoder (tests/fixtures/labelling/make_labelstudio_brush.py); a CVAT XML file
+and a "Segmentation mask" export were written by datumaro, the library CVAT exports with
+(make_cvat_xml.py, make_cvat_masks.py), beside datumaro's own decoding of them. The other CVAT,
+LabelMe and VOC files are built to their published layouts.
 """
 
 from __future__ import annotations
