@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from isnet.apps.geotiff_outputs import GeoOutputs
 from isnet.apps.predict_files import model_normalisation
 from isnet.data.image import DataFileError, normalise
 from isnet.data.large_image import header_size, open_rows
@@ -146,10 +147,12 @@ def segment_large_image(
     flat_palette = [tuple(colour) for colour in palette] + [(0, 0, 0)] * (256 - len(palette))
     writing = outputs[0]
     writers: list[PngRowWriter] = []
+    geo = None
     try:
         writers += [PngRowWriter(partials[0], width, height, palette=flat_palette, bitdepth=8)]
         if confidence:
             writers.append(PngRowWriter(partials[2], width, height, greyscale=True, bitdepth=16))
+        geo = GeoOutputs.open(path, outputs[0], width, height, confidence=confidence)  # None unless a GeoTIFF
         bar = progress_bar(total=height, desc=f"{path.name} rows", unit="row", disable=not progress, leave=False)
 
         def reduce(scores: torch.Tensor) -> tuple[torch.Tensor, ...]:  # a final cell, to what the writers take
@@ -163,20 +166,27 @@ def segment_large_image(
         with closing(bands):  # its spill folder goes now, whatever stops the loop, not when it is collected
             for top, reduced in bands:
                 labels = reduced[0].cpu().numpy()
+                certainty = reduced[1].cpu().numpy().astype(np.uint16) if confidence else None
+                if geo is not None:  # nodata pixels to the ignore label; the GeoTIFFs' rows
+                    labels, certainty = geo.put(top, labels, certainty)
                 thumbnail_labels.append(labels[(-top) % step::step, ::step].copy())
                 writers[0].put(labels)
                 if confidence:
-                    writers[1].put(reduced[1].cpu().numpy().astype(np.uint16))
+                    writers[1].put(certainty)
                 bar.update(labels.shape[0])
         bar.close()
         for writer in writers:
             writer.close()
+        if geo is not None:
+            geo.close()
         writing = outputs[1]
         save_overlay_with_legend(partials[1], np.concatenate(thumbnail_pixels), np.concatenate(thumbnail_labels),
                                  classes, palette, title=path.name)
         for partial, final in zip(partials, outputs):
             writing = final
             os.replace(partial, final)
+        if geo is not None:
+            geo.commit()
     except DataFileError as error:
         return str(error)
     except SpillError as error:
@@ -190,6 +200,8 @@ def segment_large_image(
                 writer.close()
             except Exception:  # the failure that brought us here is the one reported
                 pass
+        if geo is not None:
+            geo.discard()
         for partial in partials:
             try:
                 partial.unlink(missing_ok=True)

@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     video.add_argument("--fps", type=positive_float, help="frame rate of the videos written (default: the input's, or 25)")
     video.add_argument("--smooth", type=positive_float, default=1.0, metavar="ALPHA",
                        help="temporal smoothing: moving average of probabilities, p̄ = α·p + (1−α)·p̄ (default 1: none)")
+    from isnet.cli.labelling_loop import add_labelling_arguments
+
+    add_labelling_arguments(parser)
     ray = parser.add_argument_group("engine")
     ray.add_argument("--engine", choices=("local", "ray"), default="local",
                      help="local (one process, or torchrun's); ray: Ray Data map_batches (needs isnet[ray])")
@@ -76,10 +79,12 @@ def run(args: argparse.Namespace) -> int:
         tile_config,
     )
     from isnet.apps.video import is_video
+    from isnet.cli.labelling_loop import check_labelling_arguments, labelling_outputs
     from isnet.data.image import find_images
     from isnet.utils.distributed import all_reduce_sum, barrier, init_distributed
     from isnet.utils.errors import ConfigError
 
+    check_labelling_arguments(args)
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise ConfigError(f"--output {output}: is a file, not a folder; name a folder for the label maps and overlays")
@@ -98,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         usage_error(f"--smooth {args.smooth}: α must be in (0, 1]; 1 is no smoothing")
     videos = [Path(item) for item in args.inputs if is_video(Path(item)) or (args.frames and Path(item).is_dir())]
     images = [item for item in args.inputs if Path(item) not in videos]
+    if (args.export or args.rank) and (videos or args.engine == "ray"):
+        usage_error("--export and --rank take image files predicted by --engine local; leave out the videos")
     if args.engine == "ray":
         if videos or tiles is not None:
             usage_error("--engine ray labels image files; predict videos and --tile images without it")
@@ -135,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
     barrier()
     if on_done is not None and context.is_main:
         on_done(None)
+    if context.is_main and (args.export or args.rank):
+        labelling_outputs(args, paths, output, classes, palette)
     if failures:
         print(f"{len(failures)} of {todo_count} file(s) could not be segmented{' by this process' if context.enabled else ''}:",
               file=sys.stderr)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +95,25 @@ def remove_unfinished_writes(folder: Path) -> list[Path]:
     for path in unfinished:
         path.unlink(missing_ok=True)
     return unfinished
+
+
+@contextmanager
+def building_folder(output: Path) -> Iterator[Path]:
+    """A new hidden folder beside ``output`` to fill inside the ``with``: renamed to ``output`` when the
+    block ends, removed with what it holds when the block raises, so ``output`` is complete or absent.
+
+    ``output`` must be absent or an empty folder (the caller checks, and says so in its words).
+    """
+    import shutil
+    import tempfile
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
+    try:
+        yield building
+        if output.exists():
+            output.rmdir()
+        os.replace(building, output)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise

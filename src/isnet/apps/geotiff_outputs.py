@@ -1,0 +1,81 @@
+"""GeoTIFF in, GeoTIFF out for ``isnet predict --tile``: label and confidence GeoTIFFs beside the PNGs.
+
+When the image streamed is a georeferenced TIFF (:func:`isnet.data.geotiff.read_georeference`),
+its tiled prediction also writes ``<stem>_labels.tif`` (uint8 class indices, GDAL_NODATA 255)
+and, with ``--confidence``, ``<stem>_confidence.tif`` (uint16, p · 65535, GDAL_NODATA 0), with
+the input's georeferencing tags unchanged, so GIS tools place them where the image is. Pixels
+the input marks as nodata become the ignore label 255 (confidence 0) in every output, the PNGs
+included. Each GeoTIFF is encoded tile row by tile row as the rows arrive, under a hidden
+temporary name, and renamed with the PNGs when complete.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from isnet.data.geotiff import GeoTiffRowWriter, NodataRows, read_georeference
+
+IGNORE = 255
+
+
+def geotiff_files(labels_png: Path, confidence: bool) -> list[Path]:
+    """``<stem>_labels.tif`` (and ``<stem>_confidence.tif``) beside the label PNG."""
+    files = [labels_png.with_suffix(".tif")]
+    return files + [labels_png.with_name(labels_png.name.replace("_labels.png", "_confidence.tif"))] if confidence else files
+
+
+class GeoOutputs:
+    """The GeoTIFF outputs of one georeferenced image: ``put`` each band, then ``close``, ``commit`` (or ``discard``)."""
+
+    def __init__(self, source: Path, finals: Sequence[Path], width: int, height: int) -> None:
+        georeference = read_georeference(source)
+        assert georeference is not None
+        self.finals = list(finals)
+        self.partials = [final.with_name(f".{final.stem}.partial.tif") for final in self.finals]
+        self.nodata = NodataRows(source, georeference.nodata) if georeference.nodata is not None else None
+        self.writers = [GeoTiffRowWriter(self.partials[0], width, height, np.uint8, georeference, IGNORE)]
+        if len(finals) > 1:
+            self.writers.append(GeoTiffRowWriter(self.partials[1], width, height, np.uint16, georeference, 0))
+
+    @classmethod
+    def open(cls, source: Path, labels_png: Path, width: int, height: int, *, confidence: bool) -> GeoOutputs | None:
+        """The GeoTIFF outputs of ``source``, or None when it is not a georeferenced TIFF."""
+        if read_georeference(source) is None:
+            return None
+        return cls(source, geotiff_files(labels_png, confidence), width, height)
+
+    def put(self, top: int, labels: np.ndarray, confidence: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Rows ``top..`` of the labels (and confidences) with nodata applied; written to the GeoTIFFs, returned for the PNGs."""
+        if self.nodata is not None:
+            empty = self.nodata.rows(top, top + labels.shape[0])
+            labels = np.where(empty, IGNORE, labels).astype(labels.dtype)
+            if confidence is not None:
+                confidence = np.where(empty, 0, confidence).astype(confidence.dtype)
+        self.writers[0].put(labels)
+        if confidence is not None and len(self.writers) > 1:
+            self.writers[1].put(confidence)
+        return labels, confidence
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+
+    def commit(self) -> None:
+        for partial, final in zip(self.partials, self.finals):
+            os.replace(partial, final)
+
+    def discard(self) -> None:
+        for writer in self.writers:
+            try:
+                writer.close()
+            except Exception:  # the failure that brought us here is the one reported
+                pass
+        for partial in self.partials:
+            try:
+                partial.unlink(missing_ok=True)
+            except OSError:
+                pass
