@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from isnet.data.sampling import RunSampler
 from isnet.training.loop import list_checkpoints, poly_lr, train
+from isnet.weights.checkpoint import load_training_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
 from training_helpers import make_data, tiny_config  # noqa: E402
@@ -56,6 +57,11 @@ def test_killed_run_resumes_to_the_same_weights(data_root, tmp_path):
     assert expected.keys() == resumed.keys()
     for key in expected:
         assert torch.equal(expected[key], resumed[key]), f"{key} differs after resuming from {stopped_at}"
+    # The resume state held what a GPU run needs too (no CUDA here: no CUDA states; fp32: no loss scale),
+    # and the run as it started, which config.json still holds.
+    state = load_training_checkpoint(list_checkpoints(killed)[-1])
+    assert state["cuda_rng"] == [[]] and state["scaler"] == {}
+    assert state["started"]["config"] == (killed / "config.json").read_text()
     import csv
 
     with open(killed / "metrics.csv", newline="") as handle:

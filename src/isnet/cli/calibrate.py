@@ -58,8 +58,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(protocol)
     config = InferenceConfig(mode=args.mode, crop=tuple(args.crop), stride=tuple(args.stride))
-    logits, labels = collect_logits(model, dataset, config, max_pixels=args.pixels,
-                                    ignore_index=dataset.info.ignore_index, device=device, progress=True)
+    logits, labels = collect_logits(model, dataset, config, max_pixels=args.pixels, device=device, progress=True)
     if not len(labels):
         print(f"isnet calibrate: {args.data_root} {split}: no labelled pixels to fit on", file=sys.stderr)
         return 1

@@ -44,9 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     convert.add_argument("--colours", metavar="DATASET_JSON",
                          help="colour table of RGB masks: a dataset.json (class names and palette in label order)")
     convert.add_argument("--ignore-colour", action="append", type=colour, default=[], metavar="R,G,B",
-                         help="map this mask colour to 255 (ignored), e.g. 0,0,0 for unlabelled; repeatable")
+                         help="map this mask colour to the ignore value (the record's ignore_index, 255 by default), "
+                              "e.g. 0,0,0 for unlabelled; repeatable")
     convert.add_argument("--reduce-zero-label", action="store_true",
-                         help="stored 0 means unlabelled (ADE20K style): 0 → 255 (ignored), k → k − 1")
+                         help="stored 0 means unlabelled (ADE20K style): 0 → the ignore value (255 by default), k → k − 1")
     tool = convert.add_argument_group("an annotation tool's export (see the README: From labelling tool to model and back)")
     tool.add_argument("--from", dest="tool", choices=FORMATS,
                       help="coco: instances/stuff JSON; cvat: annotations.xml or Segmentation mask 1.1 zip; labelme: "

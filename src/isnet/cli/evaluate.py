@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = inference_config(args, dataset.info.flip_pairs)
     print(protocol)
-    bins = CalibrationBins(ignore_index=dataset.info.ignore_index)
+    bins = CalibrationBins()  # samples carry IGNORE_INDEX where the files store the record's ignore value
     matrix = evaluate(model.to(device), dataset, num_classes, config, device=device, progress=True, calibration=bins)
     summary = write_report(matrix, dataset.info.classes, args.output, title=f"{data.dataset} {split}")
     print((Path(args.output) / "scores.txt").read_text())

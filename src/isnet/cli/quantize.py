@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="calibrate (and check) at this size; default: the model's test resize, else the images' own")
     parser.add_argument("--subset-size", type=positive_int, default=300, help="at most this many calibration images (spread evenly)")
     parser.add_argument("--holdout", help="folder of held-out images to check agreement with float32 on")
-    parser.add_argument("--labels-dir", help="with --holdout: label PNGs (<stem>.png, class indices, 255 ignored) for mIoU")
+    parser.add_argument("--labels-dir", help="with --holdout: label PNGs (<stem>.png, class indices; the model record's "
+                             "ignore_index, 255 by default, ignored) for mIoU")
     parser.add_argument("--dataset", choices=DATASET_NAMES, help="check on this dataset's split (with --data-root)")
     parser.add_argument("--data-root")
     parser.add_argument("--split", help="with --dataset: default its validation split")
@@ -98,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         samples, where = dataset_samples(data.build(args.split or data.val_split, train=False)), f"{args.dataset} ({protocol})"
     elif args.holdout:
         held_out = find_images([args.holdout])
-        samples = labelled_samples(held_out, args.labels_dir, prepare) if args.labels_dir else image_samples(held_out, prepare)
+        samples = (labelled_samples(held_out, args.labels_dir, prepare, getattr(model, "dataset", None)) if args.labels_dir
+                   else image_samples(held_out, prepare))
         where = args.holdout + (f", labels from {args.labels_dir}" if args.labels_dir else "")
     else:
         samples, where = ((image, None) for image in images), "the calibration images (not held out: give --dataset or --holdout)"

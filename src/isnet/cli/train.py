@@ -25,8 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train the recipe's model on another dataset (its data settings and class count)")
     parser.add_argument("--init-from", metavar="WEIGHTS",
                         help="start from these weights (a .safetensors, a released .pth or name), re-initialising "
-                             "the tensors whose shape differs (e.g. the classifiers, for other classes)")
-    parser.add_argument("--output", help="run folder; an existing run there is resumed")
+                             "the tensors whose shape differs (e.g. the classifiers, for other classes); weights "
+                             "of which most tensors do not fit (another architecture) are refused")
+    parser.add_argument("--init-from-partial", action="store_true", default=None,  # None: the recipe's value
+                        help="with --init-from: start even when most tensors do not fit (they are re-initialised)")
+    parser.add_argument("--output", help="run folder; an existing run there is resumed exactly (config.json keeps "
+                                         "the run as started; changed settings are named)")
+    parser.add_argument("--allow-changed-data", action="store_true",
+                        help="resume a run on another dataset (name, folder or class list) than it started on; "
+                             "refused without this")
     parser.add_argument("--max-iters", type=positive_int)
     parser.add_argument("--batch-size", type=positive_int, help="global batch size")
     parser.add_argument("--precision", choices=[str(p) for p in Precision],
@@ -48,10 +55,14 @@ def _train_config(args: argparse.Namespace):
     overrides = parse_overrides(args.set or [])
     for flag, key in (("data_root", "data.root"), ("output", "output_dir"), ("max_iters", "max_iters"),
                       ("batch_size", "batch_size"), ("precision", "precision"), ("weights_backbone", "weights_backbone"),
-                      ("workers", "num_workers"), ("seed", "seed"), ("init_from", "init_from")):
+                      ("workers", "num_workers"), ("seed", "seed"), ("init_from", "init_from"),
+                      ("init_from_partial", "init_from_partial")):
         if getattr(args, flag, None) is not None:
             overrides[key] = getattr(args, flag)
-    return with_overrides(config, overrides)
+    config = with_overrides(config, overrides)
+    if config.init_from_partial and not config.init_from:
+        usage_error("--init-from-partial goes with --init-from WEIGHTS: it allows weights of which most tensors do not fit")
+    return config
 
 
 def _on_dataset(config, dataset: str, root: str | None):
@@ -86,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from isnet.training.loop import train
 
     config = _train_config(args)
-    summary = train(config)
+    summary = train(config, allow_changed_data=args.allow_changed_data)
     if summary:
         print(f"final mIoU {100 * summary['mIoU']:.2f}; run in {config.output_dir}")
     return 0

@@ -29,20 +29,27 @@ from isnet.data.image import image_size, open_image, read_image
 from isnet.data.info import DatasetInfo
 
 IGNORE_INDEX = 255
+"""The value of ignored pixels in training labels, whatever a dataset stores for them: every reader maps
+its record's ``ignore_index`` (the stored value of unlabelled pixels) to it, so that the loss, the
+metrics, calibration and class weights need no record to know which pixels to leave out."""
 
 Transform = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 """(image uint8 H×W×3 RGB, label uint8 H×W) → the same, possibly resized or cropped."""
 
 
-def label_lut(mapping: Mapping[int, int]) -> np.ndarray:
+def label_lut(mapping: Mapping[int, int], ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """A 256-entry look-up table from stored label values to training values.
 
     Stored values absent from ``mapping`` become -1, which ``SegmentationDataset`` reports
     as an error: an unexpected value usually means the wrong annotation files were given.
-    A stored 255 means "ignore" in every dataset unless ``mapping`` says otherwise.
+    The stored ``ignore_index`` (the record's, 255 unless it says otherwise) becomes
+    :data:`IGNORE_INDEX`; ``mapping`` may not make it a class.
     """
+    if ignore_index in mapping and mapping[ignore_index] != IGNORE_INDEX:
+        raise ValueError(f"the stored ignore value {ignore_index} would be read as class {mapping[ignore_index]}; "
+                         "choose an ignore_index that no class is stored as")
     lut = np.full(256, -1, dtype=np.int16)
-    lut[IGNORE_INDEX] = IGNORE_INDEX
+    lut[ignore_index] = IGNORE_INDEX
     for stored, train in mapping.items():
         lut[stored] = train
     return lut
@@ -174,7 +181,7 @@ def read_label_png(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray
         if label.size and (label.min() < 0 or label.max() > 255):
             raise DataFileError(
                 f"{path}: label values {label.min()}..{label.max()} do not fit 0..255 "
-                f"(class indices, 255 = ignore); {CONVERT_HINT}"
+                f"(class indices and the ignore value); {CONVERT_HINT}"
             )
         label = label.astype(np.uint8)
     return label
@@ -239,8 +246,8 @@ class SegmentationDataset(Dataset):
         transform: applied to the uint8 image and label before normalisation, e.g.
             ``isnet.data.train_transforms()``.
 
-    Samples hold ``image`` (float32 3×H×W, normalised RGB), ``label`` (int64 H×W, 255 =
-    ignore) and ``path`` (the image path). With fixed-size training crops the default
+    Samples hold ``image`` (float32 3×H×W, normalised RGB), ``label`` (int64 H×W, classes
+    0..K−1 and :data:`IGNORE_INDEX` = ignore, whatever the files store for it) and ``path`` (the image path). With fixed-size training crops the default
     ``DataLoader`` collate batches them; evaluation images differ in size, so evaluate with
     ``batch_size=1``.
 

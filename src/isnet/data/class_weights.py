@@ -26,7 +26,7 @@ def label_counts(dataset: SegmentationDataset, progress: bool = False) -> tuple[
         label = dataset.lut[dataset.read_stored_label(label_path)]
         counts = np.bincount(label[(label >= 0) & (label < num_classes)].ravel(), minlength=num_classes)
         pixels += counts
-        pixels_of_images_with += (counts > 0) * int((label != dataset.info.ignore_index).sum())
+        pixels_of_images_with += (counts > 0) * int(counts.sum())  # the image's labelled pixels
     return pixels, pixels_of_images_with
 
 

@@ -9,7 +9,9 @@ writes a new folder in the layout the readers take: ``images/<split>``, ``masks/
   black is class 0), written as the record's palette with names ``class_<k>`` to rename.
 - RGB masks with three equal channels keep one channel; 16-bit masks become 8-bit.
 - Masks holding only 0 and 255 become 0/1 (classes background, foreground).
-- ``reduce_zero_label``: stored 0 (unlabelled) becomes 255 (ignored) and k becomes k − 1.
+- ``reduce_zero_label``: stored 0 (unlabelled) becomes the ignore value and k becomes k − 1.
+- Ignored pixels are written as the record's ``ignore_index`` (255 unless the source's
+  ``dataset.json`` or the colour table says otherwise), which the written ``dataset.json`` keeps.
 - Images with an EXIF orientation are written upright as PNG; a mask that matched the image's
   stored pixels is turned alike. Other images are copied byte for byte.
 - Images with C ≠ 3 channels that the source record does not describe get the measured
@@ -37,7 +39,7 @@ from isnet.data.info import RGB, DatasetInfo
 from isnet.utils.atomic_files import building_folder
 from isnet.utils.visualize import label_image
 
-IGNORE = 255
+IGNORE = 255  # the largest value an 8-bit mask holds
 
 
 @dataclass
@@ -80,16 +82,17 @@ def _colour_record(d: Diagnosis, given: DatasetInfo | None, ignored: Sequence[RG
                     "classes class_0.. in dataset.json (rename them there)")
 
 
-def _value_table(d: Diagnosis, reduce_zero_label: bool) -> tuple[np.ndarray | None, str | None]:
-    """A stored value → new value table (None: keep the values) and the sentence saying what it does."""
+def _value_table(d: Diagnosis, reduce_zero_label: bool, ignore: int) -> tuple[np.ndarray | None, str | None]:
+    """A stored value → new value table (None: keep the values) and the sentence saying what it does;
+    ``ignore`` is the ignore value of the source and of the copy."""
     if d.binary_0_255:
         table = np.arange(65536, dtype=np.int64)
         table[IGNORE] = 1
         return table, "masks of 0 and 255 mapped to 0 and 1 (background, foreground)"
     if reduce_zero_label:
         table = np.arange(-1, 65535, dtype=np.int64)
-        table[0], table[IGNORE] = IGNORE, IGNORE
-        return table, "stored 0 (unlabelled) mapped to 255 (ignored), k to k − 1 (reduce zero label)"
+        table[0], table[ignore] = ignore, ignore
+        return table, f"stored 0 (unlabelled) mapped to {ignore} (ignored), k to k − 1 (reduce zero label)"
     return None, None
 
 
@@ -106,7 +109,7 @@ def _output_record(d: Diagnosis, colour_record: DatasetInfo | None, reduce_zero_
 
 
 def _convert_mask(path: Path, table: dict[RGB, int] | None, values: np.ndarray | None) -> np.ndarray:
-    """A mask file as uint8 class indices (255 = ignore), or a DataFileError naming it."""
+    """A mask file as uint8 class indices and the ignore value, or a DataFileError naming it."""
     pixels, encoding, _ = decode_mask(path)
     if encoding == COLOUR:
         packed = (pixels[..., 0].astype(np.int64) << 16) | (pixels[..., 1].astype(np.int64) << 8) | pixels[..., 2]
@@ -159,10 +162,11 @@ def convert_dataset(
     if any(mask.encoding == COLOUR for mask in d.masks):
         colour_record, step = _colour_record(d, colours, tuple(ignore_colours))
         steps.append(step)
-    values, step = _value_table(d, reduce_zero_label)
-    steps += [step] if step else []
     record = _output_record(d, colour_record, reduce_zero_label)
-    table = {**colour_table(colour_record), **{tuple(c): IGNORE for c in ignore_colours}} if colour_record else None
+    values, step = _value_table(d, reduce_zero_label, record.ignore_index)
+    steps += [step] if step else []
+    ignored = {tuple(c): record.ignore_index for c in ignore_colours}
+    table = {**colour_table(colour_record), **ignored} if colour_record else None
     conversion = Conversion(output, record, steps=steps)
     conversion.left_out = [*d.unreadable, *d.size_mismatches]
     for split in d.splits:

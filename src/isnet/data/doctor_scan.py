@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from isnet.data.base import Pairing, SegmentationDataset, label_lut, match_files
+from isnet.data.base import IGNORE_INDEX, Pairing, SegmentationDataset, label_lut, match_files
 from isnet.data.channels import read_channels
 from isnet.data.file_inspection import COLOUR, INDEX, ImageInfo, MaskInfo, inspect_image, inspect_mask, value_counts
 from isnet.data.folder import FOLDER_RECORD, folder_record
@@ -185,7 +185,7 @@ def scan(root: str | Path, dataset: str = "folder", *, progress: bool = False) -
         diagnosis.splits = folder_splits(root, diagnosis.mask_folder)
         for split in diagnosis.splits:
             split.pairing = pair_folder_split(split)
-        lut = label_lut({k: k for k in range(record.num_classes)}) if record is not None else None
+        lut = label_lut({k: k for k in range(record.num_classes)}, record.ignore_index) if record is not None else None
         luts = {split.name: lut for split in diagnosis.splits}
     else:
         diagnosis = Diagnosis(root, dataset, DATASETS[dataset])
@@ -233,12 +233,11 @@ def _scan_split(diagnosis: Diagnosis, split: SplitScan, lut: np.ndarray | None, 
 
 def _count_classes(diagnosis: Diagnosis, split: SplitScan, mask: MaskInfo, lut: np.ndarray, num_classes: int) -> None:
     counts = np.zeros(num_classes, np.int64)
-    ignore = diagnosis.record.ignore_index
     for value, pixels in mask.values.items():
         train = int(lut[value]) if 0 <= value < len(lut) else -1
         if train < 0:
             diagnosis.invalid.setdefault(value, []).append(str(mask.path))
-        elif train == ignore:
+        elif train == IGNORE_INDEX:  # the record's stored ignore value, and any other the reader ignores
             split.ignored += pixels
         else:
             counts[train] += pixels

@@ -75,7 +75,8 @@ class FolderDataset(SegmentationDataset):
     """Images in ``root/images_dir``, masks in ``root/masks_dir``, paired by file stem.
 
     A mask is a single-channel PNG (``<stem><mask_suffix>``) whose pixel values are class
-    indices 0..N−1, with 255 = ignore. ``classes`` names the N classes; when omitted they are
+    indices 0..N−1, with the record's ``ignore_index`` (255 unless ``dataset.json`` says otherwise)
+    for unlabelled pixels; samples carry :data:`~isnet.data.base.IGNORE_INDEX` there. ``classes`` names the N classes; when omitted they are
     read from ``root/dataset.json`` or ``root/classes.txt`` (:func:`folder_record`). With
     ``reduce_zero_label`` the stored value 0 is ignored
     and 1..N become 0..N−1 (for masks where 0 means "unlabelled", as in ADE20K). Splits are
@@ -116,4 +117,8 @@ class FolderDataset(SegmentationDataset):
             mapping = {0: 255} | {k: k - 1 for k in range(1, len(classes) + 1)}
         else:
             mapping = {k: k for k in range(len(classes))}
-        super().__init__(pairs, info, label_lut(mapping), transform)
+        try:
+            lut = label_lut(mapping, info.ignore_index)
+        except ValueError as error:  # reduce_zero_label reads the stored ignore value as a class
+            raise ValueError(f"{name}: {error}") from None
+        super().__init__(pairs, info, lut, transform)

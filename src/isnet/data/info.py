@@ -77,8 +77,8 @@ class DatasetInfo:
     classes: tuple[str, ...]
     palette: tuple[RGB, ...]
     flip_pairs: tuple[tuple[int, int], ...] = ()
-    ignore_index: int = 255
-    label_mapping: str = "stored value k is class k; 255 is ignored"
+    ignore_index: int = 255  # the stored value of unlabelled pixels; readers map it to data.base.IGNORE_INDEX
+    label_mapping: str | None = None  # None: "stored value k is class k; <ignore_index> is ignored"
     mean: tuple[float, ...] = MEAN  # one value per image channel, in the units of the stored pixels
     std: tuple[float, ...] = STD
     test: TestProtocol = TestProtocol()
@@ -86,6 +86,8 @@ class DatasetInfo:
 
     def __post_init__(self) -> None:
         """Every record is checked when it is made, wherever it comes from (:mod:`isnet.data.record_rules`)."""
+        if self.label_mapping is None:
+            object.__setattr__(self, "label_mapping", f"stored value k is class k; {self.ignore_index} is ignored")
         problems = record_problems(self)
         if problems:
             raise ValueError(f"dataset record {self.name!r}: " + "; ".join(problems))

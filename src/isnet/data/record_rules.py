@@ -7,7 +7,7 @@ checked the same way; the readers of those files put the file's name in front of
 A record is refused for class names that are empty or repeated (a report would have two rows
 of one name, a prediction two colours of one name), colours that are not three integers in
 0..255, an ignore index that is one of the classes (its pixels would be ignored *and* trained
-on), no classes at all, left/right pairs outside the classes, a normalisation that is not
+on) or that no mask can store (outside 0..255), no classes at all, left/right pairs outside the classes, a normalisation that is not
 one finite number per image channel (standard deviations above 0), and a test protocol of impossible sizes.
 """
 
@@ -83,6 +83,9 @@ def record_problems(record: Any) -> list[str]:
     elif 0 <= record.ignore_index < len(classes):
         problems.append(f"ignore_index {record.ignore_index} is one of the {len(classes)} classes (0..{len(classes) - 1}); "
                         "it must lie outside them (255 is usual)")
+    elif not 0 <= record.ignore_index <= 255:
+        problems.append(f"ignore_index {record.ignore_index} is no mask value: it is the value stored for unlabelled "
+                        "pixels, in 0..255 (255 is usual)")
     for pair in record.flip_pairs if isinstance(record.flip_pairs, tuple) else [record.flip_pairs]:
         if not (isinstance(pair, tuple) and len(pair) == 2 and all(_integer(k) and 0 <= k < len(classes) for k in pair)):
             problems.append(f"flip pair {pair!r} is not two classes of 0..{len(classes) - 1}")

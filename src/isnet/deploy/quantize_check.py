@@ -54,15 +54,18 @@ def image_samples(paths: Iterable[Path], prepare) -> Iterator[Sample]:
         yield prepare(path), None
 
 
-def labelled_samples(paths: Iterable[Path], labels_dir: str | Path, prepare) -> Iterator[Sample]:
-    """Images with their labels: ``labels_dir/<stem>.png`` (class indices, 255 ignored)."""
-    from isnet.data.base import read_label_png
+def labelled_samples(paths: Iterable[Path], labels_dir: str | Path, prepare, record=None) -> Iterator[Sample]:
+    """Images with their labels: ``labels_dir/<stem>.png`` (class indices; the ignore value of the model's
+    dataset ``record``, 255 without one, ignored)."""
+    from isnet.data.base import IGNORE_INDEX, read_label_png
 
     for path in paths:
         label_path = Path(labels_dir) / f"{Path(path).stem}.png"
         if not label_path.is_file():
             raise FileNotFoundError(f"{path}: no label {label_path}")
-        yield prepare(path), torch.from_numpy(read_label_png(label_path).astype("int64"))
+        label = read_label_png(label_path).astype("int64")
+        label[label == (record.ignore_index if record is not None else IGNORE_INDEX)] = IGNORE_INDEX
+        yield prepare(path), torch.from_numpy(label)
 
 
 def _labels(model, image: Tensor, size: tuple[int, int]) -> Tensor:

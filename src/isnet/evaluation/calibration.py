@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from isnet.data.base import IGNORE_INDEX
 from isnet.inference.engine import InferenceConfig, predict
 
 ECE_BINS = 15
@@ -26,7 +27,7 @@ ECE_BINS = 15
 class CalibrationBins:
     """Per-bin pixel counts, summed confidences and correct predictions, accumulated over a dataset."""
 
-    def __init__(self, bins: int = ECE_BINS, ignore_index: int = 255) -> None:
+    def __init__(self, bins: int = ECE_BINS, ignore_index: int = IGNORE_INDEX) -> None:
         self.bins, self.ignore_index = bins, ignore_index
         self.count = torch.zeros(bins, dtype=torch.float64)
         self.confidence = torch.zeros(bins, dtype=torch.float64)
@@ -136,7 +137,7 @@ def collect_logits(
     config: InferenceConfig,
     *,
     max_pixels: int = 1_000_000,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     seed: int = 0,
     device: torch.device | str = "cpu",
     progress: bool = False,

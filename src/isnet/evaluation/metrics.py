@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from isnet.data.base import IGNORE_INDEX
+
 
 @dataclass(frozen=True)
 class SegmentationScores:
@@ -57,10 +59,11 @@ class ConfusionMatrix:
     """Counts of (label, prediction) pixel pairs: ``matrix[label, prediction]``.
 
     Accumulates on the device of the first update, so evaluation on GPU never copies
-    label maps to the host. Pixels whose label is ``ignore_index`` are not counted.
+    label maps to the host. Pixels whose label is ``ignore_index`` (that of the readers' samples,
+    whatever the files store) are not counted.
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.matrix: torch.Tensor = torch.zeros(num_classes, num_classes, dtype=torch.int64)

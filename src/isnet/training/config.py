@@ -193,7 +193,10 @@ class TrainConfig:
     max_image_pixels: int = MAX_IMAGE_PIXELS  # larger images are refused (decompression bombs)
     # Fine-tuning: start from these weights (a file or released weights' name), loading every
     # tensor whose shape fits and initialising the rest (e.g. classifiers for other classes).
+    # Weights of which most tensors do not fit (another architecture) are refused unless
+    # init_from_partial.
     init_from: str | None = None
+    init_from_partial: bool = False
     # Per-class loss weights for imbalanced data: K values, or "median_frequency" to compute
     # them from the training labels (median frequency balancing), or None.
     class_weights: str | tuple[float, ...] | None = None

@@ -5,10 +5,12 @@ train`` (DDP with synchronised BatchNorm). A run lives in ``output_dir``:
 ``checkpoints/iter_*.pt`` (the newest ``keep_checkpoints``, written atomically, each with a
 ``.sha256`` checksum), ``metrics.csv``, ``curves.png``, ``events.*`` (TensorBoard, when
 installed), ``eval/`` (the last evaluation report), ``model.safetensors`` (the final weights
-with their config) and, when bad samples were skipped, ``bad_samples.txt``.
+with their config), ``config.json`` (the run as it started; ``config_changes.txt`` lists what
+each resume changed) and, when bad samples were skipped, ``bad_samples.txt``.
 
 Starting again in the same ``output_dir`` resumes from the newest checkpoint exactly: the
-model, optimizer, schedule, random state and position in the data are restored, and every
+model, optimizer, GradScaler, schedule, CPU and CUDA random states and position in the data
+are restored (:mod:`isnet.training.run_state`; another dataset is refused unless allowed), and every
 training sample is seeded by its position in the run, so the resumed run takes the same
 crops, flips and dropout masks as an uninterrupted one. A run may be killed at any moment:
 a checkpoint whose checksum fails is reported and the previous one is used, and what a
@@ -45,8 +47,8 @@ from isnet.training.run_folder import (
     last_good_checkpoint,
     list_checkpoints,
     lock_for_all,
-    resume,
     save_run_checkpoint,
+    start_or_resume,
 )
 from isnet.utils.distributed import (
     DistributedContext,
@@ -62,13 +64,12 @@ from isnet.utils.precision import Precision, autocast, require_device
 from isnet.utils.progress import progress_bar
 from isnet.weights.checkpoint import save_model
 from isnet.weights.imagenet import load_imagenet_weights
-from isnet.weights.loading import load_weights
 
 __all__ = ["DataConfig", "TrainConfig", "list_checkpoints", "train"]
 
 
-def train(config: TrainConfig) -> dict[str, Any]:
-    """Train (or resume) the run described by ``config``; return the final evaluation summary."""
+def train(config: TrainConfig, *, allow_changed_data: bool = False) -> dict[str, Any]:
+    """Train (or resume: on other data only if ``allow_changed_data``) the run of ``config``; return its final summary."""
     context = init_distributed(config.device)
     device, output_dir = context.device, Path(config.output_dir)
     created = lock_for_all(output_dir, context)  # before anything is read or written: a second run refuses at once
@@ -95,10 +96,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     class_weights = loss_class_weights(config, train_set, context)
 
     # Resume from the newest checkpoint that is complete and intact, or start (from init_from).
-    start_iteration = resume(output_dir, model, optimizer, context, report)
-    if start_iteration == 0 and config.init_from:
-        report(load_weights(model, config.init_from, ignore_mismatched_sizes=True, classes=train_set.info.classes).summary())
-    if context.is_main:
+    start_iteration, as_started = start_or_resume(config, model, optimizer, scaler, train_set, context, report,
+                                                  allow_changed_data)
+    if context.is_main and start_iteration == 0:  # the run as it started: a resume never rewrites it
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.json").write_text(config.to_json())
     log = MetricsLog(output_dir, start_iteration, context.is_main)
@@ -151,7 +151,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         if progress is not None:
             progress.update(1)
         if done % config.checkpoint_interval == 0 or done == config.max_iters:
-            save_run_checkpoint(output_dir, model, optimizer, done, context, config.keep_checkpoints)
+            save_run_checkpoint(output_dir, model, optimizer, done, context, config.keep_checkpoints, scaler=scaler,
+                                started=as_started)
         if config.eval_interval and done % config.eval_interval == 0 and done < config.max_iters:
             summary = run_evaluation(model, val_set, config, context, done, output_dir, best=log.best_miou())
             log.write(done, mIoU=summary["mIoU"], seconds=time.perf_counter() - started)

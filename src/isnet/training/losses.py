@@ -7,6 +7,8 @@ from collections.abc import Mapping
 import torch.nn.functional as F
 from torch import Tensor
 
+from isnet.data.base import IGNORE_INDEX
+
 # Eq. (20): L = α·L_D + L_O with α = 0.4 (stage-1 D, eqs. 17–18; output O, eq. 19); "aux", the
 # FCN head on layer3, is the term the released models add beside them.
 DEFAULT_LOSS_WEIGHTS: dict[str, float] = {"aux": 0.4, "stage1": 0.4, "out": 1.0}
@@ -17,7 +19,7 @@ def segmentation_loss(
     target: Tensor,
     *,
     weights: Mapping[str, float] = DEFAULT_LOSS_WEIGHTS,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     class_weights: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Cross-entropy on each output, upsampled to the label size, and their weighted sum.

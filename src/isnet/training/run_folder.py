@@ -1,5 +1,5 @@
 """A run folder: its lock, its checkpoints (saving, listing, resuming from the newest intact
-one, setting damaged ones aside).
+one, setting damaged ones aside), and how a run starts: resumed, or from ``init_from`` weights.
 
 ``<output_dir>/checkpoints/iter_*.pt`` holds the newest ``keep_checkpoints`` training states,
 each written atomically with a ``.sha256`` checksum (:mod:`isnet.weights.checkpoint`). A checkpoint
@@ -20,8 +20,20 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from isnet.model.config import ModelConfig
+from isnet.training.config import TrainConfig
+from isnet.training.run_state import (
+    check_resume,
+    config_differences,
+    gathered_random_states,
+    legacy_started_record,
+    require_well_formed,
+    restore_random_states,
+    restore_scaler,
+    started_record,
+)
 from isnet.utils.atomic_files import checksum_path, remove_unfinished_writes
 from isnet.utils.distributed import DistributedContext, barrier
 from isnet.weights.checkpoint import (
@@ -32,6 +44,7 @@ from isnet.weights.checkpoint import (
     nonfinite_entries,
     save_training_checkpoint,
 )
+from isnet.weights.loading import load_weights
 
 
 def checkpoint_dir(output_dir: str | Path) -> Path:
@@ -139,6 +152,7 @@ def newest_usable_checkpoint(
                 saved = ModelConfig.from_json(state["config"])
             except (ValueError, TypeError, KeyError, AttributeError) as error:
                 raise CheckpointError(f"{path}: unreadable model configuration in the checkpoint ({error})") from None
+            require_well_formed(path, state)
             poisoned = nonfinite_state(state)
             if poisoned:
                 raise CheckpointError(f"{path}: poisoned by a diverged step: {describe_nonfinite(poisoned)}")
@@ -170,18 +184,6 @@ def set_aside(checkpoint: Path) -> Path:
     return kept
 
 
-def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
-    """``"head.channels: 512 vs 256"`` for every field that differs between two config dicts."""
-    differences = []
-    for key in sorted(set(saved) | set(current)):
-        old, new = saved.get(key), current.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            differences += config_differences(old, new, f"{prefix}{key}.")
-        elif old != new:
-            differences.append(f"{prefix}{key}: {old!r} vs {new!r}")
-    return differences
-
-
 def save_run_checkpoint(
     output_dir: Path,
     model: nn.Module,
@@ -189,8 +191,12 @@ def save_run_checkpoint(
     iteration: int,
     context: DistributedContext,
     keep: int,
+    *,
+    scaler: torch.amp.GradScaler | None = None,
+    started: dict[str, Any] | None = None,
 ) -> None:
-    """Save the run's state at ``iteration`` (process 0 writes; the random state of every process is kept).
+    """Save the run's state at ``iteration`` (process 0 writes; the CPU and CUDA random states of every
+    process are kept, with the GradScaler's state and the run as it ``started``, :mod:`.run_state`).
 
     A state holding NaN or infinity (weights, BatchNorm statistics, optimizer momentum) is not
     saved: a ``FloatingPointError`` names the iteration, the tensors and the last good
@@ -203,21 +209,19 @@ def save_run_checkpoint(
             f"; not saved as a checkpoint. The last good checkpoint is {last_good_checkpoint(output_dir)}. "
             "Look for a batch of extreme values, or lower the learning rate"
         )
-    rng = torch.get_rng_state()
-    if context.enabled:
-        gathered = [torch.empty_like(rng) for _ in range(context.world_size)]
-        torch.distributed.all_gather_object(gathered, rng)
-        rng_states = gathered
-    else:
-        rng_states = [rng]
+    rng_states, cuda_states = gathered_random_states(context)
     if context.is_main:
         state = {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "iteration": iteration,
             "rng": rng_states,
+            "cuda_rng": cuda_states,
+            "scaler": scaler.state_dict() if scaler is not None else {},
             "config": model.config.to_json(),
         }
+        if started is not None:
+            state["started"] = started
         save_training_checkpoint(checkpoint_dir(output_dir) / f"iter_{iteration:08d}.pt", state)
         for old in list_checkpoints(output_dir)[:-keep]:
             old.unlink()
@@ -257,10 +261,17 @@ def resume(
     optimizer: torch.optim.Optimizer,
     context: DistributedContext,
     report: Callable[[str], None],
-) -> int:
-    """Restore the newest intact checkpoint of ``output_dir`` into ``model`` and ``optimizer``.
+    *,
+    scaler: torch.amp.GradScaler,
+    start: dict[str, Any],
+    allow_changed_data: bool = False,
+) -> tuple[int, dict[str, Any]]:
+    """Restore the newest intact checkpoint of ``output_dir`` into ``model``, ``optimizer`` and ``scaler``.
 
-    Returns the iteration to start from (0 for a new run). The folder is locked first
+    Returns the iteration to start from (0 for a new run) and the run as it started (``start``,
+    this start's :func:`~.run_state.started_record`, for a new run). A resume names the fields
+    ``start`` changes, and refuses another dataset unless ``allow_changed_data``
+    (:func:`~.run_state.check_resume`). The folder is locked first
     (:func:`lock_for_all`), so that no other run can write in it; what a killed write left
     behind is deleted; checkpoints newer than the one used (damaged ones) are set aside
     afterwards.
@@ -273,11 +284,16 @@ def resume(
     resumed = newest_usable_checkpoint(output_dir, model.config, report)
     if resumed is None:
         barrier()
-        return 0
+        return 0, start
     path, state = resumed
+    iteration = int(state["iteration"])
+    started = state.get("started") or legacy_started_record(output_dir) or start
+    check_resume(output_dir, started, start, iteration, allow_changed_data=allow_changed_data, context=context,
+                 report=report)
     load_state_dict_strict(model, state["model"], source=path)
     optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"][context.rank] if context.rank < len(state["rng"]) else state["rng"][0])
+    restore_scaler(scaler, state.get("scaler"), report)
+    restore_random_states(state, context.rank, report)
     if context.is_main:
         print(f"resuming {output_dir} from iteration {int(state['iteration'])} ({path.name})", flush=True)
     barrier()  # every process has read its checkpoint before damaged ones are moved
@@ -285,4 +301,26 @@ def resume(
         for damaged in list_checkpoints(output_dir):
             if damaged.name > path.name:
                 report(f"moved {set_aside(damaged)} aside; the run will write a new {damaged.name}")
-    return int(state["iteration"])
+    return iteration, dict(started)
+
+
+def start_or_resume(
+    config: TrainConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    train_set: Dataset,
+    context: DistributedContext,
+    report: Callable[[str], None],
+    allow_changed_data: bool,
+) -> tuple[int, dict[str, Any]]:
+    """The iteration to start from and the run as it started: the newest intact checkpoint restored
+    (:func:`resume`), or a new run, started from ``init_from`` when given
+    (weights of which most tensors do not fit are refused unless ``init_from_partial``)."""
+    start_iteration, as_started = resume(Path(config.output_dir), model, optimizer, context, report,
+                                         scaler=scaler, start=started_record(config, train_set.info.classes),
+                                         allow_changed_data=allow_changed_data)
+    if start_iteration == 0 and config.init_from:
+        report(load_weights(model, config.init_from, ignore_mismatched_sizes=True, classes=train_set.info.classes,
+                            refuse_foreign=not config.init_from_partial).summary())
+    return start_iteration, as_started

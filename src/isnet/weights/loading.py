@@ -19,7 +19,15 @@ from torch import Tensor, nn
 
 from isnet.weights.checkpoint import CheckpointError, load_state_dict_strict, read_safetensors, read_torch_checkpoint
 from isnet.weights.released import WEIGHTS, released_to_ours
-from isnet.weights.transfer import ClassTransfer, inflate_inputs, transfer_classes, weights_classes
+from isnet.weights.transfer import (
+    ClassTransfer,
+    foreign_weights_problem,
+    inflate_inputs,
+    transfer_classes,
+    weights_classes,
+)
+
+SHOWN_TENSORS = 12  # re-initialised or ignored tensors listed one by one in a summary
 
 def cache_dir() -> Path:
     """Where released weights are kept: torch's hub cache (``$TORCH_HOME/hub/checkpoints``)."""
@@ -66,6 +74,7 @@ class LoadReport:
     """What loading weights with ``ignore_mismatched_sizes`` did not take from the file."""
 
     source: Path
+    loaded: int = 0  # tensors of the model taken from the file
     reinitialised: list[str] = field(default_factory=list)  # "key: file (150, 512, 1, 1) vs model (11, ...)" or "key: missing"
     ignored: list[str] = field(default_factory=list)  # tensors of the file the model does not have
     adapted: list[str] = field(default_factory=list)  # tensors changed to fit: inflated input channels
@@ -73,10 +82,14 @@ class LoadReport:
     note: str | None = None
 
     def summary(self) -> str:
-        lines = [f"weights from {self.source}: {len(self.reinitialised)} tensor(s) freshly initialised"
+        total = self.loaded + len(self.reinitialised)
+        lines = [f"weights from {self.source}: {self.loaded} of the model's {total} tensors loaded, "
+                 f"{len(self.reinitialised)} freshly initialised"
                  + (f", {len(self.ignored)} of the file's ignored" if self.ignored else "")]
-        lines += [f"  re-initialised {entry}" for entry in self.reinitialised]
-        lines += [f"  ignored {key}" for key in self.ignored]
+        for verb, entries in (("re-initialised", self.reinitialised), ("ignored", self.ignored)):
+            lines += [f"  {verb} {entry}" for entry in entries[:SHOWN_TENSORS]]
+            if len(entries) > SHOWN_TENSORS:
+                lines.append(f"  ... and {len(entries) - SHOWN_TENSORS} more {verb}")
         lines += [f"  {entry}" for entry in self.adapted]
         if self.classes is not None:
             lines.append(self.classes.summary())
@@ -91,6 +104,7 @@ def load_weights(
     *,
     ignore_mismatched_sizes: bool = False,
     classes: Sequence[str] | None = None,
+    refuse_foreign: bool = False,
 ) -> LoadReport:
     """Load ``weights`` (a file or a released name) into ``model``.
 
@@ -101,9 +115,11 @@ def load_weights(
     ``classes`` (the model's class names) and a file that names its classes (our safetensors,
     released weights), the classifier rows of the classes both name are kept and the others
     re-initialised (:func:`isnet.weights.transfer.transfer_classes`); the report lists both.
+    With ``refuse_foreign``, weights of which most of the model's tensors do not fit (another
+    architecture) are refused by a :class:`CheckpointError` naming the mismatch.
     """
     path = resolve_weights(weights)
-    state = read_weights(path)
+    state = original = read_weights(path)
     report = LoadReport(path)
     if not ignore_mismatched_sizes:
         load_state_dict_strict(model, state, source=path)
@@ -118,7 +134,10 @@ def load_weights(
     expected = model.state_dict()
     usable = {}
     for key, value in expected.items():
-        if key not in state:
+        if key not in state and key in original:  # a classifier of which a part does not fit (transfer_classes)
+            report.reinitialised.append(f"{key}: file {tuple(original[key].shape)} vs model {tuple(value.shape)}, "
+                                        "its classifier re-initialised whole")
+        elif key not in state:
             report.reinitialised.append(f"{key}: missing")
         elif state[key].shape != value.shape:
             report.reinitialised.append(f"{key}: file {tuple(state[key].shape)} vs model {tuple(value.shape)}")
@@ -127,5 +146,9 @@ def load_weights(
     report.ignored = [key for key in state if key not in expected]
     if not usable:
         raise CheckpointError(f"{path}: no tensor of the file fits the model: not weights of this architecture")
+    problem = foreign_weights_problem(path, model, state, len(usable)) if refuse_foreign else None
+    if problem:
+        raise CheckpointError(problem)
     model.load_state_dict(usable, strict=False)
+    report.loaded = len(usable)
     return report

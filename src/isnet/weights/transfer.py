@@ -106,14 +106,23 @@ def match_classes(source: Sequence[str], target: Sequence[str]) -> dict[int, int
 
 @dataclass
 class ClassTransfer:
-    """Which classes kept their classifier rows from the source weights, and which were re-initialised."""
+    """Which classes kept their classifier rows from the source weights (in which classifier
+    tensors), and which were re-initialised."""
 
     kept: list[tuple[str, str]] = field(default_factory=list)  # (target name, source name)
     reinitialised: list[str] = field(default_factory=list)
+    tensors: list[str] = field(default_factory=list)  # the classifier tensors whose rows were carried over
+    whole: list[str] = field(default_factory=list)  # classifier tensors of another shape: every row re-initialised
 
     def summary(self) -> str:
+        if not self.tensors:
+            return (f"  no classifier row kept: the file's classifiers do not fit the model's "
+                    f"({len(self.whole)} classifier tensor(s) re-initialised whole)")
         kept = ", ".join(target if target == source else f"{target} ← {source}" for target, source in self.kept)
-        lines = [f"  classes kept from the source weights ({len(self.kept)}): {kept or 'none'}",
+        where = (f", in {len(self.tensors)} of {len(self.tensors) + len(self.whole)} classifier tensors (kept in "
+                 f"{', '.join(self.tensors)}; re-initialised whole, of another shape: {', '.join(self.whole)})"
+                 if self.whole else "")
+        lines = [f"  classes kept from the source weights ({len(self.kept)}){where}: {kept or 'none'}",
                  f"  classes re-initialised ({len(self.reinitialised)}): {', '.join(self.reinitialised) or 'none'}"]
         return "\n".join(lines)
 
@@ -124,23 +133,72 @@ def transfer_classes(
     """``state`` with its class-indexed tensors rebuilt in ``target``'s class order.
 
     Row k of each classifier is the source row of the class of the same name, or the model's
-    own freshly initialised row where the source has no such class. Other tensors are unchanged.
+    own freshly initialised row where the source has no such class. A classifier whose weight or
+    bias does not fit is left out of the result whole (both re-initialised: a bias row without its
+    weights keeps no class). Other tensors are unchanged.
     """
     matches = match_classes(source, target)
     expected = model.state_dict()
     adapted = dict(state)
-    for key in class_indexed_keys(model):
-        if key not in state or state[key].shape[0] != len(source) or state[key].shape[1:] != expected[key].shape[1:]:
+    transfer = ClassTransfer()
+    keys = class_indexed_keys(model)
+    for pair in zip(keys[0::2], keys[1::2]):  # (weight, bias) of one classifier convolution
+        if not all(key in state and state[key].shape[0] == len(source)
+                   and state[key].shape[1:] == expected[key].shape[1:] for key in pair):
+            transfer.whole += pair
+            for key in pair:
+                adapted.pop(key, None)
             continue
-        rows = expected[key].detach().clone()
-        for new, old in matches.items():
-            rows[new] = state[key][old].to(rows.dtype)
-        adapted[key] = rows
-    transfer = ClassTransfer(
-        kept=[(target[new], source[old]) for new, old in sorted(matches.items())],
-        reinitialised=[name for index, name in enumerate(target) if index not in matches],
-    )
+        for key in pair:
+            rows = expected[key].detach().clone()
+            for new, old in matches.items():
+                rows[new] = state[key][old].to(rows.dtype)
+            adapted[key] = rows
+        transfer.tensors += pair
+    carried = bool(transfer.tensors)  # rows are kept only where a classifier tensor fitted
+    transfer.kept = [(target[new], source[old]) for new, old in sorted(matches.items())] if carried else []
+    transfer.reinitialised = [name for index, name in enumerate(target) if not carried or index not in matches]
     return adapted, transfer
+
+
+def describe_architecture(config: ModelConfig) -> str:
+    """``"resnet-50 backbone (64 base channels), isnet head of 512 channels, 150 classes"``."""
+    backbone, head = config.backbone, config.head
+    return (f"{backbone.type}-{backbone.depth} backbone ({backbone.base_channels} base channels), {head.kind} head "
+            f"of {head.channels} channels, {config.num_classes} classes")
+
+
+def weights_architecture(path: Path) -> str | None:
+    """The architecture a weights file was made for, in words: from our safetensors' configuration,
+    or the preset of released weights; None when the file does not say."""
+    if path.suffix == ".safetensors":
+        try:
+            return describe_architecture(ModelConfig.from_json(read_safetensors_header(path)[1][CONFIG_METADATA_KEY]))
+        except (KeyError, ValueError, TypeError):
+            return None
+    release = next((release for release in WEIGHTS.values() if path.name == release.file_name), None)
+    return f"the released {release.preset} ({release.backbone})" if release is not None else None
+
+
+FOREIGN_SHOWN = 5  # mismatched tensors named in a refusal
+
+
+def foreign_weights_problem(path: Path, model: nn.Module, state: Mapping[str, Tensor], fitting: int) -> str | None:
+    """Why ``path`` is not a starting point for ``model`` when most of the model's tensors (``fitting``
+    of them fit) would be re-initialised: counts, the first mismatched keys with their shapes, and
+    both architectures; None when most fit."""
+    expected = model.state_dict()
+    if fitting * 2 > len(expected):
+        return None
+    mismatched = [f"{key} (file {tuple(state[key].shape) if key in state else 'none'}, model {tuple(value.shape)})"
+                  for key, value in expected.items() if key not in state or state[key].shape != value.shape]
+    source = weights_architecture(path) or "an architecture the file does not name"
+    config = getattr(model, "config", None)
+    target = describe_architecture(config) if isinstance(config, ModelConfig) else type(model).__name__
+    return (f"{path}: only {fitting} of the model's {len(expected)} tensors fit these weights; "
+            f"{len(expected) - fitting} would be re-initialised, e.g. {'; '.join(mismatched[:FOREIGN_SHOWN])}. "
+            f"The file is for {source}; the model is {target}. Start from weights of the same backbone and head, "
+            "or force a partial start (isnet train --init-from-partial; init_from_partial=True)")
 
 
 def weights_classes(path: Path) -> tuple[str, ...] | None:
