@@ -21,7 +21,6 @@ leaves nothing behind; pairs that cannot be converted (no mask, sizes that diffe
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -35,6 +34,7 @@ from isnet.data.doctor_scan import UNSPLIT, Diagnosis, colour_table
 from isnet.data.file_inspection import COLOUR, decode_mask, inspect_image
 from isnet.data.image import DataFileError, decode_upright, open_image
 from isnet.data.info import RGB, DatasetInfo
+from isnet.utils.atomic_files import atomic_directory
 from isnet.utils.visualize import label_image
 
 IGNORE = 255
@@ -169,10 +169,8 @@ def convert_dataset(
         conversion.left_out += [f"{image}: no mask (expected {mask})" for image, mask in split.pairing.missing]
         conversion.left_out += [f"{mask}: no image" for mask in split.pairing.orphans]
 
-    partial = output.parent / f".{output.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
     rotated = 0
-    try:
+    with atomic_directory(output) as partial:  # the whole dataset appears at once, or nothing does
         for split in d.splits:
             name = split.name if split.name != UNSPLIT else "train"
             image_dir, mask_dir = partial / "images" / name, partial / "masks" / name
@@ -192,12 +190,6 @@ def convert_dataset(
                 conversion.pairs += 1
         (partial / "dataset.json").write_text(record.to_json(), encoding="utf-8")
         (partial / "classes.txt").write_text("\n".join(record.classes) + "\n", encoding="utf-8")
-        if output.exists():
-            output.rmdir()
-        os.replace(partial, output)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     if rotated:
         conversion.steps.append(f"{rotated} image(s) with an EXIF orientation written upright as PNG")
     if d.channel_mean is not None and record.mean == d.channel_mean:
