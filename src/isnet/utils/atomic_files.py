@@ -140,6 +140,8 @@ class PendingFiles:
             for temporary, final in zip(self.temporaries, self.finals):
                 writing = final
                 _commit(temporary, final, self.checksum)
+            for folder in dict.fromkeys(final.parent for final in self.finals):  # the renames on the disk
+                _fsync(folder)
         except BaseException as error:
             self.discard()
             named = self.named(error, writing)
@@ -196,7 +198,6 @@ def _commit(temporary: Path, final: Path, checksum: bool) -> None:
         with atomic_path(sidecar) as sidecar_temporary:
             sidecar_temporary.write_text(f"{file_sha256(temporary)}  {final.name}\n")
     os.replace(temporary, final)
-    _fsync(final.parent)
 
 
 @contextlib.contextmanager
