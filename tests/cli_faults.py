@@ -6,6 +6,8 @@ FAULT is one of:
 
 - ``enospc``: a write to a file whose name matches the pattern ARGUMENT (fnmatch) fails with
   ``ENOSPC`` after half of its bytes, as when the disk fills up in the middle of a file;
+- ``kill``: the process is killed (SIGKILL) after 256 bytes of a write to a file whose name
+  matches the pattern ARGUMENT, as by a power cut in the middle of a file;
 - ``eacces``: the folder ARGUMENT refuses new files (``EACCES``), as a read-only folder does
   for a user who is not root;
 - ``huge-batch``: the training images of iteration ARGUMENT are multiplied by 1e20 (finite,
@@ -23,6 +25,7 @@ import builtins
 import errno
 import fnmatch
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -31,15 +34,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 
 class HalfFullDisk:
-    """An open file whose disk fills up after ``room`` bytes."""
+    """An open file whose disk fills up after ``room`` bytes (or, with ``die``, whose process is then killed)."""
 
-    def __init__(self, handle, room: int) -> None:
-        self._handle, self._room = handle, room
+    def __init__(self, handle, room: int, die: bool = False) -> None:
+        self._handle, self._room, self._die = handle, room, die
 
     def write(self, data) -> int:
         if len(data) > self._room:
             self._handle.write(bytes(data[: self._room]))
             self._room = 0
+            if self._die:  # a power cut or the OOM killer in the middle of the file
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+                os.kill(os.getpid(), signal.SIGKILL)
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         self._room -= len(data)
         return self._handle.write(data)
@@ -54,7 +61,7 @@ class HalfFullDisk:
         self._handle.close()
 
 
-def fill_the_disk(pattern: str) -> None:
+def fill_the_disk(pattern: str, die: bool = False) -> None:
     real_open = builtins.open
 
     def open_on_a_full_disk(file, mode="r", *args, **kwargs):
@@ -62,7 +69,7 @@ def fill_the_disk(pattern: str) -> None:
         if isinstance(file, (str, os.PathLike)) and fnmatch.fnmatch(Path(file).name, pattern) and (
             "w" in mode or "a" in mode
         ):
-            return HalfFullDisk(handle, room=256)
+            return HalfFullDisk(handle, room=256, die=die)
         return handle
 
     builtins.open = open_on_a_full_disk
@@ -131,7 +138,8 @@ def pause_after_checkpoint(argument: str) -> None:
     engine.save_run_checkpoint = save_then_wait
 
 
-FAULTS = {"enospc": fill_the_disk, "eacces": refuse_writes_in, "huge-batch": lambda n: huge_batch(int(n)),
+FAULTS = {"enospc": fill_the_disk, "kill": lambda pattern: fill_the_disk(pattern, die=True), "eacces": refuse_writes_in,
+          "huge-batch": lambda n: huge_batch(int(n)),
           "pause": pause_after_checkpoint}
 
 if __name__ == "__main__":

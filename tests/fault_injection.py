@@ -16,6 +16,7 @@ checkpoint writer run unchanged.
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import os
 import signal
@@ -36,12 +37,13 @@ def die() -> None:
 
 def inject(fault: str, iteration: int) -> None:
     target = f"iter_{iteration:08d}.pt"
+    TEMPORARY = f".iter_{iteration:08d}.isnet-*.partial.pt"  # its temporary name (isnet.utils.atomic_files)
 
     if fault == "partial":
         real_save = torch.save
 
         def save_half_then_die(obj, f, *args, **kwargs):  # f: a path or an open file
-            if not str(getattr(f, "name", f)).endswith(target + ".tmp"):
+            if not fnmatch.fnmatch(Path(str(getattr(f, "name", f))).name, TEMPORARY):
                 return real_save(obj, f, *args, **kwargs)
             buffer = io.BytesIO()
             real_save(obj, buffer, *args, **kwargs)

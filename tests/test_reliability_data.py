@@ -226,7 +226,7 @@ def test_hostile_file_found_during_training_stops_with_its_name(data, tmp_path):
 
     for checkpoint in list_checkpoints(run):  # whatever was saved before is intact
         load_training_checkpoint(checkpoint)
-    assert not list((run / "checkpoints").glob("*.tmp")) and not (run / "model.safetensors").exists()
+    assert not list((run / "checkpoints").glob(".*.isnet-*.partial*")) and not (run / "model.safetensors").exists()
 
 
 def test_hostile_images_over_the_configured_pixel_limit(data, tmp_path):

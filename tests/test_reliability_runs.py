@@ -60,7 +60,7 @@ def assert_every_checkpoint_finite_and_intact(run: Path) -> None:
     for checkpoint in sorted((run / "checkpoints").glob("iter_*.pt")):
         state = load_training_checkpoint(checkpoint)  # checksum verified
         assert not nonfinite_entries({"model": state["model"], "optimizer": state["optimizer"]}), checkpoint
-    assert not list(run.rglob("*.tmp")), list(run.rglob("*.tmp"))
+    assert not list(run.rglob("*.isnet-*.partial*")), list(run.rglob("*.isnet-*.partial*"))
 
 
 def test_hostile_second_run_on_the_same_folder_is_refused_and_the_first_is_unharmed(
@@ -150,7 +150,7 @@ def test_fault_disk_full_while_writing_a_checkpoint_names_the_file_and_the_run_r
 ):
     run = tmp_path / "run"
     arguments = tiny_training(data_root, run, "--set", "keep_checkpoints=3")
-    result = isnet(*arguments, fault=("enospc", "iter_00000004.pt.tmp"))
+    result = isnet(*arguments, fault=("enospc", ".iter_00000004.isnet-*.partial.pt"))
 
     assert first_line(result, "train", 1) == (
         f"{run / 'checkpoints' / 'iter_00000004.pt'}: no space left on device (ENOSPC); free some space, "

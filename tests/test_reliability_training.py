@@ -79,7 +79,7 @@ def assert_nothing_damaged_left(run: Path) -> None:
     for checkpoint in list_checkpoints(run):
         assert intact(checkpoint), checkpoint
         load_training_checkpoint(checkpoint)
-    assert not list(run.rglob("*.tmp")), list(run.rglob("*.tmp"))
+    assert not list(run.rglob("*.isnet-*.partial*")), list(run.rglob("*.isnet-*.partial*"))
 
 
 # --- kills at random moments ----------------------------------------------------------------
@@ -134,7 +134,7 @@ def test_fault_injection_kills_at_random_moments_and_resumes_bitwise(data_root, 
             process.wait(timeout=120)
             assert process.returncode == -signal.SIGKILL, log.read_text()[-3000:]
             checkpoint = run / "checkpoints" / f"iter_{kill_at:08d}.pt"
-            assert not checkpoint.exists() and checkpoint.with_name(checkpoint.name + ".tmp").exists()
+            assert not checkpoint.exists() and list(checkpoint.parent.glob(f".{checkpoint.stem}.isnet-*.partial.pt"))
             assert checkpoint.with_name(checkpoint.name + ".sha256").exists() == (fault == "before-rename")
         output = log.read_text()
         if resume_from:
@@ -319,18 +319,23 @@ def test_resume_may_switch_on_activation_checkpointing(data_root, finished_run, 
 
 def test_fault_leftovers_of_a_killed_write_are_removed_on_resume(data_root, finished_run, tmp_path, capsys):
     run = interrupted_copy(finished_run, tmp_path)
+    gone = 4_194_305  # above any pid_max: the process that wrote them is certainly gone
     leftovers = [
-        run / "checkpoints" / "iter_00000006.pt.tmp",  # a checkpoint cut short
-        run / "checkpoints" / "iter_00000006.pt.sha256",  # a checksum whose checkpoint never arrived
-        run / "model.safetensors.tmp",  # the final weights cut short
+        run / "checkpoints" / f".iter_00000006.isnet-{gone}-0123456789ab.partial.pt",  # a checkpoint cut short
+        run / "checkpoints" / f".iter_00000006.pt.isnet-{gone}-0123456789ab.partial.sha256",  # its checksum
+        run / f".model.isnet-{gone}-0123456789ab.partial.safetensors",  # the final weights cut short
     ]
-    for path in leftovers:
+    users = [run / "notes.tmp", run / "checkpoints" / "mine.tmp", run / "data.sha256", run / "model.safetensors.tmp"]
+    for path in leftovers + users:
         path.write_bytes(b"half a file")
     capsys.readouterr()
     resume(data_root, run)
     err = capsys.readouterr().err
     for path in leftovers:
         assert f"removed {path}, left by a write that was interrupted" in err
+        assert not path.exists()
+    for path in users:  # a user's files that merely look unfinished are never ours to delete
+        assert path.read_bytes() == b"half a file", path
     assert_same_weights(finished_run, run)
     assert_nothing_damaged_left(run)
 

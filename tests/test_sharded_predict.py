@@ -122,3 +122,27 @@ def test_killed_job_resumes_without_redoing_finished_files(setup, tmp_path):
     for name in done_before:  # not rewritten
         assert (output / name).stat().st_mtime_ns == finished[name]
     assert not list(output.glob(".*partial*"))
+
+
+@pytest.mark.parametrize("count", [NUM_IMAGES])
+def test_shared_progress_costs_the_same_per_image_for_n_and_2n_images(count, tmp_path, monkeypatch):
+    """The progress shared by torchrun's processes counts each image once (O(N) in all), where it
+    once looked at every output of every image after each image (O(N²) file-system calls)."""
+    from isnet.cli.predict import _shared_progress
+    from isnet.utils.distributed import DistributedContext
+
+    calls = []
+    real_stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda *args, **kwargs: calls.append(args[0]) or real_stat(*args, **kwargs))
+    costs = {}
+    for images in (count, 2 * count):
+        paths = [tmp_path / f"{images}_{index}.png" for index in range(images)]
+        on_done = _shared_progress(images, DistributedContext())
+        calls.clear()
+        for path in paths:
+            (tmp_path / f"{path.stem}_labels.png").write_bytes(b"")  # its outputs, as predict writes them
+            (tmp_path / f"{path.stem}_overlay.png").write_bytes(b"")
+            on_done(path)
+        on_done(None)
+        costs[images] = len(calls)
+    assert costs[2 * count] <= 2 * costs[count], costs  # linear (in fact no call at all), not quadratic

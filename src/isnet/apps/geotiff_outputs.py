@@ -5,19 +5,19 @@ its tiled prediction also writes ``<stem>_labels.tif`` (uint8 class indices, GDA
 and, with ``--confidence``, ``<stem>_confidence.tif`` (uint16, p · 65535, GDAL_NODATA 0), with
 the input's georeferencing tags unchanged, so GIS tools place them where the image is. Pixels
 the input marks as nodata become the ignore label 255 (confidence 0) in every output, the PNGs
-included. Each GeoTIFF is encoded tile row by tile row as the rows arrive, under a hidden
-temporary name, and renamed with the PNGs when complete.
+included. Each GeoTIFF is encoded tile row by tile row as the rows arrive, under an unpredictable
+temporary name (:class:`~isnet.utils.atomic_files.PendingFiles`), and renamed with the PNGs when complete.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from isnet.data.geotiff import GeoTiffRowWriter, NodataRows, read_georeference
+from isnet.utils.atomic_files import PendingFiles
 
 IGNORE = 255
 
@@ -34,11 +34,11 @@ class GeoOutputs:
     def __init__(self, source: Path, finals: Sequence[Path], width: int, height: int) -> None:
         georeference = read_georeference(source)
         assert georeference is not None
-        self.finals = list(finals)
-        self.partials = [final.with_name(f".{final.stem}.partial.tif") for final in self.finals]
+        self.pending = PendingFiles(*finals)  # unpredictable temporary names, renamed into place by commit
+        self.partials = self.pending.temporaries
         self.nodata = NodataRows(source, georeference.nodata) if georeference.nodata is not None else None
         self.writers = [GeoTiffRowWriter(self.partials[0], width, height, np.uint8, georeference, IGNORE)]
-        if len(finals) > 1:
+        if len(self.partials) > 1:
             self.writers.append(GeoTiffRowWriter(self.partials[1], width, height, np.uint16, georeference, 0))
 
     @classmethod
@@ -65,8 +65,7 @@ class GeoOutputs:
             writer.close()
 
     def commit(self) -> None:
-        for partial, final in zip(self.partials, self.finals):
-            os.replace(partial, final)
+        self.pending.commit()
 
     def discard(self) -> None:
         for writer in self.writers:
@@ -74,8 +73,4 @@ class GeoOutputs:
                 writer.close()
             except Exception:  # the failure that brought us here is the one reported
                 pass
-        for partial in self.partials:
-            try:
-                partial.unlink(missing_ok=True)
-            except OSError:
-                pass
+        self.pending.discard()

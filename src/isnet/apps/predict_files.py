@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +25,7 @@ from isnet.data.image import (
 from isnet.data.info import make_palette
 from isnet.inference.engine import InferenceConfig, predict
 from isnet.inference.temperature import confidence_uint16, max_probability
+from isnet.utils.atomic_files import atomic_paths, remove_unfinished_writes
 from isnet.utils.errors import describe_os_error
 from isnet.utils.visualize import label_image, save_overlay_with_legend
 
@@ -172,37 +172,29 @@ def _write_outputs(
 ) -> str | None:
     """Write one image's label map and overlay (and confidence map) atomically; the reason it could not, or None."""
     finals = output_files(path, output, confidence=confidence is not None)
-    partials = tuple(final.with_name(f".{final.stem}.partial.png") for final in finals)
     writing = finals[0]
     try:
-        label_image(labels, palette).save(partials[0], format="PNG")
-        writing = finals[1]
-        save_overlay_with_legend(partials[1], image, labels, classes, palette, title=path.name)
-        if confidence is not None:
-            writing = finals[2]
-            confidence_image(confidence).save(partials[2], format="PNG")
-        for partial, final in zip(partials, finals):
-            writing = final
-            os.replace(partial, final)
-    except OSError as error:  # named by the output file, not its temporary name
-        cause = OSError(error.errno, error.strerror or str(error))
-        return f"{path}: cannot write its output {describe_os_error(cause, writing)}"
-    finally:
-        for partial in partials:
-            try:
-                partial.unlink(missing_ok=True)
-            except OSError:  # a folder that refuses the write refuses the cleanup too; nothing was left
-                pass
+        with atomic_paths(*finals) as partials:
+            label_image(labels, palette).save(partials[0], format="PNG")
+            writing = finals[1]
+            save_overlay_with_legend(partials[1], image, labels, classes, palette, title=path.name)
+            if confidence is not None:
+                writing = finals[2]
+                confidence_image(confidence).save(partials[2], format="PNG")
+    except OSError as error:  # named by the output file being written, not its temporary name
+        return f"{path}: cannot write its output {describe_os_error(error, writing)}"
     if announce:
         print(f"{path} → {finals[1]}")
     return None
 
 
 def require_writable_folder(folder: Path) -> None:
-    """Create ``folder`` if needed and check that files can be created in it; an ``OSError`` naming it if not."""
+    """Create ``folder`` if needed and check that files can be created in it (an ``OSError`` naming it if
+    not); remove what writes of a killed run left there (only files provably ours: ``remove_unfinished_writes``)."""
     folder.mkdir(parents=True, exist_ok=True)
     try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".isnet-write-test-"):
             pass
     except OSError as error:
         raise OSError(error.errno, error.strerror or str(error), str(folder)) from None
+    remove_unfinished_writes(folder)

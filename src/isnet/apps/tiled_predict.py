@@ -19,7 +19,6 @@ scores.
 from __future__ import annotations
 
 import math
-import os
 import queue
 import sys
 import threading
@@ -39,6 +38,7 @@ from isnet.data.large_image import header_size, open_rows
 from isnet.inference.engine import InferenceConfig
 from isnet.inference.streaming import SpillError, stream_slide
 from isnet.inference.temperature import confidence_uint16
+from isnet.utils.atomic_files import PendingFiles
 from isnet.utils.errors import describe_os_error
 from isnet.utils.progress import progress_bar
 from isnet.utils.visualize import MAX_OVERLAY_SIDE, save_overlay_with_legend
@@ -143,12 +143,14 @@ def segment_large_image(
         thumbnail_pixels.append(rows[(-start) % step::step, ::step].copy())
         return torch.from_numpy(np.ascontiguousarray(rows)).permute(2, 0, 1).to(device)
 
-    partials = [final.with_name(f".{final.stem}.partial.png") for final in outputs]
+    pending: PendingFiles | None = None
     flat_palette = [tuple(colour) for colour in palette] + [(0, 0, 0)] * (256 - len(palette))
     writing = outputs[0]
     writers: list[PngRowWriter] = []
     geo = None
     try:
+        pending = PendingFiles(*outputs)
+        partials = pending.temporaries
         writers += [PngRowWriter(partials[0], width, height, palette=flat_palette, bitdepth=8)]
         if confidence:
             writers.append(PngRowWriter(partials[2], width, height, greyscale=True, bitdepth=16))
@@ -182,17 +184,16 @@ def segment_large_image(
         writing = outputs[1]
         save_overlay_with_legend(partials[1], np.concatenate(thumbnail_pixels), np.concatenate(thumbnail_labels),
                                  classes, palette, title=path.name)
-        for partial, final in zip(partials, outputs):
-            writing = final
-            os.replace(partial, final)
+        writing = None
+        pending.commit()
         if geo is not None:
             geo.commit()
     except DataFileError as error:
         return str(error)
     except SpillError as error:
         return f"{path}: {error} (--spill-dir names another folder)"
-    except OSError as error:
-        cause = OSError(error.errno, error.strerror or str(error))
+    except OSError as error:  # named by the output file, not its temporary name (a failed commit names it)
+        cause = error if writing is None else OSError(error.errno, error.strerror or str(error))
         return f"{path}: cannot write its output {describe_os_error(cause, writing)}"
     finally:
         for writer in writers:  # after a failure: the encoders stop, their files close
@@ -202,11 +203,8 @@ def segment_large_image(
                 pass
         if geo is not None:
             geo.discard()
-        for partial in partials:
-            try:
-                partial.unlink(missing_ok=True)
-            except OSError:
-                pass
+        if pending is not None:
+            pending.discard()
     return None
 
 

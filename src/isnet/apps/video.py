@@ -20,7 +20,6 @@ Both files are written under temporary names and renamed when complete.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from isnet.apps.predict_files import model_normalisation
 from isnet.data.image import DataFileError, find_images, read_image, to_tensor
 from isnet.inference.engine import InferenceConfig, predict
 from isnet.inference.temperature import probabilities
+from isnet.utils.atomic_files import PendingFiles
 from isnet.utils.errors import describe_os_error
 from isnet.utils.progress import progress_bar
 from isnet.utils.visualize import overlay
@@ -125,13 +125,15 @@ def segment_video(
     if len(mean) != 3:
         return f"{source}: the model takes {len(mean)} image channels; video frames are RGB"
     finals = video_outputs(source, output)
-    partials = [final.with_name(f".{final.stem}.partial{final.suffix}") for final in finals]
+    pending: PendingFiles | None = None
     writers: list[cv2.VideoWriter] = []
     model.eval()
     device = next(iter(model.parameters()), torch.empty(0)).device
     state: list[Tensor | None] = [None]
     try:
         frames = _Frames(source, fps)
+        pending = PendingFiles(*finals)
+        partials = pending.temporaries
         bar = progress_bar(total=frames.count, desc=source.name, unit="frame", disable=not progress, leave=False)
         written = 0
         for batch in _batches(iter(frames), batch_size):
@@ -155,10 +157,10 @@ def segment_video(
             return f"{source}: no frame could be read"
         for writer in writers:
             writer.release()
-        for partial, final in zip(partials, finals):
-            if not partial.is_file():
-                raise OSError(f"OpenCV wrote no file at {partial}")
-            os.replace(partial, final)
+        for partial in partials:
+            if not partial.stat().st_size:
+                raise OSError(f"OpenCV wrote nothing to {partial}")
+        pending.commit()
     except DataFileError as error:
         text = str(error)
         return text if text.startswith(str(source)) else f"{source}: {text}"
@@ -167,7 +169,7 @@ def segment_video(
     finally:
         for writer in writers:
             writer.release()
-        for partial in partials:
-            partial.unlink(missing_ok=True)
+        if pending is not None:
+            pending.discard()
     print(f"{source} → {finals[0]} ({written} frames), {finals[1]}")
     return None

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         nll,
     )
     from isnet.inference.engine import InferenceConfig
+    from isnet.utils.atomic_files import require_replaceable
     from isnet.weights.calibration import store_calibration
     from isnet.weights.checkpoint import load_model
 
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
                     "is stored in its metadata)")
     if args.output is not None and not str(args.output).endswith(".safetensors"):
         usage_error(f"--output {args.output}: name a .safetensors file")
+    require_replaceable(Path(args.output or args.checkpoint))  # a link there is refused before the fit, not after
     device = resolve_device(args)
     model = load_model(args.checkpoint).to(device).eval()
     args.weights = None

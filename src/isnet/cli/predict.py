@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -21,6 +22,9 @@ from isnet.cli.common import (
     resolve_device,
     usage_error,
 )
+
+if TYPE_CHECKING:
+    from isnet.utils.distributed import DistributedContext
 
 HELP = "segment images, folders of images, videos and folders of frames"
 
@@ -129,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     mine = [path for path in todo if path not in collisions][context.rank :: context.world_size]
     on_done = None
     if context.enabled:  # one progress bar, on the first process, counting every process's outputs
-        on_done = _shared_progress(todo, output) if context.is_main else (lambda path: None)
+        on_done = _shared_progress(len(todo), context)
     whole, streamed = split_streamed(mine, tiles, config, tile_above=args.tile_above, max_pixels=args.max_pixels)
     failures = segment_files(model, whole, output, config, classes, palette, max_pixels=args.max_pixels,
                              batch_size=args.batch_size, on_done=on_done, confidence=args.confidence)
@@ -202,17 +206,21 @@ def _segment_videos(model, videos, output: Path, config, palette, args: argparse
     return failures
 
 
-def _shared_progress(todo: list[Path], output: Path):
-    """A progress bar of the images of ``todo`` whose outputs exist, refreshed after each image here."""
-    from isnet.apps.predict_files import output_files
+def _shared_progress(total: int, context: DistributedContext):
+    """``on_done(path)`` for every process: counts the image done (``None``: the end) in a count all
+    processes share; the first process shows it as a progress bar. O(1) a call, whatever the number of images."""
+    from isnet.utils.distributed import SharedCounter
     from isnet.utils.progress import progress_bar
 
-    bar = progress_bar(total=len(todo), desc="predict")
+    counter = SharedCounter(context)
+    bar = progress_bar(total=total, desc="predict") if context.is_main else None
 
-    def update(_path: Path | None) -> None:
-        bar.n = sum(all(file.exists() for file in output_files(path, output)) for path in todo)
-        bar.refresh()
-        if _path is None:
-            bar.close()
+    def update(path: Path | None) -> None:
+        done = counter.add(1) if path is not None else counter.value
+        if bar is not None:
+            bar.n = done
+            bar.refresh()
+            if path is None:
+                bar.close()
 
     return update

@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         labelled_samples,
     )
     from isnet.deploy.runtimes.openvino import OpenVinoSegmentor
+    from isnet.utils.atomic_files import require_replaceable
     from isnet.utils.errors import ConfigError
 
     model = load_model_from_args(args).eval()
@@ -74,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     if not str(args.output).endswith(".xml"):  # before the calibration, not after it
         raise ConfigError(f"--output {args.output}: the INT8 model is an OpenVINO IR; name it MODEL.xml "
                           "(its weights go to MODEL.bin)")
+    for written in (Path(args.output), Path(args.output).with_suffix(".bin")):
+        require_replaceable(written)  # a link there is refused before the calibration, not after it
     resize = {"size": tuple(args.size)} if args.size else model_resize(model)
     calibration = Path(args.calibration)
     if not calibration.is_dir():

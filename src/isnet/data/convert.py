@@ -36,7 +36,7 @@ from isnet.data.doctor_scan import UNSPLIT, Diagnosis, colour_table
 from isnet.data.file_inspection import COLOUR, decode_mask, inspect_image
 from isnet.data.image import DataFileError, decode_upright, open_image
 from isnet.data.info import RGB, DatasetInfo
-from isnet.utils.atomic_files import building_folder
+from isnet.utils.atomic_files import atomic_directory
 from isnet.utils.visualize import label_image
 
 IGNORE = 255  # the largest value an 8-bit mask holds
@@ -174,7 +174,7 @@ def convert_dataset(
         conversion.left_out += [f"{mask}: no image" for mask in split.pairing.orphans]
 
     rotated = 0
-    with building_folder(output) as partial:
+    with atomic_directory(output) as partial:  # the whole dataset appears at once, or nothing does
         for split in d.splits:
             name = split.name if split.name != UNSPLIT else "train"
             image_dir, mask_dir = partial / "images" / name, partial / "masks" / name

@@ -9,6 +9,7 @@ import numpy as np
 
 from isnet.data.class_weights import median_frequency_from_counts
 from isnet.data.doctor_scan import UNSPLIT, Diagnosis, SplitScan
+from isnet.utils.atomic_files import write_atomically, write_text_atomically
 
 SCREEN_FILES = 2
 LABELS = {"error": "ERROR", "warning": "WARNING", "note": "note"}
@@ -109,7 +110,7 @@ def write_chart(d: Diagnosis, path: Path) -> Path:
     axis.set_ylabel("pixels (% of the split's labelled pixels)")
     axis.set_title(f"class frequencies: {d.root.name}")
     figure.tight_layout()
-    figure.savefig(path)
+    write_atomically(path, figure.savefig)
     plt.close(figure)
     return path
 
@@ -139,5 +140,4 @@ def write_report(d: Diagnosis, output: str | Path) -> Path:
         lines += ["", "## Stored mask values (pixels)", "", shown + (" ..." if len(values) > 40 else "")]
     lines += ["", "## Classes", "", f"![class frequencies]({CHART})", "", *_class_table(d), ""]
     path = output / "report.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    return write_text_atomically(path, "\n".join(lines))

@@ -10,6 +10,7 @@ stacks Pillow cannot open.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,8 +21,17 @@ from isnet.data.channels import TIFF_SUFFIXES, tiff_shape
 from isnet.data.image import MAX_IMAGE_PIXELS, DataFileError, decode_upright, displayed_size, exif_orientation, open_image
 from isnet.data.info import RGB
 
-# How a mask stores its labels.
-INDEX, PALETTE, SIXTEEN_BIT, COLOUR, GREY_RGB = "index map", "palette PNG", "16-bit index map", "RGB colour", "RGB grey"
+class MaskEncoding(enum.StrEnum):
+    """How a mask stores its labels (the value: the words for a message)."""
+
+    INDEX = "index map"
+    PALETTE = "palette PNG"
+    SIXTEEN_BIT = "16-bit index map"
+    COLOUR = "RGB colour"
+    GREY_RGB = "RGB grey"
+
+
+INDEX, PALETTE, SIXTEEN_BIT, COLOUR, GREY_RGB = MaskEncoding  # the short names the doctor uses
 
 
 @dataclass
@@ -29,7 +39,7 @@ class MaskInfo:
     """A decoded mask: its encoding, size, and how many pixels hold each stored value (or colour)."""
 
     path: Path
-    encoding: str
+    encoding: MaskEncoding
     shape: tuple[int, int]
     lossy: bool = False  # stored as JPEG
     values: dict[int, int] = field(default_factory=dict)  # stored value → pixels (every encoding but COLOUR)
@@ -64,7 +74,7 @@ def colour_counts(pixels: np.ndarray) -> dict[RGB, int]:
     return {(int(v) >> 16, (int(v) >> 8) & 255, int(v) & 255): int(c) for v, c in zip(found, counts)}
 
 
-def decode_mask(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[np.ndarray, str, bool]:
+def decode_mask(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[np.ndarray, MaskEncoding, bool]:
     """A mask's pixels as the readers see them (EXIF applied): (H, W) values, or (H, W, 3) colours; its
     encoding; whether it is a lossy JPEG. An unreadable file is a :class:`DataFileError` naming it."""
     with open_image(path, max_pixels) as image:

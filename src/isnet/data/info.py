@@ -102,8 +102,9 @@ class DatasetInfo:
         return len(self.mean)
 
     def to_json(self) -> str:
-        """The record as JSON: what checkpoints and exported models carry."""
-        return json.dumps(asdict(self), sort_keys=True)
+        """The record as JSON: what checkpoints, exported models and ``dataset.json`` carry, with the
+        version of this layout (:data:`RECORD_FORMAT`, under ``isnet_format``)."""
+        return json.dumps({RECORD_FORMAT_KEY: RECORD_FORMAT, **asdict(self)}, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> DatasetInfo:
@@ -111,6 +112,10 @@ class DatasetInfo:
         data = json.loads(text)
         if not isinstance(data, dict) or not isinstance(data.get("test") or {}, dict):
             raise ValueError("a dataset record is a JSON object (its test protocol too)")
+        version = data.pop(RECORD_FORMAT_KEY, 0)  # 0: written before records had a version; read alike
+        if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version <= RECORD_FORMAT:
+            raise ValueError(f"a dataset record of format {version!r}; this version of isnet reads formats up to "
+                             f"{RECORD_FORMAT} (a newer isnet wrote it: upgrade isnet)")
         test = dict(data.get("test") or {})
         if test.get("multi_scale") is not None:
             test["multi_scale"] = _build(InferenceConfig, test["multi_scale"])
@@ -121,6 +126,10 @@ class DatasetInfo:
                 training["schedule"] = _build(Schedule, training["schedule"])
             training = _build(TrainingDefaults, training)
         return _build(cls, {**data, "test": _build(TestProtocol, test), "training": training})
+
+
+RECORD_FORMAT_KEY = "isnet_format"
+RECORD_FORMAT = 1  # the layout of to_json; bumped when a reader of the previous one would misread it
 
 
 def _tuples(value: Any) -> Any:

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from isnet.deploy.runtimes.pytorch import use_region_attention
 from isnet.model.context.attention import EXPORT_QUERY_BLOCKS
+from isnet.utils.atomic_files import atomic_path
 from isnet.utils.errors import CheckpointError
 from isnet.utils.seal import PLACEHOLDER, SEAL_KEY, seal
 from isnet.weights.checkpoint import (
@@ -35,10 +36,13 @@ from isnet.weights.checkpoint import (
     model_metadata,
 )
 from isnet.weights.inspection import (
-    describe_file,
+    FORMAT_METADATA_KEY,
+    FileKind,
+    file_kind,
     require_file,
     require_intact_zip,
     require_kind,
+    require_known_format,
 )
 
 ONNX_OPSET = 17
@@ -80,27 +84,26 @@ def export_onnx(
     import onnx
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     module = exportable(model, query_blocks=query_blocks)
     sample = torch.randn(1, model.config.backbone.in_channels, *sample_size)
-    with warnings.catch_warnings():
+    with atomic_path(path) as temporary, warnings.catch_warnings():  # a kill leaves the old file or the new one
         warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic
         torch.onnx.export(
             module,
             (sample,),
-            str(path),
+            str(temporary),
             input_names=["images"],
             output_names=["logits"],
             dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch", 2: "out_height", 3: "out_width"}},
             opset_version=opset,
             dynamo=False,
         )
-    graph = onnx.load(str(path))
-    for key, value in {**model_metadata(model), SEAL_KEY: PLACEHOLDER}.items():
-        entry = graph.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(graph, str(path))
-    seal(path)  # a flipped bit or a cut anywhere in the graph is then found when it is opened
+        graph = onnx.load(str(temporary))
+        for key, value in {**model_metadata(model), SEAL_KEY: PLACEHOLDER}.items():
+            entry = graph.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(graph, str(temporary))
+        seal(temporary)  # a flipped bit or a cut anywhere in the graph is then found when it is opened
     return path
 
 
@@ -110,12 +113,12 @@ def export_program(model: nn.Module, path: str | Path, *, sample_size: tuple[int
     Load it with ``torch.export.load(path).module()``; call the result on images.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     module = exportable(model)
     sample = torch.randn(2, model.config.backbone.in_channels, *sample_size)
     auto = torch.export.Dim.AUTO
     program = torch.export.export(module, (sample,), dynamic_shapes={"images": {0: auto, 2: auto, 3: auto}})
-    torch.export.save(program, str(path), extra_files=model_metadata(model))
+    with atomic_path(path) as temporary:
+        torch.export.save(program, str(temporary), extra_files=model_metadata(model))
     return path
 
 
@@ -127,19 +130,20 @@ def load_program(path: str | Path) -> tuple[torch.export.ExportedProgram, dict[s
     does not do) is a :class:`~isnet.utils.errors.CheckpointError` naming the file.
     """
     path = Path(path)
-    expected = "a torch.export program (.pt2)"
-    require_file(path, expected)
-    if describe_file(path).startswith("a damaged zip"):
+    require_file(path, FileKind.TORCH_EXPORT)
+    if file_kind(path) is FileKind.DAMAGED_ZIP:
         require_intact_zip(path, "torch.export program (.pt2)")
-    require_kind(path, "a torch.export program", expected)
+    require_kind(path, FileKind.TORCH_EXPORT)
     require_intact_zip(path, "torch.export program (.pt2)")
-    extra_files = {CONFIG_METADATA_KEY: "", DATASET_METADATA_KEY: ""}
+    extra_files = {FORMAT_METADATA_KEY: "", CONFIG_METADATA_KEY: "", DATASET_METADATA_KEY: ""}
     try:
         program = torch.export.load(str(path), extra_files=extra_files)
     except Exception as error:  # torch's deserialiser raises many types for a malformed program
         words = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
         raise CheckpointError(f"{path}: damaged torch.export program: torch.export.load cannot read it ({words[:200]})") from None
-    return program, {key: value for key, value in extra_files.items() if value}
+    metadata = {key: value for key, value in extra_files.items() if value}
+    require_known_format(metadata, path)
+    return program, metadata
 
 
 def program_metadata(path: str | Path) -> dict[str, str]:

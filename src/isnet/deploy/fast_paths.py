@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from isnet.utils.errors import CheckpointError
 from isnet.utils.machine import cache_dir, cached_profile
 from isnet.utils.precision import Precision
 from isnet.weights.checkpoint import model_metadata
-from isnet.weights.inspection import require_kind
+from isnet.weights.inspection import FileKind, require_kind
 
 
 def weights_digest(model: nn.Module) -> str:
@@ -57,7 +56,7 @@ def exported_graph(model: nn.Module, *, log: Callable[[str], None] | None = None
     path = cache_dir() / "graphs" / f"{weights_digest(model)}.onnx"
     if path.is_file():
         try:
-            require_kind(path, "an ONNX model", "an ONNX model")
+            require_kind(path, FileKind.ONNX)
         except CheckpointError as damaged:  # our own cache: made again, not the user's problem
             if log:
                 log(f"{damaged}; exporting it again")
@@ -65,9 +64,7 @@ def exported_graph(model: nn.Module, *, log: Callable[[str], None] | None = None
     if not path.is_file():
         if log:
             log(f"exporting the model once for the runtime (cached in {path})")
-        partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.onnx")
-        export_onnx(model, partial)
-        os.replace(partial, path)
+        export_onnx(model, path)  # written atomically: several processes may export it at once
     return path
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from isnet.deploy.runtimes import RUNTIMES
+from isnet.utils.atomic_files import write_atomically
 from isnet.utils.machine import (
     MachineProfile,
     cached_profile,
@@ -129,10 +130,8 @@ def profile(device: str = "cpu", *, refresh: bool = False, log: Callable[[str], 
     result.paths = measure_paths(device, result.bf16_pays())
     result.choice = choose(result.paths)
     result.seconds = time.perf_counter() - started
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.partial")
-    partial.write_text(json.dumps(asdict(result), indent=1))
-    os.replace(partial, path)  # complete or absent, also with several processes measuring at once
+    # complete or absent, also with several processes measuring at once
+    write_atomically(path, lambda temporary: temporary.write_text(json.dumps(asdict(result), indent=1)))
     return result
 
 

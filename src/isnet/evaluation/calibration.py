@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from isnet.data.base import IGNORE_INDEX
 from isnet.inference.engine import InferenceConfig, predict
+from isnet.utils.atomic_files import write_atomically, write_text_atomically
 
 ECE_BINS = 15
 
@@ -88,8 +89,7 @@ class CalibrationBins:
         share.set_xlabel("confidence (probability of the predicted class)")
         share.set_ylabel("pixels")
         figure.tight_layout()
-        path = Path(path)
-        figure.savefig(path)
+        path = write_atomically(path, figure.savefig)
         plt.close(figure)
         return path
 
@@ -101,7 +101,7 @@ def write_calibration_report(bins: CalibrationBins, output: str | Path, summary:
     output = Path(output)
     bins.plot(output / "reliability.png", title=title)
     summary.update(ece=bins.ece(), ece_bins=bins.bins)
-    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text_atomically(output / "summary.json", json.dumps(summary, indent=2))
     return (f"ECE {100 * bins.ece():.2f} % (expected calibration error of the max probability, {bins.bins} "
             f"equal-width bins, {int(bins.count.sum()):,} labelled pixels)")
 

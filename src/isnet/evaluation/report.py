@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from isnet.evaluation.metrics import ConfusionMatrix
+from isnet.utils.atomic_files import atomic_path, write_atomically, write_text_atomically
 
 
 def write_report(matrix: ConfusionMatrix, class_names: Sequence[str], output: str | Path, *, title: str = "") -> dict:
@@ -23,8 +24,8 @@ def write_report(matrix: ConfusionMatrix, class_names: Sequence[str], output: st
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     scores = matrix.summary()
-    (output / "scores.txt").write_text((title + "\n" if title else "") + scores.table(class_names) + "\n")
-    with open(output / "per_class.csv", "w", newline="") as handle:
+    write_text_atomically(output / "scores.txt", (title + "\n" if title else "") + scores.table(class_names) + "\n")
+    with atomic_path(output / "per_class.csv") as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["class", "iou", "accuracy"])
         for name, iou, accuracy in zip(class_names, scores.iou, scores.class_accuracy):
@@ -38,7 +39,7 @@ def write_report(matrix: ConfusionMatrix, class_names: Sequence[str], output: st
     }
     if scores.foreground is not None:  # binary segmentation: the foreground's scores
         summary["foreground_iou"], summary["foreground_f1"] = scores.foreground
-    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text_atomically(output / "summary.json", json.dumps(summary, indent=2))
 
     iou = np.nan_to_num(np.asarray(scores.iou) * 100)
     figure, axis = plt.subplots(figsize=(max(6, 0.28 * len(class_names) + 2), 4), dpi=100)
@@ -50,7 +51,7 @@ def write_report(matrix: ConfusionMatrix, class_names: Sequence[str], output: st
     axis.set_title(title or "per-class IoU")
     axis.legend()
     figure.tight_layout()
-    figure.savefig(output / "per_class_iou.png")
+    write_atomically(output / "per_class_iou.png", figure.savefig)
     plt.close(figure)
 
     counts = matrix.matrix.double().cpu().numpy()
@@ -67,6 +68,6 @@ def write_report(matrix: ConfusionMatrix, class_names: Sequence[str], output: st
     axis.set_title("confusion matrix (rows: fraction of each label)")
     figure.colorbar(image, fraction=0.046)
     figure.tight_layout()
-    figure.savefig(output / "confusion_matrix.png")
+    write_atomically(output / "confusion_matrix.png", figure.savefig)
     plt.close(figure)
     return summary

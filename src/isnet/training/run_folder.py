@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ def lock_run_folder(output_dir: str | Path) -> Path:
         return folder / LOCK_NAME
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    descriptor = _open_lock_file(path)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:
@@ -88,6 +89,24 @@ def lock_run_folder(output_dir: str | Path) -> Path:
     os.write(descriptor, f"{os.getpid()}\n".encode())
     _held_locks[folder] = descriptor
     return path
+
+
+def _open_lock_file(path: Path) -> int:
+    """The run folder's lock file, opened (created if absent) without following a link planted at its
+    name, and refused unless it is a regular file of one name: a pid is then never written elsewhere."""
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        if error.errno != errno.ELOOP:
+            raise
+        raise OSError(errno.ELOOP, "is a symbolic link; the run folder's lock must be a file of its own: "
+                                   "remove the link", str(path)) from None
+    status = os.fstat(descriptor)
+    if not stat.S_ISREG(status.st_mode) or status.st_nlink != 1:
+        os.close(descriptor)
+        raise OSError(errno.EEXIST, "is not a file of its own (another kind of file, or a hard link to another "
+                                    "name); remove it", str(path))
+    return descriptor
 
 
 def release_run_folder(output_dir: str | Path) -> None:
@@ -130,7 +149,7 @@ def forget_new_run_folder(output_dir: Path, created: bool, context: DistributedC
 
 
 def list_checkpoints(output_dir: str | Path) -> list[Path]:
-    """Checkpoints, oldest first (a write in progress is a ``.tmp`` and not listed)."""
+    """Checkpoints, oldest first (a write in progress has a hidden temporary name and is not listed)."""
     return sorted(checkpoint_dir(output_dir).glob("iter_*.pt"))
 
 

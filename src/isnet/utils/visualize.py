@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from isnet.utils.atomic_files import write_atomically
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -115,7 +117,6 @@ def plot_training_curves(rows: Sequence[dict[str, str]], path: str | Path) -> Pa
     miou_axis.set_ylabel("mIoU (%)")
     miou_axis.set_ylim(bottom=0)
     figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path)
+    path = write_atomically(path, figure.savefig)
     plt.close(figure)
     return path

@@ -28,8 +28,11 @@ from torch import Tensor, nn
 from isnet.utils.atomic_files import write_atomically
 from isnet.weights.checksums import verify_checksum
 from isnet.weights.inspection import (
+    FILE_FORMAT,
+    FORMAT_METADATA_KEY,
+    FileKind,
     TensorEntry,
-    describe_file,
+    file_kind,
     not_the_expected_kind,
     read_safetensors_header,
     require_file,
@@ -48,10 +51,10 @@ def safe_torch_load(path: Path) -> Any:
     ``torch.load``; anything it raises on such a file is a :class:`CheckpointError` naming it.
     """
     require_file(path, "a PyTorch checkpoint file")
-    kind = describe_file(path)
-    if not kind.startswith(("a damaged zip", "a training checkpoint", "a PyTorch file", "a zip", "a pickle")):
+    kind = file_kind(path)
+    if kind not in (FileKind.DAMAGED_ZIP, FileKind.TRAINING_CHECKPOINT, FileKind.PYTORCH, FileKind.ZIP, FileKind.PICKLE):
         raise CheckpointError(not_the_expected_kind(path, "a PyTorch checkpoint (.pth/.pt)"))
-    if not kind.startswith("a pickle"):
+    if kind is not FileKind.PICKLE:
         require_intact_zip(path, "PyTorch file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -165,9 +168,9 @@ DATASET_METADATA_KEY = "isnet_dataset"
 
 
 def model_metadata(model: nn.Module) -> dict[str, str]:
-    """What every file we write carries about a model: its configuration and, when known, its
-    dataset record (classes, palette, ignore index, normalisation, test protocol)."""
-    metadata = {CONFIG_METADATA_KEY: model.config.to_json()}
+    """What every file we write carries about a model: the file format's version, its configuration
+    and, when known, its dataset record (classes, palette, ignore index, normalisation, test protocol)."""
+    metadata = {FORMAT_METADATA_KEY: str(FILE_FORMAT), CONFIG_METADATA_KEY: model.config.to_json()}
     if getattr(model, "dataset", None) is not None:
         metadata[DATASET_METADATA_KEY] = model.dataset.to_json()
     return metadata

@@ -62,11 +62,12 @@ def resolve_weights(weights: str | Path) -> Path:
     return target
 
 
-def read_weights(path: Path) -> dict[str, Tensor]:
-    """The tensors of a weights file under our names: our safetensors, or a released ``.pth``."""
+def read_weights(path: Path) -> tuple[dict[str, Tensor], dict[str, str] | None]:
+    """The tensors of a weights file under our names, and its metadata (our safetensors; None for a
+    released ``.pth``): the file is read, and its seal checked, once."""
     if path.suffix == ".safetensors":
-        return read_safetensors(path)[0]
-    return {released_to_ours(key): value for key, value in read_torch_checkpoint(path).items()}
+        return read_safetensors(path)
+    return {released_to_ours(key): value for key, value in read_torch_checkpoint(path).items()}, None
 
 
 @dataclass
@@ -80,6 +81,7 @@ class LoadReport:
     adapted: list[str] = field(default_factory=list)  # tensors changed to fit: inflated input channels
     classes: ClassTransfer | None = None  # classifier rows kept by class name, when both lists were known
     note: str | None = None
+    metadata: dict[str, str] | None = None  # what an own safetensors file carries, as read with its tensors
 
     def summary(self) -> str:
         total = self.loaded + len(self.reinitialised)
@@ -119,14 +121,15 @@ def load_weights(
     architecture) are refused by a :class:`CheckpointError` naming the mismatch.
     """
     path = resolve_weights(weights)
-    state = original = read_weights(path)
-    report = LoadReport(path)
+    state, metadata = read_weights(path)
+    original = state
+    report = LoadReport(path, metadata=metadata)
     if not ignore_mismatched_sizes:
         load_state_dict_strict(model, state, source=path)
         return report
     state, report.adapted = inflate_inputs(model, state)
     if classes is not None:
-        source_classes = weights_classes(path)
+        source_classes = weights_classes(path, metadata)
         if source_classes is None:
             report.note = "the file names no classes: classifiers of another class count are re-initialised whole"
         else:

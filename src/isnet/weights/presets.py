@@ -26,7 +26,7 @@ from isnet.model.config import (
     ShortcutConfig,
 )
 from isnet.model.segmentor import Segmentor, build_model
-from isnet.weights.checkpoint import dataset_from_metadata, read_safetensors
+from isnet.weights.checkpoint import dataset_from_metadata
 from isnet.weights.imagenet import load_imagenet_weights
 from isnet.weights.loading import load_weights
 from isnet.weights.released import WEIGHTS
@@ -147,8 +147,8 @@ def create_model(
         report = load_weights(model, weights, ignore_mismatched_sizes=ignore_mismatched_sizes, classes=classes)
         if report.reinitialised or report.ignored:
             logging.getLogger("isnet").warning(report.summary())
-        if report.source.suffix == ".safetensors":
-            dataset = dataset_from_metadata(read_safetensors(report.source)[1], config.num_classes,
+        if report.metadata is not None:  # read with the tensors: the file is not read again
+            dataset = dataset_from_metadata(report.metadata, config.num_classes,
                                             source=report.source) if not report.reinitialised and report.classes is None else None
             model.dataset = dataset or model.dataset
     return model

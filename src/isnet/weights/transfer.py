@@ -201,11 +201,13 @@ def foreign_weights_problem(path: Path, model: nn.Module, state: Mapping[str, Te
             "or force a partial start (isnet train --init-from-partial; init_from_partial=True)")
 
 
-def weights_classes(path: Path) -> tuple[str, ...] | None:
-    """The class names of a weights file: the dataset record of our safetensors files, or the
-    dataset of released weights (known by their file name); None when the file does not say."""
+def weights_classes(path: Path, metadata: Mapping[str, str] | None = None) -> tuple[str, ...] | None:
+    """The class names of a weights file: the dataset record of our safetensors files (from ``metadata``
+    when it was read already), or the dataset of released weights (known by their file name); None
+    when the file does not say."""
     if path.suffix == ".safetensors":
-        _, metadata = read_safetensors_header(path)
+        if metadata is None:
+            _, metadata = read_safetensors_header(path)
         try:
             num_classes = ModelConfig.from_json(metadata[CONFIG_METADATA_KEY]).num_classes
             record = dataset_from_metadata(metadata, num_classes, source=path)

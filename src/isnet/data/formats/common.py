@@ -24,7 +24,7 @@ import numpy as np
 
 from isnet.data.image import DataFileError
 from isnet.data.info import RGB, DatasetInfo, make_palette
-from isnet.utils.atomic_files import building_folder
+from isnet.utils.atomic_files import atomic_directory
 
 IGNORE = 255
 BACKGROUND = "background"
@@ -154,7 +154,7 @@ def write_folder_dataset(export: Export, output: Path) -> tuple[int, list[str]]:
     record = dataset_record(export)
     notes: list[str] = []
     stems: dict[tuple[str, str], str] = {}
-    with building_folder(output) as building:
+    with atomic_directory(output) as building:
         for sample in export.samples:
             key = (sample.split, sample.image.stem)
             if key in stems:

@@ -27,6 +27,7 @@ from isnet.data.info import DatasetInfo
 from isnet.model.config import ModelConfig
 from isnet.utils.errors import CheckpointError
 from isnet.weights.checkpoint import CONFIG_METADATA_KEY, dataset_from_metadata
+from isnet.weights.inspection import require_known_format
 
 
 @runtime_checkable
@@ -60,6 +61,7 @@ class RuntimeSegmentor(abc.ABC):
 
     def _read_metadata(self, metadata: Mapping[str, str]) -> None:
         """``config`` and ``dataset`` from the metadata the file carries (written by ``isnet export``)."""
+        require_known_format(metadata, self.path)
         try:
             self.config = ModelConfig.from_json(metadata[CONFIG_METADATA_KEY]) if CONFIG_METADATA_KEY in metadata else None
         except (ValueError, TypeError, KeyError, AttributeError) as error:

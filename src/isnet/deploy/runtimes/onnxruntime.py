@@ -13,7 +13,7 @@ import numpy as np
 from isnet.deploy.runtimes.base import RuntimeSegmentor
 from isnet.deploy.runtimes.messages import runtime_words
 from isnet.utils.errors import CheckpointError
-from isnet.weights.inspection import require_kind
+from isnet.weights.inspection import FileKind, require_kind
 
 
 class OnnxSegmentor(RuntimeSegmentor):
@@ -32,7 +32,7 @@ class OnnxSegmentor(RuntimeSegmentor):
         if threads:
             options.intra_op_num_threads = threads
         self.path = Path(path)
-        require_kind(self.path, "an ONNX model", "an ONNX model")
+        require_kind(self.path, FileKind.ONNX)
         try:
             self.session = onnxruntime.InferenceSession(
                 str(path), options, providers=providers or onnxruntime.get_available_providers()

@@ -24,9 +24,10 @@ import numpy as np
 
 from isnet.deploy.runtimes.base import RuntimeSegmentor
 from isnet.deploy.runtimes.messages import runtime_words
+from isnet.utils.atomic_files import atomic_paths
 from isnet.utils.errors import CheckpointError
 from isnet.utils.seal import PLACEHOLDER, SEAL_KEY, seal
-from isnet.weights.inspection import require_kind
+from isnet.weights.inspection import FileKind, require_kind
 
 RT_INFO_SECTION = "isnet"  # rt_info["isnet"][key] = metadata value
 QUANTIZED_OPS = ("FakeQuantize", "FakeConvert")
@@ -67,12 +68,14 @@ def save_ir(model: Any, path: str | Path, metadata: Mapping[str, str]) -> Path:
     import openvino as ov
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     _drop_copied_seal(model)
     for key, value in {**metadata, SEAL_KEY: PLACEHOLDER}.items():
         model.set_rt_info(value, [RT_INFO_SECTION, key])
-    ov.save_model(model, str(path), compress_to_fp16=False)
-    seal(path, (path.with_suffix(".bin"),))  # the .xml and its .bin, sealed together
+    # Both written under temporary names of one stem (OpenVINO puts the .bin beside the .xml), then
+    # renamed: the .bin first, so that a kill between leaves a pair whose seal names the mismatch.
+    with atomic_paths(path.with_suffix(".bin"), path) as (weights, temporary):
+        ov.save_model(model, str(temporary), compress_to_fp16=False)
+        seal(temporary, (weights,))  # the .xml and its .bin, sealed together
     return path
 
 
@@ -102,9 +105,9 @@ def read_model(path: str | Path) -> tuple[Any, dict[str, str]]:
         raise FileNotFoundError(f"{path}: no such file")
     weights = path.with_suffix(".bin")
     if path.suffix == ".onnx":
-        require_kind(path, "an ONNX model", "an ONNX model")
+        require_kind(path, FileKind.ONNX)
     else:
-        require_kind(path, "an OpenVINO IR", "an OpenVINO IR (.xml)", (weights,), IR_SEAL_SECTION)
+        require_kind(path, FileKind.OPENVINO_IR, (weights,), IR_SEAL_SECTION)
         _require_well_formed(path)
     try:
         model = core().read_model(str(path), *(() if path.suffix == ".onnx" else (str(weights),)))
