@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from isnet.apps.predict_files import model_normalisation
-from isnet.data.image import DataFileError, find_images, read_image, to_tensor
+from isnet.data.image import DataFileError, find_images, read_image, require_regular_file, to_tensor
 from isnet.inference.engine import InferenceConfig, predict
 from isnet.inference.temperature import probabilities
 from isnet.utils.errors import describe_os_error
@@ -57,6 +57,7 @@ class _Frames:
     def __init__(self, source: Path, fps: float | None) -> None:
         self.source = source
         if is_video(source):
+            require_regular_file(source, "a video file")  # a FIFO would block OpenCV for ever
             self.capture = cv2.VideoCapture(str(source))
             if not self.capture.isOpened():
                 raise DataFileError(f"{source}: OpenCV cannot open it as a video")

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from isnet.inference.engine import MS_SCALES, InferenceConfig
 from isnet.data.image import MEAN, STD
 from isnet.data.record_rules import record_problems
+from isnet.utils.json_text import load_json
 
 RGB = tuple[int, int, int]
 Size = tuple[int, int]
@@ -106,7 +107,7 @@ class DatasetInfo:
     @classmethod
     def from_json(cls, text: str) -> DatasetInfo:
         """The inverse of :meth:`to_json`; ``ValueError`` for anything that is not such a record."""
-        data = json.loads(text)
+        data = load_json(text)
         if not isinstance(data, dict) or not isinstance(data.get("test") or {}, dict):
             raise ValueError("a dataset record is a JSON object (its test protocol too)")
         test = dict(data.get("test") or {})
