@@ -19,14 +19,23 @@ from training_helpers import make_data  # noqa: E402
 
 
 def tiny_checkpoint(folder: Path, num_classes: int) -> Path:
-    """A ResNet-18 ISNet a few channels wide, random weights, ``num_classes`` classes."""
+    """A ResNet-18 ISNet a few channels wide, random weights, ``num_classes`` classes; its classifier made
+    steep, and the last 50 classes favoured, so that its label maps vary and use the highest classes."""
+    import torch
+
     from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig
     from isnet.model.segmentor import build_model
     from isnet.weights.checkpoint import save_model
 
     config = ModelConfig(num_classes=num_classes, backbone=BackboneConfig("resnet", 18, base_channels=8, stem_channels=8),
                          head=ISNetHeadConfig(channels=16, transform_channels=8))
-    return save_model(build_model(config), folder / f"tiny{num_classes}.safetensors")
+    torch.manual_seed(num_classes)
+    model = build_model(config)
+    classifier = model.head.decoder.classifier[1]
+    with torch.no_grad():
+        classifier.weight.normal_(0, 10)
+        classifier.bias.zero_()[: max(0, num_classes - 50)] = -1e3
+    return save_model(model, folder / f"tiny{num_classes}.safetensors")
 
 SERVE_OPTIONS = {
     ("--port", "70000"): "argument --port: 70000 is not a port (1 … 65535)",

@@ -98,6 +98,12 @@ def run(args: argparse.Namespace) -> int:
         usage_error(f"--smooth {args.smooth}: α must be in (0, 1]; 1 is no smoothing")
     videos = [Path(item) for item in args.inputs if is_video(Path(item)) or (args.frames and Path(item).is_dir())]
     images = [item for item in args.inputs if Path(item) not in videos]
+    if videos:
+        unused = [option for option, given in (("--confidence", args.confidence), ("--tile", args.tile is not None),
+                                               ("--spill-dir", args.spill_dir is not None)) if given]
+        if unused:
+            usage_error(f"{unused[0]} does not apply to videos ({videos[0]}): predict the videos without it, "
+                        "and the images with it in another run")
     if args.engine == "ray":
         if videos or tiles is not None:
             usage_error("--engine ray labels image files; predict videos and --tile images without it")
@@ -177,12 +183,15 @@ def _predict_with_ray(args: argparse.Namespace, paths: list[Path], output: Path,
 def _segment_videos(model, videos, output: Path, config, palette, args: argparse.Namespace) -> list[tuple[Path, str]]:
     """Each video (or folder of frames) to a label video and an overlay video; the ones that failed, with why."""
     from isnet.apps.predict_files import require_writable_folder
-    from isnet.apps.video import segment_video, video_outputs
+    from isnet.apps.video import colliding_videos, segment_video, video_outputs
 
     if videos:
         require_writable_folder(output)
-    failures = []
+    collisions = colliding_videos(videos, output)
+    failures = [(video, collisions[video]) for video in videos if video in collisions]
     for video in videos:
+        if video in collisions:
+            continue
         if all(path.exists() for path in video_outputs(video, output)):
             print(f"{video}: its videos are already in {output}; skipped")
             continue

@@ -96,5 +96,5 @@ class HFInference:
             result = await self.batcher.predict(to_tensor(image, *self.normalisation))
         except QueueFullError as error:
             raise HTTPException(503, f"busy: {error}; retry shortly", headers={"Retry-After": "1"}) from None
-        labels, confidence = result[0].to(torch.uint8).numpy(), result[1].numpy()
+        labels, confidence = result[0].to(torch.int32).numpy(), result[1].numpy()  # exact: 65,536 classes at most
         return JSONResponse(await run_in_threadpool(segments, labels, confidence, self.classes))
