@@ -60,6 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ray.add_argument("--engine", choices=("local", "ray"), default="local",
                      help="local (one process, or torchrun's); ray: Ray Data map_batches (needs isnet[ray])")
     ray.add_argument("--ray-address", help="a running Ray cluster (default: start a local one)")
+    ray.add_argument("--ray-timeout", type=positive_float, default=30.0, metavar="S",
+                     help="give up on --ray-address after S seconds without an answer (default 30)")
     ray.add_argument("--ray-workers", type=positive_int, default=2, help="Ray actors, each with a model (default 2)")
 
 
@@ -174,7 +176,7 @@ def _predict_with_ray(args: argparse.Namespace, paths: list[Path], output: Path,
     classes, palette = class_names(source.load(), args)
     results = predict_with_ray(todo, output, config, source, classes, palette, workers=args.ray_workers,
                                address=args.ray_address, batch_size=args.batch_size, confidence=args.confidence,
-                               max_pixels=args.max_pixels)
+                               max_pixels=args.max_pixels, timeout_s=args.ray_timeout)
     for path in collisions:
         print(f"  {collisions[path]}", file=sys.stderr)
     return max(summarise(results), 1 if collisions else 0)
