@@ -9,7 +9,7 @@ facts from the records (:data:`DATASETS`), never from a name string.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, Literal
 
 from isnet.inference.engine import MS_SCALES, InferenceConfig
@@ -132,6 +132,10 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"{cls.__name__} has no field {', '.join(unknown)}")
+    missing = [item.name for item in fields(cls)
+               if item.name not in data and item.default is MISSING and item.default_factory is MISSING]
+    if missing:
+        raise ValueError(f"{cls.__name__} needs {', '.join(missing)}")
     return cls(**{key: _tuples(value) for key, value in data.items()})
 
 
