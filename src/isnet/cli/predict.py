@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(model, torch.nn.Module):
         model = model.to(context.device)
     classes, palette = class_names(model, args)
-    video_failures = _segment_videos(model, videos[context.rank :: context.world_size], output, config, palette, args)
+    video_failures = _segment_videos(model, videos, context, output, config, palette, args)
     paths = find_images(images, exclude=output) if images else []
     if not paths and not videos:
         print(f"no images found in {', '.join(map(str, args.inputs))}", file=sys.stderr)
@@ -182,14 +182,16 @@ def _predict_with_ray(args: argparse.Namespace, paths: list[Path], output: Path,
     return max(summarise(results), 1 if collisions else 0)
 
 
-def _segment_videos(model, videos, output: Path, config, palette, args: argparse.Namespace) -> list[tuple[Path, str]]:
-    """Each video (or folder of frames) to a label video and an overlay video; the ones that failed, with why."""
+def _segment_videos(model, videos, context, output: Path, config, palette, args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """Each video (or folder of frames) of this process's share to a label video and an overlay video; the ones
+    that failed, with why (colliding outputs are decided on all of them, so no two processes write one)."""
     from isnet.apps.predict_files import require_writable_folder
     from isnet.apps.video import colliding_videos, segment_video, video_outputs
 
     if videos:
         require_writable_folder(output)
     collisions = colliding_videos(videos, output)
+    videos = videos[context.rank :: context.world_size]
     failures = [(video, collisions[video]) for video in videos if video in collisions]
     for video in videos:
         if video in collisions:
