@@ -27,7 +27,7 @@ from isnet.inference.engine import InferenceConfig, predict
 from isnet.inference.temperature import confidence_uint16, max_probability
 from isnet.utils.atomic_files import atomic_paths, remove_unfinished_writes
 from isnet.utils.errors import describe_os_error
-from isnet.utils.visualize import label_image, save_overlay_with_legend
+from isnet.utils.visualize import label_dtype, label_image, save_overlay_with_legend
 
 
 def model_classes(model: nn.Module) -> tuple[list[str], list[tuple[int, int, int]]]:
@@ -115,7 +115,7 @@ def segment_files(
             try:
                 tensors = torch.stack([to_tensor(image, mean, std) for image in images])
                 scores = predict_on_model_device(model, tensors, config)
-                labels = scores.argmax(dim=1).numpy().astype(np.uint8)
+                labels = scores.argmax(dim=1).numpy().astype(label_dtype(scores.shape[1]))
                 confidences = confidence_uint16(max_probability(scores, config)).numpy() if confidence else [None] * len(labels)
                 for path, image, label, certainty in zip(readable, images, labels, confidences):
                     picture = image if image.dtype == np.uint8 and image.shape[2] == 3 else display_rgb(image)

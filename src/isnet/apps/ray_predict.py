@@ -27,8 +27,12 @@ system), as with ``torchrun``.
 
 from __future__ import annotations
 
+import math
 import os
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +42,7 @@ import torch
 
 from isnet.apps.predict_files import output_files, segment_files
 from isnet.inference.engine import InferenceConfig
+from isnet.utils.child_process import child_environment
 
 
 @dataclass(frozen=True)
@@ -110,8 +115,10 @@ def predict_with_ray(
     rows_per_call: int = 2,
     confidence: bool = False,
     max_pixels: int | None = None,
+    timeout_s: float = 30.0,
 ) -> list[dict]:
-    """Segment ``paths`` on Ray Data with ``workers`` actors (a local Ray unless ``address``); one result row per path.
+    """Segment ``paths`` on Ray Data with ``workers`` actors (a local Ray unless ``address``, joined within
+    ``timeout_s``: see :func:`connect_to_cluster`); one result row per path.
 
     Raises ``RuntimeError`` if a path comes back missing or twice (it never should: Ray Data
     drops the output of a failed attempt when it retries).
@@ -124,7 +131,7 @@ def predict_with_ray(
     require_writable_folder(output)
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, logging_level="warning", log_to_driver=False)
+            connect_to_cluster(address, timeout_s)
         else:
             ray.init(num_cpus=max(workers, os.cpu_count() or 1), include_dashboard=False, logging_level="warning",
                      log_to_driver=False)
@@ -150,6 +157,53 @@ def predict_with_ray(
                            f"({len(set(seen))} distinct): an image was lost or duplicated")
     order = {str(path): index for index, path in enumerate(paths)}
     return sorted(collected, key=lambda row: order[row["path"]])
+
+
+def connect_to_cluster(address: str, timeout_s: float) -> None:
+    """``ray.init(address)``, given up after ``timeout_s`` with a ``ConnectionError`` naming the address.
+
+    Ray retries a cluster that does not answer for ever, inside native code where neither a
+    timeout nor a SIGTERM reaches it. So the address is first tried with plain TCP connections
+    until the deadline (an address nothing listens on fails here), then joined by a child process
+    that is killed at the deadline (something listening that is not a Ray cluster fails there);
+    while waiting for either, this process stays in Python, where SIGTERM stops it at once.
+    """
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    host, port = _host_and_port(address)
+    if port is not None:  # "auto" and the like are found by Ray itself
+        while True:
+            try:
+                with socket.create_connection((host, port), timeout=max(0.1, min(5.0, deadline - time.monotonic()))):
+                    break
+            except OSError as error:
+                if time.monotonic() >= deadline:
+                    raise ConnectionError(f"--ray-address {address}: no Ray cluster answered within {timeout_s:g} s "
+                                          f"({error.strerror or error}); start one there (ray start --head), or "
+                                          "leave out --ray-address to start a local one") from None
+                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+    left = max(1, math.ceil(deadline - time.monotonic()))
+    probe = ("import signal, sys, ray\nsignal.alarm(int(sys.argv[2]) + 5)  # ends it even if the parent is gone\n"
+             "ray.init(address=sys.argv[1], logging_level='error', log_to_driver=False)\nray.shutdown()\n")
+    try:
+        joined = subprocess.run([sys.executable, "-c", probe, address, str(left)], capture_output=True, text=True,
+                                timeout=left, env=child_environment())
+    except subprocess.TimeoutExpired:
+        raise ConnectionError(f"--ray-address {address}: something listens there, but no Ray cluster answered within "
+                              f"{timeout_s:g} s (--ray-timeout)") from None
+    if joined.returncode != 0:
+        lines = [line for line in joined.stderr.splitlines() if line.strip()]
+        raise ConnectionError(f"--ray-address {address}: Ray could not join it: {lines[-1] if lines else joined.returncode}")
+    ray.init(address=address, logging_level="warning", log_to_driver=False)
+
+
+def _host_and_port(address: str) -> tuple[str, int | None]:
+    """``ray://10.0.0.5:10001`` or ``10.0.0.5:6379`` → (host, port); (address, None) when it names no port."""
+    host, sep, port = address.split("://", 1)[-1].rstrip("/").rpartition(":")
+    if not sep or not port.isdigit():
+        return address, None
+    return host.strip("[]"), int(port)
 
 
 def summarise(results: Sequence[dict]) -> int:

@@ -41,7 +41,7 @@ from isnet.inference.temperature import confidence_uint16
 from isnet.utils.atomic_files import PendingFiles
 from isnet.utils.errors import describe_os_error
 from isnet.utils.progress import progress_bar
-from isnet.utils.visualize import MAX_OVERLAY_SIDE, save_overlay_with_legend
+from isnet.utils.visualize import MAX_OVERLAY_SIDE, PALETTE_CLASSES, label_dtype, save_overlay_with_legend
 
 
 @dataclass(frozen=True)
@@ -151,14 +151,17 @@ def segment_large_image(
     try:
         pending = PendingFiles(*outputs)
         partials = pending.temporaries
-        writers += [PngRowWriter(partials[0], width, height, palette=flat_palette, bitdepth=8)]
+        if len(palette) > PALETTE_CLASSES:  # 16-bit grey class indices, as label_image writes them
+            writers += [PngRowWriter(partials[0], width, height, greyscale=True, bitdepth=16)]
+        else:
+            writers += [PngRowWriter(partials[0], width, height, palette=flat_palette, bitdepth=8)]
         if confidence:
             writers.append(PngRowWriter(partials[2], width, height, greyscale=True, bitdepth=16))
         geo = GeoOutputs.open(path, outputs[0], width, height, confidence=confidence)  # None unless a GeoTIFF
         bar = progress_bar(total=height, desc=f"{path.name} rows", unit="row", disable=not progress, leave=False)
 
         def reduce(scores: torch.Tensor) -> tuple[torch.Tensor, ...]:  # a final cell, to what the writers take
-            labels = scores.argmax(0).to(torch.uint8)
+            labels = scores.argmax(0).to(torch.uint8 if len(palette) <= PALETTE_CLASSES else torch.int32)
             return (labels, confidence_uint16(scores.softmax(0).amax(0))) if confidence else (labels,)
 
         bands = stream_slide(model, height, width, read_rows, crop=tiles.tile, stride=tiles.stride,
@@ -167,7 +170,7 @@ def segment_large_image(
                              spill_dir=spill_dir)
         with closing(bands):  # its spill folder goes now, whatever stops the loop, not when it is collected
             for top, reduced in bands:
-                labels = reduced[0].cpu().numpy()
+                labels = reduced[0].cpu().numpy().astype(label_dtype(len(palette)), copy=False)
                 certainty = reduced[1].cpu().numpy().astype(np.uint16) if confidence else None
                 if geo is not None:  # nodata pixels to the ignore label; the GeoTIFFs' rows
                     labels, certainty = geo.put(top, labels, certainty)

@@ -29,13 +29,13 @@ import torch
 from torch import Tensor, nn
 
 from isnet.apps.predict_files import model_normalisation
-from isnet.data.image import DataFileError, find_images, read_image, to_tensor
+from isnet.data.image import DataFileError, find_images, read_image, require_regular_file, to_tensor
 from isnet.inference.engine import InferenceConfig, predict
 from isnet.inference.temperature import probabilities
 from isnet.utils.atomic_files import PendingFiles
 from isnet.utils.errors import describe_os_error
 from isnet.utils.progress import progress_bar
-from isnet.utils.visualize import overlay
+from isnet.utils.visualize import PALETTE_CLASSES, overlay
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 LABELS_CODEC, OVERLAY_CODEC = "FFV1", "mp4v"
@@ -51,12 +51,25 @@ def video_outputs(source: Path, output: Path) -> tuple[Path, Path]:
     return output / f"{stem}_labels.mkv", output / f"{stem}_overlay.mp4"
 
 
+def colliding_videos(sources: Sequence[Path], output: Path) -> dict[Path, str]:
+    """Videos (or folders of frames) whose outputs would collide (``a.mp4`` and ``a.avi``), with the reason:
+    all of them fail, as colliding images do, rather than one being taken for the other's finished work."""
+    by_output: dict[Path, list[Path]] = {}
+    for source in dict.fromkeys(sources):
+        by_output.setdefault(video_outputs(source, output)[0], []).append(source)
+    return {
+        source: f"{source}: {', '.join(str(o) for o in same if o != source)} would write the same {labels.name}; rename one"
+        for labels, same in by_output.items() if len(same) > 1 for source in same
+    }
+
+
 class _Frames:
     """The RGB frames of a video file or a folder of images, with their count and rate."""
 
     def __init__(self, source: Path, fps: float | None) -> None:
         self.source = source
         if is_video(source):
+            require_regular_file(source, "a video file")  # a FIFO would block OpenCV for ever
             self.capture = cv2.VideoCapture(str(source))
             if not self.capture.isOpened():
                 raise DataFileError(f"{source}: OpenCV cannot open it as a video")
@@ -85,10 +98,15 @@ class _Frames:
 
 
 def _batches(frames: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    """Frames in batches of ``size``; a frame of another size than the first is refused (a video writer
+    drops such frames without a word, so the label video would lose them)."""
     batch: list[np.ndarray] = []
-    for frame in frames:
-        if batch and frame.shape != batch[0].shape:
-            raise DataFileError(f"frames of different sizes ({batch[0].shape[:2]} then {frame.shape[:2]})")
+    first: tuple[int, ...] | None = None
+    for number, frame in enumerate(frames, start=1):
+        first = first or frame.shape
+        if frame.shape[:2] != first[:2]:
+            raise DataFileError(f"frame {number} is {frame.shape[1]}×{frame.shape[0]} but the frames before it are "
+                                f"{first[1]}×{first[0]}: a video's frames must be of one size")
         batch.append(frame)
         if len(batch) == size:
             yield batch
@@ -124,6 +142,9 @@ def segment_video(
     mean, std = model_normalisation(model)
     if len(mean) != 3:
         return f"{source}: the model takes {len(mean)} image channels; video frames are RGB"
+    if len(palette) > PALETTE_CLASSES:
+        return (f"{source}: the label video holds one byte a pixel, and the model has {len(palette)} classes (at most "
+                f"{PALETTE_CLASSES}); predict its frames as images instead (16-bit label PNGs)")
     finals = video_outputs(source, output)
     pending: PendingFiles | None = None
     writers: list[cv2.VideoWriter] = []

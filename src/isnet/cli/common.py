@@ -14,6 +14,7 @@ from typing import NoReturn
 
 import torch
 
+from isnet.utils.json_text import load_json
 from isnet.utils.precision import require_device
 
 
@@ -45,6 +46,25 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"{text} is not a finite number > 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number ≥ 0 (a wait that may be none)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number ≥ 0")
+    return value
+
+
+def port_number(text: str) -> int:
+    """A TCP port: an integer 1 … 65535."""
+    value = _integer(text, 1, "is not a port (1 … 65535)")
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port (1 … 65535)")
     return value
 
 
@@ -180,7 +200,7 @@ def class_names(model: torch.nn.Module, args: argparse.Namespace) -> tuple[list[
 
         _, metadata = read_safetensors(args.checkpoint)
         try:
-            names = json.loads(metadata.get("classes", "[]"))
+            names = load_json(metadata.get("classes", "[]"))
         except json.JSONDecodeError as error:
             raise CheckpointError(f"{args.checkpoint}: unreadable class names in the metadata ({error})") from None
         if isinstance(names, list) and len(names) == len(classes) and all(isinstance(name, str) for name in names):

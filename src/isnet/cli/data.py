@@ -25,6 +25,17 @@ def colour(text: str) -> tuple[int, int, int]:
     return values  # type: ignore[return-value]
 
 
+def mask_value(text: str) -> int:
+    """A stored mask value to ignore: an integer 0..254 (255 is ignored already)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value < 255:
+        raise argparse.ArgumentTypeError(f"{text} is not a mask value 0..254 (255 is ignored already)")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from isnet.data import DATASET_NAMES
 
@@ -46,6 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     convert.add_argument("--ignore-colour", action="append", type=colour, default=[], metavar="R,G,B",
                          help="map this mask colour to the ignore value (the record's ignore_index, 255 by default), "
                               "e.g. 0,0,0 for unlabelled; repeatable")
+    convert.add_argument("--ignore-value", action="append", type=mask_value, default=[], metavar="N",
+                         help="map this stored mask value to the ignore value (255 unless the record says otherwise), e.g. 11 for CamVid's unlabelled; repeatable")
     convert.add_argument("--reduce-zero-label", action="store_true",
                          help="stored 0 means unlabelled (ADE20K style): 0 → the ignore value (255 by default), k → k − 1")
     tool = convert.add_argument_group("an annotation tool's export (see the README: From labelling tool to model and back)")
@@ -80,7 +93,8 @@ def _convert(args: argparse.Namespace) -> int:
         return _convert_export(args)
     table = read_colour_table(args.colours) if args.colours else None
     conversion = convert_dataset(args.data_root, args.output, colours=table, ignore_colours=args.ignore_colour,
-                                 reduce_zero_label=args.reduce_zero_label, progress=True)
+                                 reduce_zero_label=args.reduce_zero_label, ignore_values=args.ignore_value,
+                                 progress=True)
     print(f"wrote {conversion.pairs} image/mask pairs to {conversion.output} "
           f"({conversion.record.num_classes} classes: {', '.join(conversion.record.classes[:8])}"
           f"{', ...' if conversion.record.num_classes > 8 else ''})")

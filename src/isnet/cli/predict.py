@@ -67,6 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ray.add_argument("--engine", choices=("local", "ray"), default="local",
                      help="local (one process, or torchrun's); ray: Ray Data map_batches (needs isnet[ray])")
     ray.add_argument("--ray-address", help="a running Ray cluster (default: start a local one)")
+    ray.add_argument("--ray-timeout", type=positive_float, default=30.0, metavar="S",
+                     help="give up on --ray-address after S seconds without an answer (default 30)")
     ray.add_argument("--ray-workers", type=positive_int, default=2, help="Ray actors, each with a model (default 2)")
 
 
@@ -109,6 +111,12 @@ def run(args: argparse.Namespace) -> int:
     images = [item for item in args.inputs if Path(item) not in videos]
     if (args.export or args.rank) and (videos or args.engine == "ray"):
         usage_error("--export and --rank take image files predicted by --engine local; leave out the videos")
+    if videos:
+        unused = [option for option, given in (("--confidence", args.confidence), ("--tile", args.tile is not None),
+                                               ("--spill-dir", args.spill_dir is not None)) if given]
+        if unused:
+            usage_error(f"{unused[0]} does not apply to videos ({videos[0]}): predict the videos without it, "
+                        "and the images with it in another run")
     if args.engine == "ray":
         if videos or tiles is not None:
             usage_error("--engine ray labels image files; predict videos and --tile images without it")
@@ -119,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(model, torch.nn.Module):
         model = model.to(context.device)
     classes, palette = class_names(model, args)
-    video_failures = _segment_videos(model, videos[context.rank :: context.world_size], output, config, palette, args)
+    video_failures = _segment_videos(model, videos, context, output, config, palette, args)
     paths = find_images(images, exclude=output) if images else []
     if not paths and not videos:
         print(f"no images found in {', '.join(map(str, args.inputs))}", file=sys.stderr)
@@ -181,21 +189,26 @@ def _predict_with_ray(args: argparse.Namespace, paths: list[Path], output: Path,
     classes, palette = class_names(source.load(), args)
     results = predict_with_ray(todo, output, config, source, classes, palette, workers=args.ray_workers,
                                address=args.ray_address, batch_size=args.batch_size, confidence=args.confidence,
-                               max_pixels=args.max_pixels)
+                               max_pixels=args.max_pixels, timeout_s=args.ray_timeout)
     for path in collisions:
         print(f"  {collisions[path]}", file=sys.stderr)
     return max(summarise(results), 1 if collisions else 0)
 
 
-def _segment_videos(model, videos, output: Path, config, palette, args: argparse.Namespace) -> list[tuple[Path, str]]:
-    """Each video (or folder of frames) to a label video and an overlay video; the ones that failed, with why."""
+def _segment_videos(model, videos, context, output: Path, config, palette, args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """Each video (or folder of frames) of this process's share to a label video and an overlay video; the ones
+    that failed, with why (colliding outputs are decided on all of them, so no two processes write one)."""
     from isnet.apps.predict_files import require_writable_folder
-    from isnet.apps.video import segment_video, video_outputs
+    from isnet.apps.video import colliding_videos, segment_video, video_outputs
 
     if videos:
         require_writable_folder(output)
-    failures = []
+    collisions = colliding_videos(videos, output)
+    videos = videos[context.rank :: context.world_size]
+    failures = [(video, collisions[video]) for video in videos if video in collisions]
     for video in videos:
+        if video in collisions:
+            continue
         if all(path.exists() for path in video_outputs(video, output)):
             print(f"{video}: its videos are already in {output}; skipped")
             continue

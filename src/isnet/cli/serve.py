@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from isnet.cli.common import calibrated, class_names
+from isnet.cli.common import (
+    calibrated,
+    class_names,
+    non_negative_float,
+    port_number,
+    positive_float,
+    positive_int,
+)
 
 HELP = "serve a checkpoint over HTTP, with a web page (needs isnet[serve])"
 
@@ -13,15 +20,15 @@ HELP = "serve a checkpoint over HTTP, with a web page (needs isnet[serve])"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="one of our .safetensors checkpoints")
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=port_number, default=8000)
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="auto (default): the fastest float32-accurate path measured on this machine (cached)")
-    parser.add_argument("--max-batch", type=int, default=8, help="images of one size per model call (1: no batching)")
-    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch with")
-    parser.add_argument("--max-queue", type=int, default=32, help="requests waiting for the model; more get 503")
-    parser.add_argument("--max-upload-mb", type=float, default=20.0, help="larger uploads get 413")
-    parser.add_argument("--max-pixels", type=int, default=4096 * 4096, help="larger images get 413")
-    parser.add_argument("--request-timeout", type=float, default=30.0, metavar="S",
+    parser.add_argument("--max-batch", type=positive_int, default=8, help="images of one size per model call (1: no batching)")
+    parser.add_argument("--max-wait-ms", type=non_negative_float, default=5.0, help="how long a request waits for others to batch with")
+    parser.add_argument("--max-queue", type=positive_int, default=32, help="requests waiting for the model; more get 503")
+    parser.add_argument("--max-upload-mb", type=positive_float, default=20.0, help="larger uploads get 413")
+    parser.add_argument("--max-pixels", type=positive_int, default=4096 * 4096, help="larger images get 413")
+    parser.add_argument("--request-timeout", type=positive_float, default=30.0, metavar="S",
                         help="a request's headers, then its body, must arrive within S seconds: slower clients are dropped")
 
 

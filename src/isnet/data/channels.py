@@ -16,9 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
-from isnet.data.image import MAX_IMAGE_PIXELS, DataFileError, ImageReadError, decode_upright, image_size, open_image
+from isnet.data.image import (
+    MAX_IMAGE_PIXELS,
+    DataFileError,
+    ImageReadError,
+    decode_upright,
+    image_size,
+    open_image,
+    require_regular_file,
+)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
+MAX_BANDS = 64  # channels of one image: with the pixel limit, bands × pixels is bounded before anything is decoded
 _ORIENTATION_TAG = 274
 
 
@@ -37,6 +46,7 @@ def tiff_shape(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[in
     import tifffile
 
     path = Path(path)
+    require_regular_file(path, "a TIFF file")
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
@@ -50,9 +60,13 @@ def tiff_shape(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[in
     height, width = kept[y], kept[x]
     if height * width > max_pixels:
         raise ImageReadError(f"{path}: {width}×{height} = {width * height:,} pixels is over the limit of {max_pixels:,}")
+    bands = kept[channel] if channel is not None else 1
+    if bands > MAX_BANDS:
+        raise ImageReadError(f"{path}: {bands} bands is over the limit of {MAX_BANDS} (a TIFF of {width}×{height} "
+                             f"pixels; its {bands * width * height:,} values were not decoded)")
     if orientation in (5, 6, 7, 8):
         height, width = width, height
-    return height, width, kept[channel] if channel is not None else 1
+    return height, width, bands
 
 
 def upright(array: np.ndarray, orientation: int) -> np.ndarray:
@@ -87,20 +101,25 @@ def read_channels(path: str | Path, channels: int, max_pixels: int = MAX_IMAGE_P
     """An image as (H, W, ``channels``) float32 stored values, as displayed; an error naming the file otherwise."""
     path = Path(path)
     if path.suffix.lower() in TIFF_SUFFIXES:
+        _require_channels(path, tiff_shape(path, max_pixels)[2], channels)  # from the header, before decoding
         values = _read_tiff(path, max_pixels)
     else:
         with open_image(path, max_pixels) as image:
             upright = decode_upright(image, path)
             values = np.asarray(upright.convert("RGBA") if upright.mode in ("P", "PA") else upright)
         values = values[..., None] if values.ndim == 2 else values
-    if values.shape[2] != channels:
-        raise DataFileError(
-            f"{path}: {values.shape[2]} channel(s) but the dataset record has {channels} (the length of its mean "
-            "and std); store every image with the same channels, or correct mean/std in dataset.json"
-        )
+    _require_channels(path, values.shape[2], channels)
     if not np.issubdtype(values.dtype, np.number):
         raise DataFileError(f"{path}: pixels of type {values.dtype} are not numbers")
     return np.ascontiguousarray(values, dtype=np.float32)
+
+
+def _require_channels(path: Path, found: int, channels: int) -> None:
+    if found != channels:
+        raise DataFileError(
+            f"{path}: {found} channel(s) but the dataset record has {channels} (the length of its mean "
+            "and std); store every image with the same channels, or correct mean/std in dataset.json"
+        )
 
 
 def channels_size(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, int]:

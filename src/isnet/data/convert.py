@@ -4,14 +4,18 @@
 writes a new folder in the layout the readers take: ``images/<split>``, ``masks/<split>/<stem>.png``
 (palette PNGs whose pixel values are the class indices), ``dataset.json`` and ``classes.txt``.
 
-- RGB colour masks become index masks through a colour table: the one given, else the source
-  record's palette when it holds every colour, else the colours found (sorted by RGB value, so
-  black is class 0), written as the record's palette with names ``class_<k>`` to rename.
+- RGB colour masks become index masks through a colour table the user gave: ``colours``, else the
+  source's dataset.json when it holds every colour, else (no class names in the folder) the colours
+  found (sorted by RGB value, so black is class 0), listed with their pixels, written as the
+  record's palette with names ``class_<k>`` to confirm and rename. A classes.txt names classes but
+  not their colours: with it and no table the masks are refused rather than matched by guessing.
 - RGB masks with three equal channels keep one channel; 16-bit masks become 8-bit.
 - Masks holding only 0 and 255 become 0/1 (classes background, foreground).
 - ``reduce_zero_label``: stored 0 (unlabelled) becomes the ignore value and k becomes k − 1.
 - Ignored pixels are written as the record's ``ignore_index`` (255 unless the source's
   ``dataset.json`` or the colour table says otherwise), which the written ``dataset.json`` keeps.
+- ``ignore_values``: these stored values (say 11, CamVid's "unlabelled" just past its 11 classes)
+  become the ignore value.
 - Images with an EXIF orientation are written upright as PNG; a mask that matched the image's
   stored pixels is turned alike. Other images are copied byte for byte.
 - Images with C ≠ 3 channels that the source record does not describe get the measured
@@ -23,6 +27,7 @@ leaves nothing behind; pairs that cannot be converted (no mask, sizes that diffe
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -32,11 +37,12 @@ import numpy as np
 
 from isnet.data.channels import upright
 from isnet.data.doctor import diagnose
-from isnet.data.doctor_scan import UNSPLIT, Diagnosis, colour_table
+from isnet.data.doctor_scan import UNSPLIT, Diagnosis, colour_table, colours_found, given_palette
 from isnet.data.file_inspection import COLOUR, decode_mask, inspect_image
 from isnet.data.image import DataFileError, decode_upright, open_image
 from isnet.data.info import RGB, DatasetInfo
 from isnet.utils.atomic_files import atomic_directory
+from isnet.utils.json_text import load_json
 from isnet.utils.visualize import label_image
 
 IGNORE = 255  # the largest value an 8-bit mask holds
@@ -64,7 +70,7 @@ def _check_folders(source: Path, output: Path) -> None:
 def _colour_record(d: Diagnosis, given: DatasetInfo | None, ignored: Sequence[RGB]) -> tuple[DatasetInfo, str]:
     """The record whose palette maps the colour masks to indices, and a sentence saying where it came from."""
     found = sorted(colour for colour in d.colours if colour not in ignored)
-    for record, origin in ((given, "the colour table given"), (d.record, "the source record's palette")):
+    for record, origin in ((given, "the colour table given"), (given_palette(d), "the source record's palette")):
         if record is None:
             continue
         unknown = [colour for colour in found if colour not in colour_table(record)]
@@ -77,14 +83,25 @@ def _colour_record(d: Diagnosis, given: DatasetInfo | None, ignored: Sequence[RG
     if len(found) > IGNORE:
         raise ValueError(f"the colour masks hold {len(found)} colours, more than 255 classes: not colour-coded masks "
                          "(photos, or masks blurred by resizing?)")
+    if d.record is not None:  # names without colours: never matched by guessing
+        raise ValueError(f"{d.root / 'classes.txt'} names {d.record.num_classes} classes but not their colours, and the "
+                         f"RGB masks hold {len(found)}: give each class's colour with --colours DATASET_JSON (classes "
+                         f"and palette in label order); the colours found: {colours_found(d)}")
     record = DatasetInfo(name=d.root.name, classes=tuple(f"class_{k}" for k in range(len(found))), palette=tuple(found))
     return record, (f"RGB colour masks mapped to indices: the {len(found)} colours found, sorted by RGB value, are "
-                    "classes class_0.. in dataset.json (rename them there)")
+                    f"classes class_0.. in dataset.json; confirm them and name them there: {colours_found(d)}")
 
 
-def _value_table(d: Diagnosis, reduce_zero_label: bool, ignore: int) -> tuple[np.ndarray | None, str | None]:
+def _value_table(d: Diagnosis, reduce_zero_label: bool, ignore: int,
+                 ignore_values: Sequence[int] = ()) -> tuple[np.ndarray | None, str | None]:
     """A stored value → new value table (None: keep the values) and the sentence saying what it does;
     ``ignore`` is the ignore value of the source and of the copy."""
+    if ignore_values:
+        if reduce_zero_label or d.binary_0_255:
+            raise ValueError("--ignore-value goes alone: not with --reduce-zero-label or masks of 0 and 255")
+        table = np.arange(65536, dtype=np.int64)
+        table[list(ignore_values)] = ignore
+        return table, f"stored {', '.join(map(str, ignore_values))} mapped to {ignore} (ignored)"
     if d.binary_0_255:
         table = np.arange(65536, dtype=np.int64)
         table[IGNORE] = 1
@@ -148,6 +165,7 @@ def convert_dataset(
     colours: DatasetInfo | None = None,
     ignore_colours: Sequence[RGB] = (),
     reduce_zero_label: bool = False,
+    ignore_values: Sequence[int] = (),
     progress: bool = False,
 ) -> Conversion:
     """Write a converted copy of the folder dataset ``source`` to ``output`` (see the module's docstring)."""
@@ -163,7 +181,7 @@ def convert_dataset(
         colour_record, step = _colour_record(d, colours, tuple(ignore_colours))
         steps.append(step)
     record = _output_record(d, colour_record, reduce_zero_label)
-    values, step = _value_table(d, reduce_zero_label, record.ignore_index)
+    values, step = _value_table(d, reduce_zero_label, record.ignore_index, ignore_values)
     steps += [step] if step else []
     ignored = {tuple(c): record.ignore_index for c in ignore_colours}
     table = {**colour_table(colour_record), **ignored} if colour_record else None
@@ -212,7 +230,10 @@ def read_colour_table(path: str | Path) -> DatasetInfo:
     if path.is_dir():
         return folder_record(path)
     try:
-        return DatasetInfo.from_json(path.read_text(encoding="utf-8"))
+        data = load_json(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            data.setdefault("name", path.stem)  # a colour table needs no name of its own
+        return DatasetInfo.from_json(json.dumps(data))
     except (OSError, ValueError, TypeError) as error:
         raise ValueError(f"{path}: not a dataset.json colour table (classes and palette): {error}") from None
 

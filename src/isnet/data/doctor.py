@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from isnet.data.class_weights import median_frequency_from_counts
-from isnet.data.doctor_scan import UNSPLIT, Diagnosis, Finding, colour_table, scan
+from isnet.data.doctor_scan import UNSPLIT, Diagnosis, Finding, colour_table, colours_found, given_palette, scan
 from isnet.data.file_inspection import COLOUR, GREY_RGB, SIXTEEN_BIT
 
 SHOWN_FILES = 20  # files named per finding in the report (the screen shows fewer)
@@ -94,9 +94,10 @@ def _files(d: Diagnosis) -> list[Finding]:
             found.append(_finding("error", f"{where}{len(pairing.shared)} image(s) share a stem with another image",
                                   "rename or remove one of each pair: both would use one mask",
                                   [f"{a} and {b}" for a, b, _ in pairing.shared]))
-    other_suffix = [str(mask.path) for mask in d.masks if mask.path.suffix.lower() != ".png"]
+    # JPEG masks cannot be converted (their finding says so); other formats are written as PNG
+    other_suffix = [str(mask.path) for mask in d.masks if mask.path.suffix.lower() != ".png" and not mask.lossy]
     if d.dataset == "folder" and other_suffix:
-        suffixes = ", ".join(sorted({mask.path.suffix for mask in d.masks if mask.path.suffix.lower() != ".png"}))
+        suffixes = ", ".join(sorted({Path(path).suffix for path in other_suffix}))
         found.append(_finding("error", f"{len(other_suffix)} mask(s) stored as {suffixes}: a folder dataset reads "
                               "<stem>.png", f"run `{convert_command(d)}` (writes PNG masks)", other_suffix))
     if d.unreadable:
@@ -126,7 +127,7 @@ def _masks(d: Diagnosis) -> list[Finding]:
                               "tool: the lost values cannot be recovered", lossy))
     if COLOUR in by_encoding:
         colours = d.colours
-        table = colour_table(d.record)
+        table = colour_table(given_palette(d))
         unknown = [colour for colour in colours if colour not in table]
         if table and not unknown:
             action = f"run `{convert_command(d)}`: every colour is in the record's palette, which maps them to indices"
@@ -134,9 +135,14 @@ def _masks(d: Diagnosis) -> list[Finding]:
             shown = ", ".join(map(str, unknown[:5]))
             action = (f"{len(unknown)} colour(s) are not in the record's palette ({shown}); add them to "
                       f"dataset.json, or map them to ignore: `{convert_command(d, '--ignore-colour R,G,B')}`")
+        elif d.record is not None:  # names without colours: which colour is which class is not guessed
+            action = (f"{d.root / 'classes.txt'} names {d.record.num_classes} classes but not their colours; write "
+                      f"each class's colour into a dataset.json (classes and palette in label order) and run "
+                      f"`{convert_command(d, '--colours', 'DATASET_JSON')}`; the colours found: {colours_found(d)}")
         else:
-            action = (f"run `{convert_command(d)}`: it maps the {len(colours)} colours found to indices and writes "
-                      "them as dataset.json (rename the classes there), or give your colour table with --colours")
+            action = (f"run `{convert_command(d)}`: it makes the {len(colours)} colours found the classes "
+                      f"class_0.. (by RGB value) of dataset.json, for you to confirm and name; the colours: "
+                      f"{colours_found(d)}; or give your colour table with --colours")
         found.append(_finding("error", f"{len(by_encoding[COLOUR])} mask(s) are RGB colour images "
                               f"({len(colours)} colours): the readers take one channel of class indices", action,
                               by_encoding[COLOUR]))
@@ -168,9 +174,10 @@ def _values(d: Diagnosis) -> list[Finding]:
         values = sorted(d.invalid)
         files = sorted({path for paths in d.invalid.values() for path in paths})
         shown = ", ".join(map(str, values[:10])) + (", ..." if len(values) > 10 else "")
-        if max(values) == num_classes and 0 in d.values:
-            action = (f"values 0..{num_classes} with 0 for unlabelled pixels (ADE20K style): run "
-                      f"`{convert_command(d, '--reduce-zero-label')}` (0 becomes ignored, k becomes k − 1)")
+        if values == [num_classes]:  # just past the classes: the unlabelled value, most likely, not a shift
+            action = (f"if {num_classes} marks unlabelled pixels, run `{convert_command(d, '--ignore-value', str(num_classes))}` "
+                      f"({num_classes} becomes {d.record.ignore_index}, ignored); if instead 0 marks them and k is "
+                      f"class k − 1 (ADE20K style), run `{convert_command(d, '--reduce-zero-label')}`")
         else:
             action = ("name the missing classes in the record (classes.txt / dataset.json), or map these values to "
                       f"{d.record.ignore_index} (ignored)")

@@ -279,6 +279,21 @@ def _measure_channels(diagnosis: Diagnosis, progress: bool) -> None:
         diagnosis.channel_std = tuple(round(float(s), 3) for s in np.sqrt(np.maximum(squares / count - mean**2, 0)))
 
 
+def given_palette(d: Diagnosis) -> DatasetInfo | None:
+    """The record when its palette was given (a folder's dataset.json, a named dataset's record); None when
+    its colours were only generated for the names of a classes.txt, which must never map a mask's colours."""
+    if d.record is None or (d.dataset == "folder" and not (d.root / FOLDER_RECORD).is_file()):
+        return None
+    return d.record
+
+
+def colours_found(d: Diagnosis, shown: int = 12) -> str:
+    """The colours of the RGB masks, most pixels first, with their pixel counts: for the user to confirm."""
+    counted = d.colours.most_common()
+    text = ", ".join(f"{colour} {pixels:,} px" for colour, pixels in counted[:shown])
+    return text + (f", ... ({len(counted)} colours)" if len(counted) > shown else "")
+
+
 def colour_table(record: DatasetInfo | None) -> dict[RGB, int]:
     """Colour → class index of a record's palette."""
     return {tuple(colour): index for index, colour in enumerate(record.palette)} if record is not None else {}

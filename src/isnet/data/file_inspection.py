@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from isnet.data.base import LABEL_MODES
 from isnet.data.channels import TIFF_SUFFIXES, tiff_shape
@@ -103,13 +104,24 @@ def inspect_mask(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> MaskInfo:
     return info
 
 
+def decode_cheaply(image: Image.Image, path: Path) -> None:
+    """Decode an opened image, a JPEG at an eighth of its size (its DCT scaling still reads every byte of
+    pixel data), so that a file cut short or damaged is a :class:`DataFileError` naming it."""
+    if image.format == "JPEG":
+        width, height = image.size
+        image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
+    decode_upright(image, path)
+
+
 def inspect_image(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> ImageInfo:
-    """An image's mode, channels, displayed and stored size, EXIF orientation, from its header."""
+    """An image's mode, channels, displayed and stored size, EXIF orientation, from its header; its pixel
+    data decoded (cheaply) to find files cut short."""
     tiff, info = path.suffix.lower() in TIFF_SUFFIXES, None
     try:
         with open_image(path, max_pixels) as image:
             info = ImageInfo(path, image.mode, len(image.getbands()), displayed_size(image), image.size[::-1],
                              exif_orientation(image))
+            decode_cheaply(image, path)
     except DataFileError:
         if not tiff:
             raise

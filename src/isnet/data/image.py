@@ -14,6 +14,8 @@ wrong with it.
 
 from __future__ import annotations
 
+import os
+import stat
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,6 +59,25 @@ class ImageReadError(DataFileError):
     """A file that cannot be read as an image."""
 
 
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def require_regular_file(path: Path, what: str = "a file") -> int:
+    """The size of ``path`` when it is a regular file (a symbolic link to one included); otherwise an
+    :class:`ImageReadError` naming it and what it is: a FIFO or a device would block a reader or never end."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file") from None
+    except OSError as error:
+        raise ImageReadError(f"{path}: {error.strerror or error}") from None
+    if not stat.S_ISREG(status.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(status.st_mode)), "not a regular file")
+        raise ImageReadError(f"{path}: is {kind}, not {what}")
+    return status.st_size
+
+
 def open_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
     """Open an image file and read its header only; the caller closes it.
 
@@ -64,12 +85,7 @@ def open_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Im
     than ``max_pixels``, each with an :class:`ImageReadError` naming the file.
     """
     path = Path(path)
-    if path.is_dir():
-        raise ImageReadError(f"{path}: is a directory, not an image file")
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise ImageReadError(f"{path}: no such file") from None
+    size = require_regular_file(path, "an image file")
     if size == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
     try:

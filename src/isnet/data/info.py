@@ -9,12 +9,13 @@ facts from the records (:data:`DATASETS`), never from a name string.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, Literal
 
 from isnet.inference.engine import MS_SCALES, InferenceConfig
 from isnet.data.image import MEAN, STD
 from isnet.data.record_rules import record_problems
+from isnet.utils.json_text import load_json
 
 RGB = tuple[int, int, int]
 Size = tuple[int, int]
@@ -109,7 +110,7 @@ class DatasetInfo:
     @classmethod
     def from_json(cls, text: str) -> DatasetInfo:
         """The inverse of :meth:`to_json`; ``ValueError`` for anything that is not such a record."""
-        data = json.loads(text)
+        data = load_json(text)
         if not isinstance(data, dict) or not isinstance(data.get("test") or {}, dict):
             raise ValueError("a dataset record is a JSON object (its test protocol too)")
         version = data.pop(RECORD_FORMAT_KEY, 0)  # 0: written before records had a version; read alike
@@ -142,6 +143,10 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"{cls.__name__} has no field {', '.join(unknown)}")
+    missing = [item.name for item in fields(cls)
+               if item.name not in data and item.default is MISSING and item.default_factory is MISSING]
+    if missing:
+        raise ValueError(f"{cls.__name__} needs {', '.join(missing)}")
     return cls(**{key: _tuples(value) for key, value in data.items()})
 
 

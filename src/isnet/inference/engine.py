@@ -7,6 +7,7 @@ The model is called through ``model.logits`` (stage-2 logits at the head's resol
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -190,6 +191,11 @@ def _views(images: Tensor, config: InferenceConfig) -> Iterator[Tensor]:
     """The batch at each scale, with its mirror appended when flipping (made one at a time)."""
     for scale in config.scales:
         scaled = images
+        height, width = images.shape[-2:]
+        if math.floor(scale * min(height, width)) < 1:  # F.interpolate's size is ⌊s·H⌋ × ⌊s·W⌋
+            raise ValueError(f"a {height}×{width} image at scale {scale} would be "
+                             f"{math.floor(scale * height)}×{math.floor(scale * width)} pixels; "
+                             f"leave out scales below {1 / min(height, width):.3g} for it")
         if scale != 1.0:
             scaled = F.interpolate(images, scale_factor=scale, mode="bilinear", align_corners=False)
         yield torch.cat([scaled, scaled.flip(-1)]) if config.flip else scaled

@@ -14,6 +14,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar, Literal, Union
 
+from isnet.utils.json_text import load_json
+
 @dataclass(frozen=True)
 class BackboneConfig:
     """A dilated ResNet-V1c or ResNeSt."""
@@ -234,7 +236,7 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(load_json(text))
 
 
 def _isnet_head_before_0_3(head: dict[str, Any]) -> dict[str, Any]:

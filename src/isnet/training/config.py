@@ -228,6 +228,7 @@ class TrainConfig:
             require_choice("loss_weights", name, tuple(DEFAULT_LOSS_WEIGHTS))
             require_number(f"loss_weights.{name}", weight)
         check_inference_config("eval", self.eval)
+        self._check_eval_scales()
         problems = config_bounds_problems(self.model)
         if problems:
             raise ConfigError(f"model.{problems[0]}")
@@ -240,6 +241,16 @@ class TrainConfig:
         if isinstance(self.class_weights, tuple) and len(self.class_weights) != self.model.num_classes:
             raise ConfigError(f"has {len(self.class_weights)} values for {self.model.num_classes} classes",
                               field="class_weights")
+
+    def _check_eval_scales(self) -> None:
+        """Every evaluation scale keeps the images ≥ 1 pixel: they are fitted to ``data.eval_fit_size``,
+        else evaluated as they are (at least a training crop, ``data.crop_size``, is the assumption)."""
+        name, size = ("data.eval_fit_size", self.data.eval_fit_size) if self.data.eval_fit_size else \
+            ("data.crop_size", self.data.crop_size)
+        scale, side = min(self.eval.scales), min(size)
+        if math.floor(scale * side) < 1:
+            raise ConfigError(f"{scale} would shrink a side of {side} pixels ({name}) to nothing: the evaluation "
+                              f"scales must be ≥ {1 / side:.3g} for images of that size", field="eval.scales")
 
     def to_json(self) -> str:
         data = asdict(self)

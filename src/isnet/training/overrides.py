@@ -18,6 +18,7 @@ from dataclasses import fields, replace
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from isnet.utils.errors import ConfigError
+from isnet.utils.json_text import load_json
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -80,9 +81,15 @@ def typed_value(value: Any, hint: Any, name: str) -> Any:
         raise ConfigError(f"is a group of settings; set its fields one by one, e.g. {name}.{first}=...", field=name)
     if isinstance(value, str) and not _accepts_text(hint):
         try:
-            value = json.loads(value)
+            value = load_json(value)
         except json.JSONDecodeError:
             pass  # kept as text: the check below says what was expected
+    elif isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
+        # a field of text or a list (``class_weights=[1,2,3]``): a value written as JSON is the list
+        try:
+            return _coerce(load_json(value), _without_text(hint))
+        except (json.JSONDecodeError, TypeError, ValueError):
+            pass  # taken as text below
     try:
         return _coerce(value, hint)
     except (TypeError, ValueError) as error:
@@ -99,6 +106,14 @@ def _accepts_text(hint: Any) -> bool:
     if origin in (Union, types.UnionType):
         return any(_accepts_text(member) for member in get_args(hint) if member is not type(None))
     return False
+
+
+def _without_text(hint: Any) -> Any:
+    """``str | tuple[float, ...] | None`` → ``tuple[float, ...] | None``: the members that are not text."""
+    members = [member for member in get_args(hint) if member is not str and not _is_text_enum(member)]
+    if get_origin(hint) not in (Union, types.UnionType) or not members:
+        raise ValueError
+    return Union[tuple(members)]
 
 
 def _is_text_enum(hint: Any) -> bool:

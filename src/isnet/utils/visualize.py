@@ -14,12 +14,22 @@ if TYPE_CHECKING:
     from PIL import Image
 
 IGNORE_COLOUR = (0, 0, 0)
+PALETTE_CLASSES = 256  # a palette PNG holds 256 colours; label maps of more classes are 16-bit grey PNGs
+
+
+def label_dtype(num_classes: int) -> type[np.integer]:
+    """The integer type a label map of ``num_classes`` classes is stored in: one byte up to 256 classes, else two
+    (a model has at most 65,536 classes: ``isnet.weights.checkpoint.config_bounds_problems``)."""
+    return np.uint8 if num_classes <= PALETTE_CLASSES else np.uint16
 
 
 def label_image(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> "Image.Image":
-    """A label map as a palette-mode PNG image: pixel values are class indices, shown in ``palette``."""
+    """A label map as a PNG image whose pixel values are the class indices: palette mode (shown in ``palette``)
+    up to 256 classes, 16-bit greyscale for more (the colours are then in the overlay only)."""
     from PIL import Image
 
+    if len(palette) > PALETTE_CLASSES:
+        return Image.fromarray(labels.astype(np.uint16))
     image = Image.fromarray(labels.astype(np.uint8), mode="P")
     flat = [int(channel) for colour in palette[:256] for channel in colour]
     image.putpalette(flat + [0] * (768 - len(flat)))
@@ -28,10 +38,11 @@ def label_image(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> "Image.
 
 def colourise(labels: np.ndarray, palette: Sequence[Sequence[int]], ignore_index: int = 255) -> np.ndarray:
     """(H, W) class indices → (H, W, 3) uint8 colours; ignored pixels are black."""
-    table = np.zeros((256, 3), np.uint8)
+    table = np.zeros((max(PALETTE_CLASSES, len(palette)), 3), np.uint8)
     table[: len(palette)] = np.asarray(palette, np.uint8)
-    table[ignore_index] = IGNORE_COLOUR
-    return table[labels.astype(np.uint8)]
+    if len(palette) <= ignore_index < len(table):  # never the colour of a class
+        table[ignore_index] = IGNORE_COLOUR
+    return table[labels if labels.dtype in (np.uint8, np.uint16) else labels.astype(np.intp)]
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, palette: Sequence[Sequence[int]], alpha: float = 0.5) -> np.ndarray:

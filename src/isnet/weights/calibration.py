@@ -18,6 +18,7 @@ from typing import Any
 
 from isnet.inference.temperature import TemperatureScaled
 from isnet.utils.errors import CheckpointError
+from isnet.utils.json_text import load_json
 from isnet.weights.checkpoint import read_safetensors, write_safetensors
 from isnet.weights.inspection import read_safetensors_header
 
@@ -29,7 +30,7 @@ def calibration_from_metadata(metadata: Mapping[str, str], *, source: str | Path
     if CALIBRATION_METADATA_KEY not in metadata:
         return None
     try:
-        record = json.loads(metadata[CALIBRATION_METADATA_KEY])
+        record = load_json(metadata[CALIBRATION_METADATA_KEY])
         temperature = float(record["temperature"])
     except (ValueError, TypeError, KeyError) as error:
         raise CheckpointError(f"{source}: unreadable calibration record in the metadata: {error}") from None

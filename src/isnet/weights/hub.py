@@ -10,12 +10,14 @@ is one of our safetensors files, carrying the configuration and dataset record i
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from torch import nn
 
+from isnet.utils.json_text import load_json
 from isnet.weights.checkpoint import CheckpointError, load_model, save_model, write_atomically
 
 CONFIG_FILE, WEIGHTS_FILE, CARD_FILE = "config.json", "model.safetensors", "README.md"
@@ -58,6 +60,11 @@ def model_card(model: nn.Module, *, recipe: str | None = None, metrics: Mapping[
     return "\n".join(lines) + "\n"
 
 
+# A Hub repository id: ``name`` or ``user/name`` (letters, digits, -, _ and .; no leading dot, no ``..``);
+# anything else given to from_pretrained is a local path.
+_HUB_REPO_ID = re.compile(r"(?!.*\.\.)[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
 def save_pretrained(
     model: nn.Module,
     directory: str | Path,
@@ -85,6 +92,9 @@ def from_pretrained(directory_or_repo: str | Path, *, revision: str | None = Non
     (``user/name``), fetched with ``huggingface_hub`` (needs the package and a network).
     """
     path = Path(directory_or_repo).expanduser()
+    if not path.exists() and not _HUB_REPO_ID.fullmatch(str(directory_or_repo)):
+        raise CheckpointError(f"{directory_or_repo}: no such model directory (and not a Hub repository id "
+                              "such as user/name)")
     if not path.exists():
         try:
             from huggingface_hub import snapshot_download
@@ -109,7 +119,7 @@ def check_config_file(path: Path, model: nn.Module) -> None:
     and no longer describing the weights) is refused rather than left to mislead them.
     """
     try:
-        config = json.loads(path.read_bytes().decode("utf-8"))
+        config = load_json(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{path}: damaged model directory configuration: not JSON ({error})") from None
     except OSError as error:

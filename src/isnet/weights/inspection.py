@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from isnet.utils.errors import CheckpointError, describe_os_error
+from isnet.utils.json_text import load_json
 from isnet.utils.seal import SealBroken, check_seal
 
 MAX_SAFETENSORS_HEADER = 100_000_000  # the safetensors library's own limit
@@ -256,7 +257,7 @@ def read_safetensors_header(path: str | Path) -> tuple[dict[str, TensorEntry], d
     if not raw.startswith(b"{"):
         raise CheckpointError(not_the_expected_kind(path, FileKind.SAFETENSORS))
     try:
-        header = json.loads(raw)
+        header = load_json(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{path}: corrupt safetensors file: unreadable header ({error})") from None
     if not isinstance(header, dict):

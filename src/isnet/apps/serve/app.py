@@ -99,7 +99,7 @@ def create_app(
     model.eval()
 
     def predict_batch(images: Tensor) -> Tensor:
-        return predict_labels(model, images, config.inference).to(torch.uint8)
+        return predict_labels(model, images, config.inference).to(torch.uint8 if len(classes) <= 256 else torch.int32)
 
     batcher = DynamicBatcher(
         predict_batch, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000, max_queue=config.max_queue

@@ -39,6 +39,7 @@ from isnet.apps.serve.responses import png_bytes
 from isnet.apps.serve.uploads import decode_upload
 from isnet.data.image import to_tensor
 from isnet.inference.temperature import max_probability
+from isnet.utils.json_text import load_json
 
 
 def _image_bytes(body: bytes, content_type: str) -> bytes:
@@ -46,7 +47,7 @@ def _image_bytes(body: bytes, content_type: str) -> bytes:
     if not content_type.split(";")[0].strip().lower() == "application/json":
         return body
     try:
-        payload = json.loads(body)
+        payload = load_json(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise HTTPException(400, f"the JSON body does not parse: {error}") from None
     inputs = payload.get("inputs") if isinstance(payload, dict) else None
@@ -95,5 +96,5 @@ class HFInference:
             result = await self.batcher.predict(to_tensor(image, *self.normalisation))
         except QueueFullError as error:
             raise HTTPException(503, f"busy: {error}; retry shortly", headers={"Retry-After": "1"}) from None
-        labels, confidence = result[0].to(torch.uint8).numpy(), result[1].numpy()
+        labels, confidence = result[0].to(torch.int32).numpy(), result[1].numpy()  # exact: 65,536 classes at most
         return JSONResponse(await run_in_threadpool(segments, labels, confidence, self.classes))
