@@ -1,6 +1,6 @@
 """Talking to ``isnet serve`` with the standard library, and starting one in a subprocess.
 
-Used by the tests and the load benchmark (:mod:`isnet.apps.bench.serve_load`); handy in scripts::
+Used by the tests and the load benchmark (:mod:`benchmarks.serve_load`); handy in scripts::
 
     with running_server("model.safetensors", log=Path("server.log")) as server:
         status, headers, body = server.post(Path("photo.jpg").read_bytes(), "photo.jpg")
