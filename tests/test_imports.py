@@ -11,6 +11,9 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +70,11 @@ def test_the_walk_finds_a_missing_name(tmp_path):
 def test_every_imported_name_exists(path):
     problems = [f"line {line}: {why}" for line, module, name in imports_of(path) if (why := missing(module, name))]
     assert not problems, f"{path.relative_to(ROOT)}: " + "; ".join(problems)
+
+
+def test_import_isnet_loads_neither_opencv_nor_albumentations():
+    """``import isnet`` stays light: OpenCV loads when an augmentation or a video needs it, albumentations never."""
+    check = "import isnet, sys; assert 'cv2' not in sys.modules and 'albumentations' not in sys.modules, sorted(sys.modules)"
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -24,7 +24,6 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -57,6 +56,8 @@ class _Frames:
     def __init__(self, source: Path, fps: float | None) -> None:
         self.source = source
         if is_video(source):
+            import cv2  # OpenCV loads only when a video is read or written
+
             self.capture = cv2.VideoCapture(str(source))
             if not self.capture.isOpened():
                 raise DataFileError(f"{source}: OpenCV cannot open it as a video")
@@ -74,6 +75,8 @@ class _Frames:
         if self.capture is None:
             yield from (read_image(path) for path in self.paths)
             return
+        import cv2
+
         try:
             while True:
                 ok, frame = self.capture.read()
@@ -126,6 +129,8 @@ def segment_video(
         return f"{source}: the model takes {len(mean)} image channels; video frames are RGB"
     finals = video_outputs(source, output)
     partials = [final.with_name(f".{final.stem}.partial{final.suffix}") for final in finals]
+    import cv2
+
     writers: list[cv2.VideoWriter] = []
     model.eval()
     device = next(iter(model.parameters()), torch.empty(0)).device

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 IGNORE_COLOUR = (0, 0, 0)
 
 
-def label_image(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> "Image.Image":
+def label_image(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> Image.Image:
     """A label map as a palette-mode PNG image: pixel values are class indices, shown in ``palette``."""
     from PIL import Image
 

@@ -83,7 +83,7 @@ def running_server(checkpoint: str | Path, *options: str, log: Path) -> Iterator
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"isnet serve did not answer /healthz in {STARTUP_S} s:\n{log.read_text()}")
+                    raise RuntimeError(f"isnet serve did not answer /healthz in {STARTUP_S} s:\n{log.read_text()}") from None
                 time.sleep(0.2)
         yield server
     finally:
