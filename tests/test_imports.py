@@ -78,3 +78,10 @@ def test_import_isnet_loads_neither_opencv_nor_albumentations():
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120,
                             env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_package_imports_nothing_from_the_benchmarks():
+    """benchmarks/ is not installed: a module of the package that imports it works only in a checkout."""
+    found = [f"{path.relative_to(ROOT)}:{line}" for path in sorted(PACKAGE.rglob("*.py"))
+             for line, module, _ in imports_of(path) if module.split(".")[0] == "benchmarks"]
+    assert not found, found
