@@ -125,6 +125,7 @@ def ours_to_released(key: str) -> str:
 
 
 @pytest.mark.parametrize("layout", ["safetensors", "released_pth"])
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_fine_tune_from_another_class_count_reports_reinitialised_keys(data_root, tmp_path, layout):
     source_model = build_model(recipe("camvid_isnet").model)  # 11 classes, the recipe's architecture
     if layout == "safetensors":
@@ -173,6 +174,7 @@ def palette_of(path: Path) -> list[int]:
     return image.getpalette()[: 3 * len(synthetic.PALETTE)]
 
 
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_classes_and_palette_survive_checkpoint_predict_and_onnx(trained, image, tmp_path):
     run, _ = trained
     expected = [channel for colour in synthetic.PALETTE for channel in colour]
@@ -211,6 +213,7 @@ def test_hub_directory_round_trips(trained, tmp_path):
         assert torch.equal(loaded.eval().logits(images), model.eval().logits(images))
 
 
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_folder_without_a_record_is_tested_by_the_checkpoints_protocol(trained, data_root, tmp_path):
     """A folder with only classes.txt takes the test resize the checkpoint's record carries, and says so."""
     import shutil
