@@ -55,6 +55,7 @@ def test_open_mmlab_v1c_layout(tmp_path):
         assert torch.equal(value, state[key]), key
 
 
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_open_mmlab_resnest_layout_without_identity_pool(tmp_path):
     config = BackboneConfig("resnest", 50, base_channels=4, stem_channels=8)
     state = _randomised(build_backbone(config))

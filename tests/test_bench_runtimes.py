@@ -6,7 +6,7 @@ import argparse
 import inspect
 import os
 
-from isnet.apps.bench import add_arguments, report, runtimes, suite
+from benchmarks import add_arguments, report, runtimes, suite
 
 
 def _rows(names: list[str]) -> list[dict]:
@@ -57,9 +57,9 @@ def test_trained_case_options_reach_it(monkeypatch):
 
 
 def test_the_bench_finds_the_checkouts_own_reference_fixture():
-    """isnet bench's ONNX case checks the exported graph against the authors' outputs in
+    """The benchmarks' ONNX case checks the exported graph against the authors' outputs in
     tests/fixtures/reference; a wrong path there silently checked nothing."""
-    from isnet.apps.bench.cases import DEFAULT_FIXTURES
+    from benchmarks.cases import DEFAULT_FIXTURES
 
     stems = {path.stem for path in DEFAULT_FIXTURES.glob("*.npz")}
     assert stems and all((DEFAULT_FIXTURES / f"{stem}{suffix}").is_file() for stem in stems for suffix in (".pth", ".json"))

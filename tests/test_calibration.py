@@ -71,6 +71,7 @@ def eval_ece(checkpoint, data, output, precision: str = "fp32") -> float:
     return summary["ece"]
 
 
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_calibrate_lowers_the_ece_of_an_overconfident_model(folder, tmp_path):
     root, checkpoint = folder
     before = eval_ece(checkpoint, root / "data", tmp_path / "before")

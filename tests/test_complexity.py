@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from isnet.apps.bench.complexity import (
+from benchmarks.complexity import (
     ISNET_MODULES,
     PEER_ORDER,
     TABLE2_MODULES,
@@ -23,7 +23,7 @@ from isnet.apps.bench.complexity import (
     main,
     table2_rows,
 )
-from isnet.apps.bench.complexity_report import PAPER_TABLE2, format_table
+from benchmarks.complexity_report import PAPER_TABLE2, format_table
 
 PAPER_SIZE = (128, 128)
 N = 128 * 128  # pixels of the paper's layer4

@@ -186,7 +186,7 @@ def test_reader_pairs_files_and_maps_labels(reader: str, tmp_path: Path) -> None
 def test_specific_label_values() -> None:
     """Spot checks of the published meanings, independent of the generated maps."""
     names = {label_id: name for name, label_id, _ in CITYSCAPES_LABELS}
-    for name, label_id, train_id in CITYSCAPES_LABELS:
+    for _name, label_id, train_id in CITYSCAPES_LABELS:
         if train_id != 255:
             assert CITYSCAPES.classes[train_id] == names[label_id]
     assert ADE20K.classes[0] == "wall" and ADE20K.classes[149] == "flag"

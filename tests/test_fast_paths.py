@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from isnet.apps.bench.published import PublishedISNet, published_region_map
+from benchmarks.published import PublishedISNet, published_region_map
 from isnet.weights.released import load_released_checkpoint
 from isnet.model.config import BackboneConfig, ISNetHeadConfig, ModelConfig, ShortcutConfig
 from isnet.weights.released import from_released_config

@@ -2,7 +2,7 @@
 
 A lazy import (``from isnet.x import name`` inside a function) only fails when that
 function runs, so a moved or renamed name can hide on a path no other test takes (as
-``isnet bench``'s ONNX case once did). This walks every module's syntax tree, imports each
+``python -m benchmarks``'s ONNX case once did). This walks every module's syntax tree, imports each
 target and looks the names up, without running any function.
 """
 
@@ -11,11 +11,16 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "isnet"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "isnet"
+BENCHMARKS = ROOT / "benchmarks"  # outside the package, run from a checkout
 
 
 def imports_of(path: Path) -> list[tuple[int, str, str | None]]:
@@ -34,12 +39,12 @@ def missing(module: str, name: str | None) -> str | None:
     """Why ``from module import name`` (or ``import module``) fails, or None. A third-party
     module that is not installed (an optional extra) is not this test's business."""
     top = module.split(".")[0]
-    if top != "isnet" and importlib.util.find_spec(top) is None:
+    if top not in ("isnet", "benchmarks") and importlib.util.find_spec(top) is None:
         return None
     try:
         imported = importlib.import_module(module)
     except ModuleNotFoundError as error:
-        if top != "isnet" and error.name and not error.name.startswith(top):
+        if top not in ("isnet", "benchmarks") and error.name and not error.name.startswith(top):
             return None  # an optional dependency of a third-party module
         return f"no module {module}"
     if name is None or hasattr(imported, name):
@@ -50,7 +55,8 @@ def missing(module: str, name: str | None) -> str | None:
 
 
 def modules() -> list[Path]:
-    return sorted(path for path in PACKAGE.rglob("*.py") if path.name != "__main__.py")
+    paths = [*PACKAGE.rglob("*.py"), *BENCHMARKS.rglob("*.py")]
+    return sorted(path for path in paths if path.name != "__main__.py")
 
 
 def test_the_walk_finds_a_missing_name(tmp_path):
@@ -60,7 +66,22 @@ def test_the_walk_finds_a_missing_name(tmp_path):
     assert problems == ["isnet.weights.checkpoint has no load_released_checkpoint"]
 
 
-@pytest.mark.parametrize("path", modules(), ids=lambda path: str(path.relative_to(PACKAGE)))
+@pytest.mark.parametrize("path", modules(), ids=lambda path: str(path.relative_to(ROOT)))
 def test_every_imported_name_exists(path):
     problems = [f"line {line}: {why}" for line, module, name in imports_of(path) if (why := missing(module, name))]
-    assert not problems, f"{path.relative_to(PACKAGE)}: " + "; ".join(problems)
+    assert not problems, f"{path.relative_to(ROOT)}: " + "; ".join(problems)
+
+
+def test_import_isnet_loads_neither_opencv_nor_albumentations():
+    """``import isnet`` stays light: OpenCV loads when an augmentation or a video needs it, albumentations never."""
+    check = "import isnet, sys; assert 'cv2' not in sys.modules and 'albumentations' not in sys.modules, sorted(sys.modules)"
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_package_imports_nothing_from_the_benchmarks():
+    """benchmarks/ is not installed: a module of the package that imports it works only in a checkout."""
+    found = [f"{path.relative_to(ROOT)}:{line}" for path in sorted(PACKAGE.rglob("*.py"))
+             for line, module, _ in imports_of(path) if module.split(".")[0] == "benchmarks"]
+    assert not found, found

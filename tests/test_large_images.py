@@ -27,6 +27,7 @@ def checkpoint(tmp_path_factory):
     return responsive_checkpoint(tmp_path_factory.mktemp("large") / "tiny.safetensors")
 
 
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_tiled_predict_of_a_4000x3000_image_equals_whole_image_sliding_windows(checkpoint, tmp_path):
     image = tmp_path / "aerial.png"
     Image.fromarray(scene(3000, 4000)).save(image)
@@ -142,6 +143,7 @@ def test_bad_tile_options_are_usage_errors(checkpoint, tmp_path):
     assert first_line(result, "predict", 2) == "--tile streams one scale without flip; leave out --scales / --flip"
 
 
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_tiles_are_normalised_as_the_models_record_says(tmp_path):
     """A model whose dataset record normalises with its own mean and std: the streamed tiles
     use them, as whole-image prediction does (not ImageNet's)."""
@@ -188,6 +190,7 @@ def _peak_tensor_bytes(run) -> int:
     return peak
 
 
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_the_held_class_scores_do_not_grow_with_the_image_width(tmp_path):
     """A 300-row image 2000 and 8000 wide, K = 128 classes, 64² windows every 48: what the
     streamer holds grows with the width by a few bytes a pixel of a band of rows (the input

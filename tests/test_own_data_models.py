@@ -30,6 +30,7 @@ from isnet.weights.transfer import class_indexed_keys, inflate_input_conv, match
 from test_data_doctor import tiny_recipe_arguments
 
 
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_binary_masks_are_converted_trained_evaluated_with_foreground_iou_and_f1_and_predicted(tmp_path):
     converted = tmp_path / "converted"
     assert isnet("data", "convert", dataset_files.binary_0_255(tmp_path / "raw"), converted).returncode == 0
@@ -61,6 +62,7 @@ def test_one_class_is_refused_with_the_two_class_path_named(tmp_path):
     assert "num_classes 1" in message and "two (background, foreground)" in message
 
 
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_a_four_channel_tiff_folder_trains_and_predicts(tmp_path):
     root = dataset_files.four_channel_tiffs(tmp_path / "rgbn")
     run = tmp_path / "run"
@@ -147,6 +149,7 @@ def test_fine_tuning_keeps_the_classifier_rows_of_matching_class_names(tmp_path)
     assert report.classes.reinitialised == ["vegetation"]
 
 
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_train_init_from_lists_kept_and_reinitialised_classes(tmp_path):
     source, path = source_model(tmp_path)
     palette = make_palette(len(TARGET_CLASSES))

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
@@ -34,7 +33,7 @@ from isnet.weights.checkpoint import CONFIG_METADATA_KEY, DATASET_METADATA_KEY
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cli_helpers import first_line, isnet, tiny_training  # noqa: E402
-from fuzz_files import Damage, damaged_copy, damages, fixed_damages, fuzz_settings, refusal, run_isnet  # noqa: E402
+from fuzz_files import Damage, damaged_copy, damages, fuzz_settings, refusal, run_isnet  # noqa: E402
 from hostile_files import random_image, write_png  # noqa: E402
 from serve_helpers import TINY, tiny_checkpoint  # noqa: E402
 from training_helpers import make_data  # noqa: E402

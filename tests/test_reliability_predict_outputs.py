@@ -83,6 +83,7 @@ def test_hostile_output_path_taken_by_a_folder_is_listed_and_the_others_are_writ
     assert (output / "a_labels.png").is_dir()
 
 
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_hostile_outputs_in_the_input_folder_are_not_segmented_again(checkpoint, tmp_path):
     folder = images(tmp_path / "photos", "a.png", "b.jpg")
     for _ in range(2):

@@ -113,6 +113,7 @@ def kill_once_logged(process: subprocess.Popen, run: Path, iteration: int, log: 
     assert process.returncode == -signal.SIGKILL, f"the run ended by itself:\n{log.read_text()[-3000:]}"
 
 
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_fault_injection_kills_at_random_moments_and_resumes_bitwise(data_root, tmp_path):
     straight = tmp_path / "straight"
     train(tiny_config(data_root, straight, max_iters=ITERATIONS, checkpoint_interval=INTERVAL))

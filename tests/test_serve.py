@@ -59,6 +59,7 @@ def decompression_bomb() -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
 
 
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_labels_and_overlay_equal_isnet_predict(server, checkpoint, tmp_path):
     image = random_image(tmp_path / "street.png", 48, 64)
     output = tmp_path / "predicted"
@@ -157,6 +158,7 @@ def test_a_full_queue_answers_503_with_retry_after(checkpoint, tmp_path):
     assert refused[1]["retry-after"] == "1" and "--max-queue 1" in json.loads(refused[2])["error"]
 
 
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_sigterm_lets_the_request_in_flight_finish(checkpoint, tmp_path):
     path = random_image(tmp_path / "big.png", 1024, 1024, seed=3)  # long enough to be in flight when SIGTERM comes
     expected = predict_labels(load_model(checkpoint).eval(), to_tensor(read_image(path)).unsqueeze(0))[0].numpy()

@@ -286,7 +286,7 @@ def test_hostile_sigterm_with_requests_in_flight_answers_each_with_a_status(chec
     statuses = [result[0] if isinstance(result, tuple) else result for result in results]
     assert all(status in (200, 503) for status in statuses), statuses
     assert statuses.count(200) >= 3 and 503 in statuses
-    for status, body in (result for result in results if result[0] == 200):
+    for _status, body in (result for result in results if result[0] == 200):
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(body))), expected)
     log = (tmp_path / "server.log").read_text()
     assert log.rindex('"POST /predict HTTP/1.1" 200') > log.index("Shutting down")  # queued ones answered after SIGTERM

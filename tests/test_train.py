@@ -32,6 +32,7 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "model.safetensors"))
 
 
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_killed_run_resumes_to_the_same_weights(data_root, tmp_path):
     iterations, interval = 24, 4
     train(tiny_config(data_root, tmp_path / "straight", max_iters=iterations, checkpoint_interval=interval))
@@ -110,6 +111,7 @@ def _single_and_ddp(data_root: Path, tmp_path: Path, iterations: int, dtype: tor
     ],
     ids=["float64-6-steps", "float32-1-step"],
 )
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_ddp_with_syncbn_matches_one_process(data_root, tmp_path, dtype, iterations, channels_last, tolerance):
     single, distributed, worst = _single_and_ddp(data_root, tmp_path, iterations, dtype, channels_last)
     assert worst <= tolerance, f"largest difference {worst:.2e}"
@@ -122,6 +124,7 @@ def test_ddp_with_syncbn_matches_one_process(data_root, tmp_path, dtype, iterati
     assert moved.max() > 1e-4
 
 
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_ddp_in_bf16_matches_one_process_within_bf16_round_off(data_root, tmp_path):
     """Two gloo processes under bf16 autocast (SyncBatchNorm keeps its statistics in float32).
 

@@ -58,6 +58,7 @@ def image(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_predict_without_weights_is_refused(image, tmp_path):
     output = tmp_path / "out"
     result = isnet("predict", image, "--model", "isnet_resnet50os8_ade20k", "--output", output)
@@ -82,6 +83,7 @@ def test_released_weights_name_offline_names_url_and_cache(image, tmp_path):
     assert str(env_home / "hub" / "checkpoints" / "isnet_resnet50os8_lip.pth") in result.stderr
 
 
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_eval_of_a_trained_folder_model_at_defaults_reproduces_its_training_miou(trained, data_root, tmp_path):
     run, training_miou = trained
     output = tmp_path / "eval"
@@ -93,6 +95,7 @@ def test_eval_of_a_trained_folder_model_at_defaults_reproduces_its_training_miou
     assert reported == pytest.approx(100 * training_miou, abs=0.5)
 
 
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_train_with_another_class_count_is_refused_before_step_one(data_root, tmp_path):
     output = tmp_path / "run"
     result = isnet("train", "--recipe", "camvid_isnet", "--set", "data.dataset=folder", "--data-root", data_root,
@@ -122,6 +125,7 @@ def ours_to_released(key: str) -> str:
 
 
 @pytest.mark.parametrize("layout", ["safetensors", "released_pth"])
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_fine_tune_from_another_class_count_reports_reinitialised_keys(data_root, tmp_path, layout):
     source_model = build_model(recipe("camvid_isnet").model)  # 11 classes, the recipe's architecture
     if layout == "safetensors":
@@ -171,6 +175,7 @@ def palette_of(path: Path) -> list[int]:
     return image.getpalette()[: 3 * len(synthetic.PALETTE)]
 
 
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_classes_and_palette_survive_checkpoint_predict_and_onnx(trained, image, tmp_path):
     run, _ = trained
     expected = [channel for colour in synthetic.PALETTE for channel in colour]
@@ -209,6 +214,7 @@ def test_hub_directory_round_trips(trained, tmp_path):
         assert torch.equal(loaded.eval().logits(images), model.eval().logits(images))
 
 
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_folder_without_a_record_is_tested_by_the_checkpoints_protocol(trained, data_root, tmp_path):
     """A folder with only classes.txt takes the test resize the checkpoint's record carries, and says so."""
     import shutil

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -95,6 +96,7 @@ def test_a_folder_of_frames_is_one_video_with_frames(tmp_path):
     assert cv2.VideoCapture(str(tmp_path / "out" / "walk_overlay.mp4")).get(cv2.CAP_PROP_FPS) == 5
 
 
+@pytest.mark.slow  # over 15 s on the shared 2-core machine (load 10-15)
 def test_a_broken_video_is_named_and_smoothing_out_of_range_is_a_usage_error(tmp_path):
     checkpoint = responsive_checkpoint(tmp_path / "tiny.safetensors")
     (tmp_path / "broken.mp4").write_bytes(b"not a video at all")

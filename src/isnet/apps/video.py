@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -70,6 +69,8 @@ class _Frames:
         self.source = source
         if is_video(source):
             require_regular_file(source, "a video file")  # a FIFO would block OpenCV for ever
+            import cv2  # OpenCV loads only when a video is read or written
+
             self.capture = cv2.VideoCapture(str(source))
             if not self.capture.isOpened():
                 raise DataFileError(f"{source}: OpenCV cannot open it as a video")
@@ -87,6 +88,8 @@ class _Frames:
         if self.capture is None:
             yield from (read_image(path) for path in self.paths)
             return
+        import cv2
+
         try:
             while True:
                 ok, frame = self.capture.read()
@@ -147,6 +150,8 @@ def segment_video(
                 f"{PALETTE_CLASSES}); predict its frames as images instead (16-bit label PNGs)")
     finals = video_outputs(source, output)
     pending: PendingFiles | None = None
+    import cv2  # OpenCV loads only when a video is read or written
+
     writers: list[cv2.VideoWriter] = []
     model.eval()
     device = next(iter(model.parameters()), torch.empty(0)).device

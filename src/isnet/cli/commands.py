@@ -14,9 +14,7 @@ from types import ModuleType
 import torch
 
 from isnet.cli import (
-    bench,
     calibrate,
-    complexity,
     data,
     demo,
     evaluate,
@@ -40,8 +38,6 @@ COMMANDS: dict[str, ModuleType] = {
     "serve": serve,
     "export": export,
     "quantize": quantize,
-    "bench": bench,
-    "complexity": complexity,
     "presets": presets,
     "recipes": recipes,
 }
@@ -55,8 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (also: ISNET_DEBUG=1)")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name, command in COMMANDS.items():
-        # complexity parses its own options (and its own --help)
-        sub = subparsers.add_parser(name, help=command.HELP, description=command.HELP, add_help=command is not complexity)
+        sub = subparsers.add_parser(name, help=command.HELP, description=command.HELP)
         command.add_arguments(sub)
         sub.set_defaults(run=command.run)
     return parser
@@ -71,9 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv or os.environ.get("ISNET_DEBUG", "") not in ("", "0")
     argv = [arg for arg in argv if arg != "--debug"]
     parser = build_parser()
-    args, args.options = parser.parse_known_args(argv)  # only complexity takes options of its own
-    if args.options and args.command != "complexity":
-        parser.error(f"unrecognized arguments: {' '.join(args.options)}")
+    args = parser.parse_args(argv)
     if debug:
         return args.run(args)
     from isnet.utils.errors import report_error

@@ -37,13 +37,8 @@ from isnet.data.info import (
     make_palette,
 )
 from isnet.data.lip import LIPDataset
-from isnet.data.transforms import (
-    eval_transforms,
-    evaluation_transforms,
-    lip_eval_transforms,
-    lip_train_transforms,
-    train_transforms,
-)
+from isnet.data.augmentation import Augmentation, lip_train_transforms, train_transforms, training_transforms
+from isnet.data.transforms import eval_transforms, evaluation_transforms, lip_eval_transforms
 
 # The reader of each dataset record; "folder" (FolderDataset) is the reader of any other layout.
 READERS: dict[str, type[SegmentationDataset]] = {
@@ -78,6 +73,7 @@ __all__ = [
     "TrainingDefaults",
     "open_dataset",
     "ADE20K",
+    "Augmentation",
     "ADE20KDataset",
     "CAMVID",
     "CITYSCAPES",
@@ -108,4 +104,5 @@ __all__ = [
     "read_image",
     "to_tensors",
     "train_transforms",
+    "training_transforms",
 ]

@@ -1,71 +1,80 @@
-"""Training and evaluation pipelines of the released ISNet models, built on albumentations.
+"""The augmentation operations and the test-time resize, on numpy arrays (OpenCV imported when one runs).
 
-Every pipeline is a ``Transform``: ``(image uint8 H×W×3 RGB, label uint8 H×W) → same``,
-run by a dataset before normalisation. Labels are always resized with nearest-neighbour
-interpolation and padded / rotated in with 255, so they never hold values that were not in
-the stored label. Sizes are (height, width) except ``fit_size``, which is (long side, short
-side) as in the papers' "2048×512".
-
-Only what albumentations lacks is written here: the resize-to-fit with a random ratio in one
-step (two library resizes would interpolate the image twice), the crop that rejects crops
-dominated by one class, and the flip that swaps left/right label values.
+Every pipeline is a ``Transform``: ``(image H×W×C, label H×W) → same``, run by a dataset
+before normalisation. Each operation draws what it needs (a ratio, a crop box, an angle) from
+the one random stream of its :class:`Pipeline`, then moves the image and the label alike:
+images are interpolated bilinearly, labels with nearest neighbour and filled with the ignore
+value where nothing was (padding, rotated-in corners), so a label never holds a value that
+was not in the stored one. Sizes are (height, width) except ``fit_size``, which is (long side,
+short side) as in the papers' "2048×512". What a training run applies, and how strongly, is
+:class:`isnet.data.augmentation.Augmentation`.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field
 
-import albumentations as A
-import cv2
 import numpy as np
 import torch.utils.data
 
 from isnet.data.base import IGNORE_INDEX, Transform
-from isnet.data.info import LIP
 
 Size = tuple[int, int]
+Rng = np.random.Generator
 
 
-class RandomResize(A.DualTransform):
+def _cv2():
+    import cv2  # OpenCV loads in about half a second: only when an operation runs
+
+    return cv2
+
+
+def _keep_channels(out: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """OpenCV drops a trailing channel axis of length 1; put it back."""
+    return out[..., None] if like.ndim == 3 and out.ndim == 2 else out
+
+
+def resize(image: np.ndarray, size: Size, *, label: bool = False) -> np.ndarray:
+    """``image`` at ``size`` (height, width): bilinear, or nearest neighbour for a label."""
+    cv2 = _cv2()
+    interpolation = cv2.INTER_NEAREST if label else cv2.INTER_LINEAR
+    return _keep_channels(cv2.resize(image, (size[1], size[0]), interpolation=interpolation), image)
+
+
+@dataclass(frozen=True)
+class RandomResize:
     """Resize by a random ratio of a target size, in one interpolation step.
 
     With ``keep_ratio`` the target is a box of ``size = (long side, short side)`` that the
     image is scaled to fit, whatever its orientation (mmseg / sssegmentation ``Resize`` with
     ``keep_ratio=True``); without it the image is resized to exactly ``size = (height, width)``.
-    Either way the target is first multiplied by a ratio drawn from ``scale_range``. A ``size``
-    of None is the image's own size (only the random ratio applies).
+    Either way the target is first multiplied by a ratio drawn uniformly from ``scale_range``.
+    A ``size`` of None is the image's own size (only the random ratio applies).
     """
 
-    def __init__(
-        self, size: Size | None, scale_range: tuple[float, float] = (1.0, 1.0), keep_ratio: bool = True
-    ) -> None:
-        super().__init__(p=1.0)
-        self.size = size
-        self.scale_range = scale_range
-        self.keep_ratio = keep_ratio
+    size: Size | None
+    scale_range: tuple[float, float] = (1.0, 1.0)
+    keep_ratio: bool = True
 
-    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-        height, width = params["shape"][:2]
-        ratio = self.py_random.uniform(*self.scale_range)
+    def out_size(self, height: int, width: int, ratio: float) -> Size:
         size = self.size or ((max(height, width), min(height, width)) if self.keep_ratio else (height, width))
         if self.keep_ratio:
             long_side, short_side = max(size) * ratio, min(size) * ratio
             scale = min(long_side / max(height, width), short_side / min(height, width))
-            out_size = (int(height * scale + 0.5), int(width * scale + 0.5))
+            out = (int(height * scale + 0.5), int(width * scale + 0.5))
         else:
-            out_size = (int(size[0] * ratio + 0.5), int(size[1] * ratio + 0.5))
-        return {"out_size": (max(out_size[0], 1), max(out_size[1], 1))}
+            out = (int(size[0] * ratio + 0.5), int(size[1] * ratio + 0.5))
+        return max(out[0], 1), max(out[1], 1)
 
-    def apply(self, img: np.ndarray, out_size: Size, **params: Any) -> np.ndarray:
-        return cv2.resize(img, out_size[::-1], interpolation=cv2.INTER_LINEAR)
+    def __call__(self, image: np.ndarray, label: np.ndarray | None, rng: Rng):
+        low, high = self.scale_range
+        size = self.out_size(*image.shape[:2], float(rng.uniform(low, high)) if high > low else low)
+        return resize(image, size), None if label is None else resize(label, size, label=True)
 
-    def apply_to_mask(self, mask: np.ndarray, out_size: Size, **params: Any) -> np.ndarray:
-        return cv2.resize(mask, out_size[::-1], interpolation=cv2.INTER_NEAREST)
 
-
-class CatMaxRatioCrop(A.DualTransform):
+@dataclass(frozen=True)
+class CatMaxRatioCrop:
     """Random crop of at most ``size`` in which no class covers ``cat_max_ratio`` or more.
 
     Crops showing a single class (or one dominating class) teach little, so a crop is drawn
@@ -75,119 +84,177 @@ class CatMaxRatioCrop(A.DualTransform):
     along that side (pad afterwards). ``cat_max_ratio=1`` disables the check.
     """
 
-    def __init__(
-        self,
-        size: Size,
-        cat_max_ratio: float = 0.75,
-        max_tries: int = 10,
-        ignore_index: int = IGNORE_INDEX,
-    ) -> None:
-        super().__init__(p=1.0)
-        self.size = size
-        self.cat_max_ratio = cat_max_ratio
-        self.max_tries = max_tries
-        self.ignore_index = ignore_index
+    size: Size
+    cat_max_ratio: float = 0.75
+    max_tries: int = 10
+    ignore_index: int = IGNORE_INDEX
 
-    def _balanced(self, label: np.ndarray) -> bool:
-        counts = np.bincount(label.ravel(), minlength=self.ignore_index + 1)
-        counts[self.ignore_index] = 0
-        present = counts[counts > 0]
-        return len(present) > 1 and present.max() < self.cat_max_ratio * present.sum()
+    def balanced(self, label: np.ndarray) -> bool:
+        values, counts = np.unique(label[label != self.ignore_index], return_counts=True)
+        return len(values) > 1 and counts.max() < self.cat_max_ratio * counts.sum()
 
-    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-        height, width = params["shape"][:2]
+    def box(self, height: int, width: int, label: np.ndarray | None, rng: Rng) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right) of the crop."""
         crop_h, crop_w = min(self.size[0], height), min(self.size[1], width)
-        label = data.get("mask")
         for _ in range(self.max_tries):
-            top = self.py_random.randint(0, height - crop_h)
-            left = self.py_random.randint(0, width - crop_w)
+            top = int(rng.integers(0, height - crop_h + 1))
+            left = int(rng.integers(0, width - crop_w + 1))
             box = (top, left, top + crop_h, left + crop_w)
-            if label is None or self.cat_max_ratio >= 1:
+            if label is None or self.cat_max_ratio >= 1 or self.balanced(label[box[0] : box[2], box[1] : box[3]]):
                 break
-            if self._balanced(label[box[0] : box[2], box[1] : box[3]]):
-                break
-        return {"box": box}
+        return box
 
-    def apply(self, img: np.ndarray, box: tuple[int, int, int, int], **params: Any) -> np.ndarray:
-        return img[box[0] : box[2], box[1] : box[3]]
-
-    def apply_to_mask(self, mask: np.ndarray, box: tuple[int, int, int, int], **params: Any) -> np.ndarray:
-        return mask[box[0] : box[2], box[1] : box[3]]
+    def __call__(self, image: np.ndarray, label: np.ndarray | None, rng: Rng):
+        top, left, bottom, right = self.box(*image.shape[:2], label, rng)
+        return image[top:bottom, left:right], None if label is None else label[top:bottom, left:right]
 
 
-class HorizontalFlipWithPairs(A.HorizontalFlip):
-    """Horizontal flip that also swaps the label values of left/right class pairs.
+def swap_pairs(label: np.ndarray, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
+    """``label`` with the values of each (left, right) pair exchanged."""
+    if not pairs:
+        return label
+    swapped = label.copy()
+    for left, right in pairs:
+        swapped[label == left], swapped[label == right] = right, left
+    return swapped
+
+
+@dataclass(frozen=True)
+class HorizontalFlip:
+    """Mirror left-right with probability ``p``, swapping the label values of ``pairs``.
 
     A mirrored left arm is a right arm: without the swap a human-parsing model would be
     taught that left and right are interchangeable.
     """
 
-    def __init__(self, flip_pairs: Sequence[tuple[int, int]] = (), p: float = 0.5) -> None:
-        super().__init__(p=p)
-        self.flip_pairs = tuple(flip_pairs)
-        self.swap = np.arange(256, dtype=np.uint8)
-        for left, right in self.flip_pairs:
-            self.swap[left], self.swap[right] = right, left
+    p: float = 0.5
+    pairs: tuple[tuple[int, int], ...] = ()
 
-    def apply_to_mask(self, mask: np.ndarray, **params: Any) -> np.ndarray:
-        return self.swap[super().apply_to_mask(mask, **params)]
+    def __call__(self, image: np.ndarray, label: np.ndarray | None, rng: Rng):
+        if rng.random() >= self.p:
+            return image, label
+        image = np.ascontiguousarray(image[:, ::-1])
+        return image, None if label is None else swap_pairs(np.ascontiguousarray(label[:, ::-1]), self.pairs)
 
 
-def photometric_distortion() -> A.BaseCompose:
-    """Random brightness, contrast, saturation and hue, each with probability 0.5.
+@dataclass(frozen=True)
+class RandomRotate:
+    """Rotate about the centre by an angle uniform in ±``max_degrees`` with probability ``p``.
 
-    Follows mmseg's ``PhotoMetricDistortion``: brightness ±32, contrast ×[0.5, 1.5] applied
-    either first or last, saturation ×[0.5, 1.5], hue ±18 of OpenCV's 180 (±36°). The
-    saturation step blends with grey (torchvision semantics) instead of scaling HSV's S.
+    The image keeps its size; corners rotated in are 0 in the image and ``ignore_index`` in the label.
     """
 
-    def brightness() -> A.BasicTransform:
-        delta = 32 / 255  # a fraction of the maximum value
-        return A.RandomBrightnessContrast(brightness_limit=(-delta, delta), contrast_limit=(0, 0), p=0.5)
+    max_degrees: float = 30.0
+    p: float = 0.5
+    ignore_index: int = IGNORE_INDEX
 
-    def contrast() -> A.BasicTransform:
-        return A.RandomBrightnessContrast(brightness_limit=(0, 0), contrast_limit=(-0.5, 0.5), p=0.5)
+    def __call__(self, image: np.ndarray, label: np.ndarray | None, rng: Rng):
+        if rng.random() >= self.p:
+            return image, label
+        cv2 = _cv2()
+        angle = float(rng.uniform(-self.max_degrees, self.max_degrees))
+        height, width = image.shape[:2]
+        matrix = cv2.getRotationMatrix2D((width / 2 - 0.5, height / 2 - 0.5), angle, 1.0)
 
-    def colour() -> list[A.BasicTransform]:
-        same = (1.0, 1.0)
-        saturation = A.ColorJitter(brightness=same, contrast=same, saturation=(0.5, 1.5), hue=(0, 0), p=0.5)
-        hue = A.ColorJitter(brightness=same, contrast=same, saturation=same, hue=(-0.1, 0.1), p=0.5)
-        return [saturation, hue]
+        def warp(array: np.ndarray, interpolation: int, fill: int) -> np.ndarray:
+            out = cv2.warpAffine(array, matrix, (width, height), flags=interpolation,
+                                 borderMode=cv2.BORDER_CONSTANT, borderValue=(fill,) * 4)
+            return _keep_channels(out, array)
 
-    contrast_first = A.Sequential([contrast(), *colour()], p=1.0)
-    contrast_last = A.Sequential([*colour(), contrast()], p=1.0)
-    return A.Sequential([brightness(), A.OneOf([contrast_first, contrast_last], p=1.0)], p=1.0)
-
-
-def pad_to(size: Size) -> A.BasicTransform:
-    """Pad bottom/right to at least ``size``: image with 0, label with 255 (ignored)."""
-    return A.PadIfNeeded(
-        min_height=size[0],
-        min_width=size[1],
-        position="top_left",
-        border_mode=cv2.BORDER_CONSTANT,
-        fill=0,
-        fill_mask=IGNORE_INDEX,
-    )
+        rotated = warp(image, cv2.INTER_LINEAR, 0)
+        return rotated, None if label is None else warp(label, cv2.INTER_NEAREST, self.ignore_index)
 
 
-class _SeededPipeline:
-    """Runs an ``A.Compose`` from one random stream that every step draws from in turn.
+@dataclass(frozen=True)
+class PhotometricDistortion:
+    """Brightness, contrast, saturation and hue, each with probability ``p`` (RGB uint8 images).
 
-    ``A.Compose(seed=s)`` would give each step its own generator seeded with the same ``s``,
-    which makes steps with equal probabilities decide alike. In a ``DataLoader`` worker the
-    stream is reseeded from the worker's torch seed, so workers do not repeat each other's
-    augmentations and seeding torch makes training reproducible.
+    Follows mmseg's ``PhotoMetricDistortion``: brightness ± ``brightness`` grey levels,
+    contrast × a factor in ``contrast`` applied either first or last (even odds), saturation ×
+    a factor in ``saturation`` (a blend with the grey image), hue ± ``hue`` degrees.
     """
 
-    def __init__(self, compose: A.Compose, seed: int | None) -> None:
-        self.compose = compose
-        self._reseed(seed)
+    p: float = 0.5
+    brightness: float = 32.0
+    contrast: tuple[float, float] = (0.5, 1.5)
+    saturation: tuple[float, float] = (0.5, 1.5)
+    hue: float = 36.0
+
+    def __call__(self, image: np.ndarray, label: np.ndarray | None, rng: Rng):
+        cv2 = _cv2()
+        pixels = image.astype(np.float32)
+        if rng.random() < self.p:
+            pixels += rng.uniform(-self.brightness, self.brightness)
+        contrast_first = rng.random() < 0.5
+        steps = ["contrast", "saturation", "hue"] if contrast_first else ["saturation", "hue", "contrast"]
+        for step in steps:
+            if rng.random() >= self.p:
+                continue
+            pixels = np.clip(pixels, 0, 255)
+            if step == "contrast":
+                pixels *= rng.uniform(*self.contrast)
+            elif step == "saturation":
+                factor = rng.uniform(*self.saturation)
+                grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)[..., None]
+                pixels = pixels * factor + grey * (1 - factor)
+            else:
+                hsv = cv2.cvtColor(pixels / 255, cv2.COLOR_RGB2HSV)  # float: hue in degrees
+                hsv[..., 0] = np.mod(hsv[..., 0] + rng.uniform(-self.hue, self.hue), 360)
+                pixels = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255
+        return np.clip(pixels + 0.5, 0, 255).astype(np.uint8), label
+
+
+@dataclass(frozen=True)
+class GaussianBlur:
+    """Blur the image (not the label) with probability ``p``, sigma uniform in ``sigma`` pixels."""
+
+    p: float = 0.0
+    sigma: tuple[float, float] = (0.1, 2.0)
+
+    def __call__(self, image: np.ndarray, label: np.ndarray | None, rng: Rng):
+        if rng.random() >= self.p:
+            return image, label
+        sigma = float(rng.uniform(*self.sigma))
+        side = 2 * int(np.ceil(3 * sigma)) + 1
+        return _keep_channels(_cv2().GaussianBlur(image, (side, side), sigma), image), label
+
+
+@dataclass(frozen=True)
+class PadTo:
+    """Pad bottom/right to at least ``size``: the image with 0, the label with ``ignore_index``."""
+
+    size: Size
+    ignore_index: int = IGNORE_INDEX
+
+    def __call__(self, image: np.ndarray, label: np.ndarray | None, rng: Rng):
+        bottom, right = max(self.size[0] - image.shape[0], 0), max(self.size[1] - image.shape[1], 0)
+        if not bottom and not right:
+            return image, label
+        image = np.pad(image, [(0, bottom), (0, right)] + [(0, 0)] * (image.ndim - 2))
+        if label is not None:
+            label = np.pad(label, [(0, bottom), (0, right)], constant_values=self.ignore_index)
+        return image, label
+
+
+@dataclass
+class Pipeline:
+    """Operations run in order from one random stream that each draws from in turn.
+
+    In a ``DataLoader`` worker the stream is reseeded from the worker's torch seed, so workers
+    do not repeat each other's augmentations and seeding torch makes training reproducible.
+    With ``image_only`` the label is passed through untouched (evaluation scores the original
+    label; the test-time resize changes only the image).
+    """
+
+    steps: list
+    seed: int | None = None
+    image_only: bool = False
+    rng: Rng = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
         self._worker_seed: int | None = None
         self._seeded_per_sample = False
-
-    def _reseed(self, seed: int | None) -> None:
-        self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
     def reseed(self, seed: int) -> None:
         """Seed the stream for the next sample; from then on worker seeds are not followed.
@@ -195,7 +262,7 @@ class _SeededPipeline:
         The training engine seeds every sample from its position in the run, so that a
         resumed run or a different number of processes or workers draws the same crops.
         """
-        self._reseed(seed)
+        self.rng = np.random.default_rng(seed)
         self._seeded_per_sample = True
 
     def _follow_worker_seed(self) -> None:
@@ -204,90 +271,14 @@ class _SeededPipeline:
         worker = torch.utils.data.get_worker_info()
         if worker is not None and worker.seed != self._worker_seed:
             self._worker_seed = worker.seed
-            self._reseed(worker.seed)
+            self.rng = np.random.default_rng(worker.seed)
 
-
-class PairedTransform(_SeededPipeline):
-    """A ``Transform`` that applies the same geometry to the image and the label."""
-
-    def __call__(self, image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, image: np.ndarray, label: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         self._follow_worker_seed()
-        out = self.compose(image=image, mask=label)
-        return out["image"], out["mask"]
-
-
-class ImageOnlyTransform(_SeededPipeline):
-    """A ``Transform`` that changes the image only: evaluation scores the original label."""
-
-    def __call__(self, image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        self._follow_worker_seed()
-        return self.compose(image=image)["image"], label
-
-
-def train_transforms(
-    crop_size: Size = (512, 512),
-    fit_size: Size | None = (2048, 512),
-    scale_range: tuple[float, float] = (0.5, 2.0),
-    flip_pairs: Sequence[tuple[int, int]] = (),
-    cat_max_ratio: float = 0.75,
-    *,
-    seed: int | None = None,
-    photometric: bool = True,
-) -> PairedTransform:
-    """The ADE20K / COCO-Stuff / Cityscapes training pipeline of the released models.
-
-    Resize to fit ``fit_size`` (long, short) times a ratio in ``scale_range``, crop
-    ``crop_size`` (height, width) with the class-balance rule, flip (swapping
-    ``flip_pairs``), photometric distortion, pad to ``crop_size``. Cityscapes uses
-    ``crop_size=(512, 1024), fit_size=(2048, 1024)``. Images of other than 3 channels
-    (``photometric=False``) skip the photometric distortion: hue and saturation are RGB notions.
-    """
-    steps = [
-        RandomResize(fit_size, scale_range, keep_ratio=True),
-        CatMaxRatioCrop(crop_size, cat_max_ratio),
-        HorizontalFlipWithPairs(flip_pairs, p=0.5),
-        *([photometric_distortion()] if photometric else []),
-        pad_to(crop_size),
-    ]
-    return PairedTransform(A.Compose(steps), seed)
-
-
-def lip_train_transforms(
-    crop_size: Size = (473, 473),
-    resize: Size = (520, 520),
-    scale_range: tuple[float, float] = (0.75, 1.25),
-    flip_pairs: Sequence[tuple[int, int]] = LIP.flip_pairs,
-    max_rotation: float = 30.0,
-    rotation_p: float = 0.6,
-    cat_max_ratio: float = 0.75,
-    *,
-    seed: int | None = None,
-) -> PairedTransform:
-    """The LIP training pipeline of the released models.
-
-    Resize to exactly ``resize`` times a ratio in ``scale_range`` (aspect not kept), crop
-    ``crop_size`` with the class-balance rule, flip with the left/right label swap, rotate by
-    up to ``max_rotation`` degrees with probability ``rotation_p`` (uncovered image 0, label
-    255), photometric distortion, pad to ``crop_size``.
-    """
-    rotate = A.Rotate(
-        limit=(-max_rotation, max_rotation),
-        interpolation=cv2.INTER_LINEAR,
-        mask_interpolation=cv2.INTER_NEAREST,
-        border_mode=cv2.BORDER_CONSTANT,
-        fill=0,
-        fill_mask=IGNORE_INDEX,
-        p=rotation_p,
-    )
-    steps = [
-        RandomResize(resize, scale_range, keep_ratio=False),
-        CatMaxRatioCrop(crop_size, cat_max_ratio),
-        HorizontalFlipWithPairs(flip_pairs, p=0.5),
-        rotate,
-        photometric_distortion(),
-        pad_to(crop_size),
-    ]
-    return PairedTransform(A.Compose(steps), seed)
+        moved = None if self.image_only else label
+        for step in self.steps:
+            image, moved = step(image, moved, self.rng)
+        return image, label if self.image_only else moved
 
 
 def eval_transforms(fit_size: Size | None = None) -> Transform:
@@ -298,12 +289,12 @@ def eval_transforms(fit_size: Size | None = None) -> Transform:
     ``batch_size=1``. ADE20K / COCO-Stuff use (2048, 512), Cityscapes (2048, 1024).
     """
     steps = [] if fit_size is None else [RandomResize(fit_size, keep_ratio=True)]
-    return ImageOnlyTransform(A.Compose(steps), seed=0)
+    return Pipeline(steps, seed=0, image_only=True)
 
 
 def lip_eval_transforms(size: Size = (473, 473)) -> Transform:
     """LIP test-time resize of the image to exactly ``size``; the label keeps its size."""
-    return ImageOnlyTransform(A.Compose([RandomResize(size, keep_ratio=False)]), seed=0)
+    return Pipeline([RandomResize(size, keep_ratio=False)], seed=0, image_only=True)
 
 
 def evaluation_transforms(fit_size: Size | None = None, resize_to: Size | None = None) -> Transform:

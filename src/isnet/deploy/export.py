@@ -8,7 +8,7 @@ counts (:func:`isnet.deploy.runtimes.pytorch.use_region_attention`), so the expo
 HW×HW matrix for SLCM. ILCM's attention over all pixels is exported as matrix products and
 a softmax over a fixed number of query blocks (:func:`isnet.model.context.attention.split_query_attention`),
 so ONNX Runtime holds 1/16 of its HW×HW scores at a time (268 MB instead of 4.3 GB at
-1024×2048; ``python -m isnet.apps.bench.onnx_memory``).
+1024×2048; ``python -m benchmarks.onnx_memory``).
 
 Both files carry the model's configuration and dataset record (``isnet_config`` and
 ``isnet_dataset``: ONNX metadata properties, ``.pt2`` extra files), so

@@ -5,7 +5,7 @@ it to OpenVINO, runs ``nncf.quantize`` over the calibration images and writes an
 IR (``.xml`` + ``.bin``) carrying the model's configuration and dataset record, which
 :class:`isnet.deploy.runtimes.openvino.OpenVinoSegmentor` (``isnet predict --weights OUT.xml``) runs.
 
-Why this stack (``python -m isnet.apps.bench.int8_stacks``, ``docs/benchmarks.md``): on an AVX2
+Why this stack (``python -m benchmarks.int8_stacks``, ``docs/benchmarks.md``): on an AVX2
 CPU without VNNI the three candidates — OpenVINO + NNCF, ONNX Runtime's static QDQ
 quantisation, PyTorch's PT2E with the x86 Inductor quantizer — ran within 2 % of each other
 (2.1× our float32), since all use the same int8 convolution instructions there. OpenVINO
@@ -14,7 +14,7 @@ without recompiling (PT2E compiles per shape and needs torchao); ONNX Runtime's 
 convolutions can saturate on CPUs without VNNI; and NNCF's ignored scopes say exactly which
 parts stay float.
 
-What stays in float (:class:`FloatScope`, chosen with ``python -m isnet.apps.bench.int8_sensitivity``):
+What stays in float (:class:`FloatScope`, chosen with ``python -m benchmarks.int8_sensitivity``):
 
 - the **attention products** (every activation×activation ``MatMul``: ILCM's ``QKᵀ`` and
   ``AV``, SLCM's softmax-weighted region sums and its attention over the regions): a softmax

@@ -1,6 +1,6 @@
 """How far a fast model is from its float32 original on held-out images: pixel agreement and mIoU.
 
-``isnet quantize`` prints these for its INT8 model; the benchmarks (``isnet.apps.bench.int8``)
+``isnet quantize`` prints these for its INT8 model; the benchmarks (``benchmarks.int8``)
 use them for every contender on a trained model. Both models predict each image whole, at
 the size it is given in; the scores are resized to the label (or the image) and compared
 pixel by pixel, as ``isnet eval`` scores.

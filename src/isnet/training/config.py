@@ -12,11 +12,11 @@ from torch.utils.data import Dataset
 
 from isnet.data import (
     DATASETS,
+    Augmentation,
     DatasetInfo,
     evaluation_transforms,
-    lip_train_transforms,
     open_dataset,
-    train_transforms,
+    training_transforms,
 )
 from isnet.data.folder import folder_record
 from isnet.data.image import MAX_IMAGE_PIXELS
@@ -89,7 +89,9 @@ class DataConfig:
     ``dataset`` names a record of :data:`isnet.data.DATASETS` or is "folder" (class names
     from the folder's ``classes.txt``). ``crop_size`` is (height, width); ``fit_size`` /
     ``eval_fit_size`` are the (long side, short side) box images are resized to fit, before the
-    random rescale in training. :meth:`of` takes every value from a dataset record.
+    random rescale in training; ``augment`` is the rest of the training augmentation (flip,
+    rotation, photometric jitter, blur, the crop's class-balance rule). :meth:`of` takes every
+    value from a dataset record.
     """
 
     dataset: str
@@ -100,6 +102,7 @@ class DataConfig:
     eval_fit_size: Size | None = None
     train_split: str = "train"
     val_split: str = "val"
+    augment: Augmentation = Augmentation()
 
     def __post_init__(self) -> None:
         for name in ("dataset", "root", "train_split", "val_split"):
@@ -130,7 +133,7 @@ class DataConfig:
         if defaults is not None:
             config = replace(config, crop_size=defaults.crop_size, fit_size=defaults.fit_size,
                              scale_range=defaults.scale_range, train_split=defaults.train_split,
-                             val_split=defaults.val_split)
+                             val_split=defaults.val_split, augment=Augmentation.of_pipeline(defaults.pipeline))
         return replace(config, **overrides)
 
     def dataset_record(self) -> DatasetInfo:
@@ -144,12 +147,9 @@ class DataConfig:
     def build(self, split: str, *, train: bool) -> Dataset:
         """The dataset of ``split`` with the training or the evaluation transform."""
         record = self.dataset_record()
-        if train and record.training is not None and record.training.pipeline == "person":
-            transform = lip_train_transforms(crop_size=self.crop_size, resize=self.fit_size,
-                                             scale_range=self.scale_range, flip_pairs=record.flip_pairs)
-        elif train:
-            transform = train_transforms(crop_size=self.crop_size, fit_size=self.fit_size, scale_range=self.scale_range,
-                                         flip_pairs=record.flip_pairs, photometric=record.in_channels == 3)
+        if train:
+            transform = training_transforms(self.augment, self.crop_size, self.fit_size, self.scale_range,
+                                            record.flip_pairs, rgb=record.in_channels == 3)
         else:
             transform = evaluation_transforms(self.eval_fit_size, record.test.resize_to)
         return open_dataset(self.dataset, self.root, split, transform)

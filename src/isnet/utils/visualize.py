@@ -23,7 +23,7 @@ def label_dtype(num_classes: int) -> type[np.integer]:
     return np.uint8 if num_classes <= PALETTE_CLASSES else np.uint16
 
 
-def label_image(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> "Image.Image":
+def label_image(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> Image.Image:
     """A label map as a PNG image whose pixel values are the class indices: palette mode (shown in ``palette``)
     up to 256 classes, 16-bit greyscale for more (the colours are then in the overlay only)."""
     from PIL import Image

@@ -1,6 +1,6 @@
 """Talking to ``isnet serve`` with the standard library, and starting one in a subprocess.
 
-Used by the tests and the load benchmark (:mod:`isnet.apps.bench.serve_load`); handy in scripts::
+Used by the tests and the load benchmark (:mod:`benchmarks.serve_load`); handy in scripts::
 
     with running_server("model.safetensors", log=Path("server.log")) as server:
         status, headers, body = server.post(Path("photo.jpg").read_bytes(), "photo.jpg")
@@ -83,7 +83,7 @@ def running_server(checkpoint: str | Path, *options: str, log: Path) -> Iterator
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"isnet serve did not answer /healthz in {STARTUP_S} s:\n{log.read_text()}")
+                    raise RuntimeError(f"isnet serve did not answer /healthz in {STARTUP_S} s:\n{log.read_text()}") from None
                 time.sleep(0.2)
         yield server
     finally:

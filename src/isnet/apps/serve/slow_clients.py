@@ -62,7 +62,7 @@ class HeaderTimeoutProtocol(H11Protocol):
     def _drop(self) -> None:
         self._header_deadline = None
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            client = "%s:%d" % self.client if self.client else "a client"
+            client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
             self.logger.warning("dropped %s: its request headers did not arrive within %g s", client, self.header_timeout_s)
             self.transport.close()
 

@@ -6,8 +6,8 @@ explicitly. ``isnet export`` splits the queries into
 model a second time with one block (the whole HW×HW matrix) and runs both graphs, each in
 a fresh process that reports its resident peak, on one image:
 
-    python -m isnet.apps.bench.onnx_memory                                  # tiny ISNet, 1024×2048, ~1 min
-    python -m isnet.apps.bench.onnx_memory --preset isnet_resnet50os8_cityscapes --size 1024 2048
+    python -m benchmarks.onnx_memory                                  # tiny ISNet, 1024×2048, ~1 min
+    python -m benchmarks.onnx_memory --preset isnet_resnet50os8_cityscapes --size 1024 2048
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def run_graph(path: Path, size: tuple[int, int], threads: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m isnet.apps.bench.onnx_memory", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.onnx_memory", description=__doc__.split("\n")[0])
     parser.add_argument("--preset", help="a preset name (random weights); default: a tiny ResNet-18 ISNet")
     parser.add_argument("--size", type=int, nargs=2, default=(1024, 2048), metavar=("HEIGHT", "WIDTH"))
     parser.add_argument("--threads", type=int, default=1)

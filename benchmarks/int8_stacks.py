@@ -1,9 +1,9 @@
 """Choosing the INT8 stack: the three candidates side by side, in one process, on the same weights.
 
-    python -m isnet.apps.bench.int8_stacks                    # ResNet-50-D8, 512×512, K = 150, one thread
-    python -m isnet.apps.bench.int8_stacks --size 256 256     # shorter
+    python -m benchmarks.int8_stacks                    # ResNet-50-D8, 512×512, K = 150, one thread
+    python -m benchmarks.int8_stacks --size 256 256     # shorter
 
-On the benchmark model (``isnet.apps.bench.workload``), calibrated on the benchmark image and
+On the benchmark model (``benchmarks.workload``), calibrated on the benchmark image and
 three mirrored / shifted copies, everything quantised that each stack quantises by default:
 
 - **OpenVINO + NNCF**: ``nncf.quantize`` on the OpenVINO model of ``isnet export``'s graph;
@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from isnet.apps.bench import measure
+from benchmarks import measure
 from isnet.utils.numerics import agreement
 
 
@@ -97,14 +97,14 @@ def pt2e_int8(model: torch.nn.Module, calibration: list[torch.Tensor]) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from isnet.apps.bench.report import machine_description
-    from isnet.apps.bench.workload import benchmark_image, benchmark_model
+    from benchmarks.report import machine_description
+    from benchmarks.workload import benchmark_image, benchmark_model
     from isnet.deploy.export import export_onnx
     from isnet.deploy.quantize import NOTHING_FLOAT, ignored_scope, quantize_onnx
     from isnet.deploy.runtimes.openvino import OpenVinoSegmentor
     from isnet.deploy.runtimes.pytorch import FastSegmentor
 
-    parser = argparse.ArgumentParser(prog="python -m isnet.apps.bench.int8_stacks", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.int8_stacks", description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, nargs=2, default=(512, 512))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)

@@ -1,7 +1,7 @@
-"""The cases of ``isnet bench`` (see :mod:`isnet.apps.bench.suite` for what each measures).
+"""The cases of ``python -m benchmarks`` (see :mod:`benchmarks.suite` for what each measures).
 
 Each ``case_*`` function runs its contenders side by side and returns its figures as a
-dict of rows; :mod:`isnet.apps.bench.report` prints them.
+dict of rows; :mod:`benchmarks.report` prints them.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from isnet.apps.bench import measure
-from isnet.apps.bench.contenders import build_contender, train_step
-from isnet.apps.bench.published import (
+from benchmarks import measure
+from benchmarks.contenders import build_contender, train_step
+from benchmarks.published import (
     PublishedISNet,
     published_attention,
     published_region_map,
     published_slcm,
 )
-from isnet.apps.bench.workload import (
+from benchmarks.workload import (
     PRESET_FOR_CLASSES,
     benchmark_image,
     benchmark_model,

@@ -1,5 +1,5 @@
 """Table 2's rows: the paper's values, and the table, CSV and chart of the rows measured by
-:mod:`isnet.apps.bench.complexity`."""
+:mod:`benchmarks.complexity`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One benchmark configuration in a fresh process, for its peak memory: ``python -m isnet.apps.bench.child SPEC``.
+"""One benchmark configuration in a fresh process, for its peak memory: ``python -m benchmarks.child SPEC``.
 
 ``SPEC`` is JSON: ``contender`` (published, ours; onnxruntime or openvino with ``graph``, an
 exported ``.onnx`` or ``isnet quantize``'s ``.xml``), ``precision`` (fp32, bf16, fp16, int8),
@@ -23,9 +23,9 @@ GRAPH_RUNTIMES = {runtime.profile_name: name for name, runtime in RUNTIMES.items
 
 
 def main(argv: list[str] | None = None) -> int:
-    from isnet.apps.bench import measure
-    from isnet.apps.bench.contenders import build_contender, train_step
-    from isnet.apps.bench.workload import PRESET_FOR_CLASSES, benchmark_image
+    from benchmarks import measure
+    from benchmarks.contenders import build_contender, train_step
+    from benchmarks.workload import PRESET_FOR_CLASSES, benchmark_image
     from isnet.model.segmentor import build_model
     from isnet.training.losses import segmentation_loss
     from isnet.weights.presets import get_config

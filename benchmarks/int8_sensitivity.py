@@ -5,10 +5,10 @@ the float scope (:class:`isnet.deploy.quantize.FloatScope`) and prints, per vari
 the FLOPs left in float, the pixel agreement with float32, the mIoU change (with labels)
 and the time per image relative to our float32 PyTorch path:
 
-    python -m isnet.apps.bench.int8_sensitivity --checkpoint runs/camvid_isnet/model.safetensors \
+    python -m benchmarks.int8_sensitivity --checkpoint runs/camvid_isnet/model.safetensors \
         --calibration ../shared/data/camvid/images/train --dataset camvid --data-root ../shared/data/camvid
 
-Without ``--checkpoint``, the benchmark's ResNet-50-D8 (``isnet.apps.bench.workload``) at
+Without ``--checkpoint``, the benchmark's ResNet-50-D8 (``benchmarks.workload``) at
 512×512, calibrated on the benchmark image and its mirrored / shifted copies, agreement on
 the image (a synthetic model is far more sensitive than a trained one: see
 ``docs/benchmarks.md``).
@@ -52,8 +52,8 @@ def float_paths(model: torch.nn.Module, scope: FloatScope) -> tuple[str, ...]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from isnet.apps.bench.bf16_agreement import flop_shares, has_parts
-    from isnet.apps.bench.workload import benchmark_image, benchmark_model
+    from benchmarks.bf16_agreement import flop_shares, has_parts
+    from benchmarks.workload import benchmark_image, benchmark_model
     from isnet.data.image import find_images
     from isnet.deploy.quantize import calibration_subset, model_resize, prepare_image
     from isnet.deploy.quantize_check import compare, dataset_samples, image_samples
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     from isnet.deploy.runtimes.pytorch import FastSegmentor
     from isnet.weights.checkpoint import load_model
 
-    parser = argparse.ArgumentParser(prog="python -m isnet.apps.bench.int8_sensitivity", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.int8_sensitivity", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", help="a trained model (our safetensors) instead of the benchmark's")
     parser.add_argument("--calibration", help="with --checkpoint: folder of calibration images")
     parser.add_argument("--subset-size", type=int, default=300)
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
             runner.logits(image)
         return time.perf_counter() - start
 
-    from isnet.apps.bench.report import machine_description
+    from benchmarks.report import machine_description
 
     print(f"{title}; {machine_description('cpu')}; {args.threads} thread(s)\n")
     print("| kept in float | its share of the FLOPs (+ attention products) | pixel agreement | mIoU change | time vs our fp32 |")

@@ -1,8 +1,8 @@
 """The speed and memory benchmarks: ours against the published computation, side by side.
 
-``isnet bench`` (or ``python -m isnet.apps.bench.suite``) runs every case; ``isnet bench --quick``
+``python -m benchmarks`` (or ``python -m benchmarks.suite``) runs every case; ``python -m benchmarks --quick``
 the same cases with fewer repetitions (under 10 minutes on 2 CPU cores), and prints its
-headline ratios on its last line. Cases (:mod:`isnet.apps.bench.cases`):
+headline ratios on its last line. Cases (:mod:`benchmarks.cases`):
 
 - ``peak``: the machine's float32 and bfloat16 matrix-multiply peaks (GFLOP/s);
 - ``infer512``: ResNet-50-D8, 512×512, K = 150, stage-1 argmax over ≥ 30 classes: the
@@ -17,12 +17,12 @@ headline ratios on its last line. Cases (:mod:`isnet.apps.bench.cases`):
   512×512 model: agreement and latency;
 - ``runtimes``: every CPU path on the 512×512 model beside the published baseline: ours fp32,
   ``auto``, ONNX Runtime and OpenVINO fp32, OpenVINO INT8 and ours INT8
-  (:mod:`isnet.apps.bench.runtimes`);
+  (:mod:`benchmarks.runtimes`);
 - ``trained``: the same on a trained model (``--checkpoint``, ``--calibration``,
   ``--dataset``, ``--data-root``), with mIoU; skipped without ``--checkpoint``.
 
 Every figure of :func:`run` lands in one JSON document (``--output``) and in a Markdown
-table (``--markdown``, :mod:`isnet.apps.bench.report`), which ``docs/benchmarks.md`` reproduces.
+table (``--markdown``, :mod:`benchmarks.report`), which ``docs/benchmarks.md`` reproduces.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from typing import Any
 
 import torch
 
-from isnet.apps.bench import CASES, add_arguments
-from isnet.apps.bench.cases import (
+from benchmarks import CASES, add_arguments
+from benchmarks.cases import (
     case_infer512,
     case_onnx,
     case_peak,
@@ -46,9 +46,9 @@ from isnet.apps.bench.cases import (
     case_train,
     case_whole1024,
 )
-from isnet.apps.bench.report import headline, machine_description, markdown
-from isnet.apps.bench.runtimes import case_runtimes, case_trained
-from isnet.apps.bench.workload import benchmark_model
+from benchmarks.report import headline, machine_description, markdown
+from benchmarks.runtimes import case_runtimes, case_trained
+from benchmarks.workload import benchmark_model
 
 
 def run(cases: tuple[str, ...] = CASES, *, quick: bool = False, device: str = "cpu", compile: bool = True, log=print,
@@ -107,7 +107,7 @@ def run(cases: tuple[str, ...] = CASES, *, quick: bool = False, device: str = "c
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="isnet bench", description="speed and memory against the published implementation")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description="speed and memory against the published implementation")
     add_arguments(parser)
     return run_from_args(parser.parse_args(argv))
 
@@ -117,7 +117,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     trained = {key: getattr(args, key) for key in ("checkpoint", "calibration", "dataset", "data_root")}
     if trained["checkpoint"] and not all(trained.values()):
-        raise SystemExit("isnet bench: --checkpoint needs --calibration, --dataset and --data-root")
+        raise SystemExit("python -m benchmarks: --checkpoint needs --calibration, --dataset and --data-root")
     cases = tuple(args.cases) + (("trained",) if trained["checkpoint"] and "trained" not in args.cases else ())
     report = run(cases, quick=args.quick, device=args.device, compile=not args.no_compile, trained=trained)
     text = markdown(report)

@@ -3,7 +3,7 @@
 - Time: the contenders of a case run interleaved (A, B, C, A, B, C, …) after one warm-up
   call each, so a change in the machine's load hits all of them alike; the median is reported.
 - Peak memory (CPU): each configuration runs in a fresh Python process
-  (:mod:`isnet.apps.bench.child`), which resets the kernel's peak-RSS counter (``VmHWM``,
+  (:mod:`benchmarks.child`), which resets the kernel's peak-RSS counter (``VmHWM``,
   via ``/proc/self/clear_refs``) after building the model and reads it after the run: the
   peak resident memory of the inference itself, weights included. On a GPU,
   ``torch.cuda.max_memory_allocated`` in the same process.
@@ -21,12 +21,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from isnet.utils.child_process import child_environment
+
+CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 def synchronize(device: torch.device | str) -> None:
@@ -124,10 +127,11 @@ def current_rss_mb() -> float:
 
 
 def run_child(spec: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
-    """Run one configuration in a fresh process (:mod:`isnet.apps.bench.child`); its JSON result."""
-    env = child_environment()
+    """Run one configuration in a fresh process (:mod:`benchmarks.child`); its JSON result."""
+    env = child_environment()  # this isnet, and this checkout's benchmarks package beside it
+    env["PYTHONPATH"] = os.pathsep.join([str(CHECKOUT), env["PYTHONPATH"]])
     completed = subprocess.run(
-        [sys.executable, "-m", "isnet.apps.bench.child", json.dumps(spec)],
+        [sys.executable, "-m", "benchmarks.child", json.dumps(spec)],
         capture_output=True,
         text=True,
         env=env,

@@ -1,23 +1,23 @@
-"""Every benchmark of the project, each runnable as ``python -m isnet.apps.bench.<name>``.
+"""Every benchmark of the project, each runnable from a checkout as ``python -m benchmarks.<name>``.
 
-Speed and memory against the published implementation (``isnet bench``):
-:mod:`~isnet.apps.bench.published` restates the authors' forward pass as the baseline,
-:mod:`~isnet.apps.bench.workload` builds the model and inputs, :mod:`~isnet.apps.bench.contenders`
-sets up both sides, :mod:`~isnet.apps.bench.measure` says how time, memory and FLOPs are
-measured, :mod:`~isnet.apps.bench.cases` runs the cases, :mod:`~isnet.apps.bench.report` writes the
-tables and :mod:`~isnet.apps.bench.suite` ties them together (:mod:`~isnet.apps.bench.child` runs one
+Speed and memory against the published implementation (``python -m benchmarks``):
+:mod:`~benchmarks.published` restates the authors' forward pass as the baseline,
+:mod:`~benchmarks.workload` builds the model and inputs, :mod:`~benchmarks.contenders`
+sets up both sides, :mod:`~benchmarks.measure` says how time, memory and FLOPs are
+measured, :mod:`~benchmarks.cases` runs the cases, :mod:`~benchmarks.report` writes the
+tables and :mod:`~benchmarks.suite` ties them together (:mod:`~benchmarks.child` runs one
 configuration in a fresh process).
 
-The paper's Table 2 (``isnet complexity``): :mod:`~isnet.apps.bench.complexity` counts and times,
-:mod:`~isnet.apps.bench.complexity_report` prints and plots.
+The paper's Table 2 (``python -m benchmarks.complexity``): :mod:`~benchmarks.complexity` counts and times,
+:mod:`~benchmarks.complexity_report` prints and plots.
 
-Every CPU path (``isnet bench --cases runtimes [trained]``): :mod:`~isnet.apps.bench.runtimes`
+Every CPU path (``python -m benchmarks --cases runtimes [trained]``): :mod:`~benchmarks.runtimes`
 (ours, ``auto``, ONNX Runtime, OpenVINO fp32 and INT8, beside the published baseline).
 
-Studies: :mod:`~isnet.apps.bench.bf16_agreement` (where bfloat16 loses argmax agreement),
-:mod:`~isnet.apps.bench.int8_sensitivity` (which parts INT8 must leave in float),
-:mod:`~isnet.apps.bench.camvid_ablation` (Tables 1 and 3 in miniature on CamVid),
-:mod:`~isnet.apps.bench.onnx_memory` (ONNX Runtime's peak memory with ILCM's query blocks).
+Studies: :mod:`~benchmarks.bf16_agreement` (where bfloat16 loses argmax agreement),
+:mod:`~benchmarks.int8_sensitivity` (which parts INT8 must leave in float),
+:mod:`~benchmarks.camvid_ablation` (Tables 1 and 3 in miniature on CamVid),
+:mod:`~benchmarks.onnx_memory` (ONNX Runtime's peak memory with ILCM's query blocks).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ CASES = ("peak", "infer512", "slcm", "whole1024", "train", "onnx", "runtimes", "
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``isnet bench`` (kept here so the command line imports nothing heavy)."""
+    """The options of ``python -m benchmarks`` (kept here so the command line imports nothing heavy)."""
     parser.add_argument("--quick", action="store_true", help="fewer repetitions: under 10 minutes on 2 CPU cores")
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     parser.add_argument("--device", default="cpu", help="cpu or cuda")

@@ -1,8 +1,8 @@
 """Every CPU inference path side by side with the published baseline, on the same weights.
 
-Cases of ``isnet bench`` (see :mod:`isnet.apps.bench.suite`):
+Cases of ``python -m benchmarks`` (see :mod:`benchmarks.suite`):
 
-- ``runtimes``: the benchmark's ResNet-50-D8, 512×512, K = 150 (``isnet.apps.bench.workload``):
+- ``runtimes``: the benchmark's ResNet-50-D8, 512×512, K = 150 (``benchmarks.workload``):
   the published fp32 forward, ours fp32 (``FastSegmentor``), ``auto`` (what
   ``precision="auto"`` runs here), ONNX Runtime fp32 and OpenVINO fp32 on ``isnet export``'s
   graph, OpenVINO INT8 with NNCF's defaults (everything quantised) and ours INT8 (``isnet
@@ -23,13 +23,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from isnet.apps.bench import measure
+from benchmarks import measure
 from isnet.utils.numerics import agreement, relative_error
 
 
 def runtime_contenders(model: nn.Module, calibration: list[Tensor], workdir: Path, log=print) -> tuple[dict[str, Any], dict]:
     """Name → an object with ``logits(images)``; and what building them cost (seconds)."""
-    from isnet.apps.bench.published import PublishedISNet
+    from benchmarks.published import PublishedISNet
     from isnet.deploy.export import export_onnx
     from isnet.deploy.fast_paths import fast_model
     from isnet.deploy.profile import inference_path
@@ -73,7 +73,7 @@ def _ratios(rows: list[dict]) -> None:
 
 
 def case_runtimes(quick: bool, model: nn.Module, workdir: Path, log=print) -> dict:
-    from isnet.apps.bench.workload import benchmark_image
+    from benchmarks.workload import benchmark_image
 
     image = benchmark_image(512, 512)
     copies = benchmark_image(512, 512, batch=4)

@@ -1,19 +1,19 @@
 """Where bfloat16 inference loses argmax agreement: each part of the model kept in float32 in turn.
 
-Runs the 512×512, K = 150 benchmark model of ``isnet bench`` (``isnet.apps.bench.workload``) in
+Runs the 512×512, K = 150 benchmark model of ``python -m benchmarks`` (``benchmarks.workload``) in
 float32 and then in bfloat16 as ``FastSegmentor`` prepares it (stem and classifiers'
 last convolutions in float32), and again with one more part kept in float32 each time.
 Prints, per variant, the share of the FLOPs it adds in float32, the fraction of pixels whose argmax agrees with float32 (at the
 logits' stride-8 size and resized to the image) and the largest logit error relative to
 the largest float32 logit:
 
-    python -m isnet.apps.bench.bf16_agreement            # ~1 min on one core
-    python -m isnet.apps.bench.bf16_agreement --size 1024 2048 --classes 19
+    python -m benchmarks.bf16_agreement            # ~1 min on one core
+    python -m benchmarks.bf16_agreement --size 1024 2048 --classes 19
 
 With ``--checkpoint`` (one of our safetensors files) and ``--images`` (a folder), the same
 for a trained model on real images, every pixel of every image counted:
 
-    python -m isnet.apps.bench.bf16_agreement --checkpoint runs/camvid/model.safetensors \
+    python -m benchmarks.bf16_agreement --checkpoint runs/camvid/model.safetensors \
         --images ../shared/data/camvid/images/val
 """
 
@@ -28,8 +28,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from isnet.apps.bench.measure import FLOP_FORMULAS
-from isnet.apps.bench.workload import benchmark_image, benchmark_model
+from benchmarks.measure import FLOP_FORMULAS
+from benchmarks.workload import benchmark_image, benchmark_model
 from isnet.data.image import IMAGE_SUFFIXES, read_image, to_tensor
 from isnet.deploy.runtimes.pytorch import FastSegmentor, Float32
 from isnet.utils.numerics import agreement, relative_error
@@ -90,7 +90,7 @@ def classifiers_in_bf16(model: nn.Module) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m isnet.apps.bench.bf16_agreement", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bf16_agreement", description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, nargs=2, default=(512, 512), help="the benchmark image's size")
     parser.add_argument("--classes", type=int, default=150, help="the benchmark model's classes")
     parser.add_argument("--checkpoint", type=Path, help="a trained model (our safetensors) instead of the benchmark's")

@@ -1,6 +1,6 @@
 """Load test of ``isnet serve``: concurrent clients against a small model, with and without dynamic batching.
 
-    python -m isnet.apps.bench.serve_load [--clients 8] [--requests 50] [--max-batch 1 8]
+    python -m benchmarks.serve_load [--clients 8] [--requests 50] [--max-batch 1 8]
 
 For each ``--max-batch`` it starts ``isnet serve`` on a free loopback port (nothing leaves
 the machine), warms it up, then lets ``--clients`` threads each send ``--requests`` images
@@ -130,7 +130,7 @@ def cpu_model() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m isnet.apps.bench.serve_load", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.serve_load", description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=50, help="per client")
     parser.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"))

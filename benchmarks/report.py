@@ -1,4 +1,4 @@
-"""The report of ``isnet bench``: the machine, Markdown tables and the headline line."""
+"""The report of ``python -m benchmarks``: the machine, Markdown tables and the headline line."""
 
 from __future__ import annotations
 

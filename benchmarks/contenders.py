@@ -10,7 +10,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from isnet.apps.bench.published import PublishedISNet
+from benchmarks.published import PublishedISNet
 from isnet.deploy.runtimes.pytorch import FastSegmentor, use_region_attention
 from isnet.training.loop import sgd
 from isnet.utils.precision import autocast as precision_autocast

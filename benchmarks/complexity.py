@@ -24,8 +24,8 @@ and ANN, whose pooling is a function here, not a layer). Those element-wise term
 multiply-adds of a product and are left out.
 
 Counts are shape arithmetic, so they run on the ``meta`` device: instant at any size. Only
-the latency executes the network. :mod:`isnet.apps.bench.complexity_report` prints and plots the
-rows beside the paper's. ``isnet complexity`` or ``python -m isnet.apps.bench.complexity``.
+the latency executes the network. :mod:`benchmarks.complexity_report` prints and plots the
+rows beside the paper's. ``python -m benchmarks.complexity`` or ``python -m benchmarks.complexity``.
 """
 
 from __future__ import annotations
@@ -41,13 +41,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from isnet.apps.bench.complexity_report import (
+from benchmarks.complexity_report import (
     ComplexityRow,
     format_csv,
     format_table,
     plot_rows,
 )
-from isnet.apps.bench.measure import FLOP_FORMULAS
+from benchmarks.measure import FLOP_FORMULAS
 from isnet.model.config import PEER_HEAD_CONFIGS
 from isnet.model.context.ilcm import ImageLevelContext
 from isnet.model.context.slcm import SemanticLevelContext
@@ -251,9 +251,9 @@ def table2_rows(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``isnet complexity``: print Table 2 as measured here, optionally plot it."""
+    """``python -m benchmarks.complexity``: print Table 2 as measured here, optionally plot it."""
     parser = argparse.ArgumentParser(
-        prog="isnet complexity",
+        prog="python -m benchmarks.complexity",
         description="Parameters, multiply-adds and latency of ISNet's context modules and its "
         "peers on a 1×2048×H×W feature (paper Table 2).",
     )

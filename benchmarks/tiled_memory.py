@@ -9,10 +9,10 @@ what the inference holds, not a backbone's activations. ``--against DIR`` also r
 streamed prediction with another version's code (``DIR/src``, a checkout or a ``git archive``
 of it), side by side on the same image and checkpoint:
 
-    python -m isnet.apps.bench.tiled_memory --whole-up-to 0         # 5000², 10000², 20000² streamed; ~15 min on 2 cores
-    python -m isnet.apps.bench.tiled_memory --sides 2000 4000 --whole-up-to 4000
+    python -m benchmarks.tiled_memory --whole-up-to 0         # 5000², 10000², 20000² streamed; ~15 min on 2 cores
+    python -m benchmarks.tiled_memory --sides 2000 4000 --whole-up-to 4000
     git archive --prefix=before/ HEAD~1 src | tar -x -C /tmp
-    python -m isnet.apps.bench.tiled_memory --classes 150 --whole-up-to 5000 --against /tmp/before   # ~35 min
+    python -m benchmarks.tiled_memory --classes 150 --whole-up-to 5000 --against /tmp/before   # ~35 min
 """
 
 from __future__ import annotations

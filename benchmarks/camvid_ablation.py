@@ -7,9 +7,9 @@ can share the output folder. Writes ``table.md`` and ``table.png``. The tables i
 docs/benchmarks.md use ``--iters 800`` (half the recipe's budget).
 
     # Table 1: baseline, ILCM only, SLCM only, ISNet
-    python -m isnet.apps.bench.camvid_ablation --data-root ../shared/data/camvid --output runs/camvid_ablation --iters 800
+    python -m benchmarks.camvid_ablation --data-root ../shared/data/camvid --output runs/camvid_ablation --iters 800
     # Table 3: the peer context modules beside ISNet, same budget (the ISNet runs are shared)
-    python -m isnet.apps.bench.camvid_ablation --data-root ../shared/data/camvid --output runs/camvid_ablation \
+    python -m benchmarks.camvid_ablation --data-root ../shared/data/camvid --output runs/camvid_ablation \
         --variants ppm aspp ocr ccnet danet ann nonlocal dnl apcnet isnet --iters 800
 """
 
@@ -45,7 +45,7 @@ def record_result(results_path: Path, key: str, record: dict) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m isnet.apps.bench.camvid_ablation", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.camvid_ablation", description=__doc__.split("\n")[0])
     parser.add_argument("--data-root", default="../shared/data/camvid")
     parser.add_argument("--output", default="runs/camvid_ablation")
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=(*VARIANTS, *PEERS))
