@@ -10,6 +10,7 @@ already) or ``failed``. In Python, on a cluster you already run::
     import ray
     from isnet.apps.ray_predict import ModelSource, RayPredictor
     from isnet.inference.engine import InferenceConfig
+from isnet.inference.predictor import Predictor
 
     ray.init(address="auto")
     rows = ray.data.from_items([{"path": str(p)} for p in sorted(Path("photos").glob("*.jpg"))])
@@ -34,10 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from isnet.apps.predict_files import output_files, segment_files
 from isnet.inference.engine import InferenceConfig
+from isnet.inference.predictor import Predictor
 
 
 @dataclass(frozen=True)
@@ -49,17 +50,13 @@ class ModelSource:
     weights: str | None = None
     precision: str = "fp32"  # or bf16
 
-    def load(self) -> torch.nn.Module:
-        from isnet.weights.calibration import with_calibration
-        from isnet.weights.checkpoint import load_model
-        from isnet.weights.presets import create_model
+    def load(self) -> Predictor:
+        """The model on this worker (:func:`isnet.deploy.load_predictor`: the file's temperature applied, if any)."""
+        from isnet.deploy.predictor import load_predictor
 
-        model = load_model(self.checkpoint) if self.checkpoint else create_model(self.model, weights=self.weights)
-        if self.precision != "fp32":
-            from isnet.deploy.runtimes.pytorch import FastSegmentor
-
-            model = FastSegmentor(model, precision=self.precision)
-        return with_calibration(model, self.checkpoint or self.weights).eval()
+        source = self.checkpoint or self.model
+        return load_predictor(source, weights=None if self.checkpoint else self.weights, precision=self.precision,
+                              runtime="torch", device="cpu")
 
 
 class RayPredictor:

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from isnet.apps.predict_files import model_normalisation
 from isnet.data.image import DataFileError, find_images, read_image, to_tensor
 from isnet.inference.engine import InferenceConfig, predict
+from isnet.inference.predictor import Predictor, as_predictor
 from isnet.inference.temperature import probabilities
 from isnet.utils.errors import describe_os_error
 from isnet.utils.progress import progress_bar
@@ -109,7 +110,7 @@ def _labels_of_batch(scores: Tensor, config: InferenceConfig, smooth: float, sta
 
 
 def segment_video(
-    model: nn.Module,
+    model: Predictor | nn.Module,
     source: Path,
     output: Path,
     config: InferenceConfig,
@@ -127,8 +128,8 @@ def segment_video(
     finals = video_outputs(source, output)
     partials = [final.with_name(f".{final.stem}.partial{final.suffix}") for final in finals]
     writers: list[cv2.VideoWriter] = []
-    model.eval()
-    device = next(iter(model.parameters()), torch.empty(0)).device
+    model = as_predictor(model)
+    device = model.device
     state: list[Tensor | None] = [None]
     try:
         frames = _Frames(source, fps)

@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     args, args.options = parser.parse_known_args(argv)  # only complexity takes options of its own
     if args.options and args.command != "complexity":
         parser.error(f"unrecognized arguments: {' '.join(args.options)}")
+    from isnet.cli.common import apply_threads
+
+    apply_threads(args)  # --threads, before anything computes
     if debug:
         return args.run(args)
     from isnet.utils.errors import report_error

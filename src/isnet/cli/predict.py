@@ -11,14 +11,16 @@ import torch
 from isnet.cli.common import (
     add_inference_arguments,
     add_model_arguments,
-    calibrated,
+    add_threads_argument,
     class_names,
     inference_config,
-    load_model_from_args,
+    load_predictor_from_args,
     non_negative_int,
     positive_float,
     positive_int,
+    protocol_line,
     resolve_device,
+    test_resize,
     usage_error,
 )
 
@@ -38,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=positive_int,
                         help="refuse larger images (default 100 million, or 4 billion for images streamed tile by tile)")
     add_inference_arguments(parser)
+    parser.add_argument("--fit", type=positive_int, nargs=2, metavar=("LONG", "SHORT"),
+                        help="test-time resize box (default: the one the model's dataset record carries)")
     parser.add_argument("--confidence", action="store_true",
                         help="also write <name>_confidence.png: the probability of the predicted class, 16-bit (p·65535)")
     large = parser.add_argument_group("very large images, streamed tile by tile (labels as --mode slide)")
@@ -61,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="local (one process, or torchrun's); ray: Ray Data map_batches (needs isnet[ray])")
     ray.add_argument("--ray-address", help="a running Ray cluster (default: start a local one)")
     ray.add_argument("--ray-workers", type=positive_int, default=2, help="Ray actors, each with a model (default 2)")
+    add_threads_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,11 +107,12 @@ def run(args: argparse.Namespace) -> int:
         if videos or tiles is not None:
             usage_error("--engine ray labels image files; predict videos and --tile images without it")
         return _predict_with_ray(args, find_images(images, exclude=output), output, config)
-    device = resolve_device(args)
-    context = init_distributed(str(device))
-    model = calibrated(load_model_from_args(args), args)
-    if isinstance(model, torch.nn.Module):
-        model = model.to(context.device)
+    context = init_distributed(str(resolve_device(args)))
+    args.device = str(context.device)  # under torchrun, this process's GPU
+    model = load_predictor_from_args(args)
+    resize = test_resize(args, model)
+    if tiles is None:  # tiles stream the image at its own size
+        print(protocol_line(resize, config), file=sys.stderr)
     classes, palette = class_names(model, args)
     video_failures = _segment_videos(model, videos[context.rank :: context.world_size], output, config, palette, args)
     paths = find_images(images, exclude=output) if images else []
@@ -125,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
         on_done = _shared_progress(todo, output) if context.is_main else (lambda path: None)
     whole, streamed = split_streamed(mine, tiles, config, tile_above=args.tile_above, max_pixels=args.max_pixels)
     failures = segment_files(model, whole, output, config, classes, palette, max_pixels=args.max_pixels,
-                             batch_size=args.batch_size, on_done=on_done, confidence=args.confidence)
+                             batch_size=args.batch_size, on_done=on_done, confidence=args.confidence,
+                             resize=resize[:2])
     failures += segment_large_files(model, streamed, output, classes, palette, max_pixels=args.max_pixels,
                                     confidence=args.confidence, on_done=on_done, spill_dir=args.spill_dir)
     failures += video_failures

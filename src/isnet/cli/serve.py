@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from isnet.cli.common import calibrated, class_names
+from isnet.cli.common import add_threads_argument, class_names
 
 HELP = "serve a checkpoint over HTTP, with a web page (needs isnet[serve])"
 
@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=int, default=4096 * 4096, help="larger images get 413")
     parser.add_argument("--request-timeout", type=float, default=30.0, metavar="S",
                         help="a request's headers, then its body, must arrive within S seconds: slower clients are dropped")
+    add_threads_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,26 +33,18 @@ def run(args: argparse.Namespace) -> int:
         create_app,
         run,
     )
-    from isnet.cli.common import usage_error
-    from isnet.weights.checkpoint import load_model
+    from isnet.cli.common import load_predictor_from_args, usage_error
 
     if not str(args.checkpoint).endswith(".safetensors"):
         usage_error(f"--checkpoint {args.checkpoint}: expected one of our .safetensors checkpoints "
                     "(written by `isnet train` or isnet.weights.checkpoint.save_model)")
-    model = load_model(args.checkpoint)  # a damaged or mistaken file: one line naming it (the error boundary)
+    # a damaged or mistaken file: one line naming it (the error boundary); its temperature applied, when it has one
+    model = load_predictor_from_args(args, runtime="auto")
     if model.config.backbone.in_channels != 3:
         usage_error(f"--checkpoint {args.checkpoint} takes {model.config.backbone.in_channels} image channels; "
                     "the server decodes uploads as RGB: segment such images with `isnet predict`")
     classes, palette = class_names(model, args)
-    if args.precision == "auto":  # the fastest float32-accurate path measured on this machine
-        from isnet.deploy.fast_paths import fast_model
-
-        model = fast_model(model, log=lambda line: print(line, file=sys.stderr))
-    elif args.precision != "fp32":
-        from isnet.deploy.runtimes.pytorch import FastSegmentor
-
-        model = FastSegmentor(model, precision=args.precision)
-    model = calibrated(model, args)  # the temperature of `isnet calibrate`, when the file has one
+    print(f"serving {model.describe()}", file=sys.stderr)
     config = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                          max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
                          request_timeout_s=args.request_timeout)

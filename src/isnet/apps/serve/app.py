@@ -44,7 +44,8 @@ from isnet.apps.serve.responses import (
 from isnet.apps.serve.slow_clients import HeaderTimeoutProtocol, RequestLimits
 from isnet.apps.serve.uploads import BodySizeLimit, decode_upload
 from isnet.data.image import to_tensor
-from isnet.inference.engine import InferenceConfig, predict_labels
+from isnet.inference.engine import InferenceConfig
+from isnet.inference.predictor import Predictor, as_predictor
 
 # The page runs only what the server sends: inline script and style, images from data URLs.
 PAGE_POLICY = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; connect-src 'self'"
@@ -90,16 +91,17 @@ async def _read_upload(request: Request) -> tuple[bytes, str]:
 
 
 def create_app(
-    model: nn.Module,
+    model: Predictor | nn.Module,
     classes: Sequence[str],
     palette: Sequence[tuple[int, int, int]],
     config: ServeConfig = ServeConfig(),
 ) -> Starlette:
-    """An ASGI app serving ``model`` (a segmentor or a ``FastSegmentor``); ``classes`` and ``palette`` name its outputs."""
-    model.eval()
+    """An ASGI app serving ``model`` (a predictor of :func:`isnet.deploy.load_predictor`, or a segmentor);
+    ``classes`` and ``palette`` name its outputs."""
+    model = as_predictor(model)
 
     def predict_batch(images: Tensor) -> Tensor:
-        return predict_labels(model, images, config.inference).to(torch.uint8)
+        return model.labels(images.to(model.device), config.inference).to("cpu", torch.uint8)
 
     batcher = DynamicBatcher(
         predict_batch, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000, max_queue=config.max_queue

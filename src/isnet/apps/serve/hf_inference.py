@@ -38,6 +38,7 @@ from isnet.apps.serve.batching import DynamicBatcher, QueueFullError
 from isnet.apps.serve.responses import png_bytes
 from isnet.apps.serve.uploads import decode_upload
 from isnet.data.image import to_tensor
+from isnet.inference.predictor import Predictor
 from isnet.inference.temperature import max_probability
 
 
@@ -76,7 +77,7 @@ def segments(labels: np.ndarray, confidence: np.ndarray, classes: Sequence[str])
 class HFInference:
     """``POST /`` in the Inference API's shape; its batcher is started and closed with the app's."""
 
-    def __init__(self, model: nn.Module, classes: Sequence[str], config) -> None:
+    def __init__(self, model: Predictor | nn.Module, classes: Sequence[str], config) -> None:
         def predict_batch(images: Tensor) -> Tensor:
             scores = predict_on_model_device(model, images, config.inference)
             labels = scores.argmax(dim=1).to(torch.float32)
