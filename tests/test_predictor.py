@@ -38,7 +38,7 @@ def data_root(tmp_path_factory) -> Path:
 def run(data_root, tmp_path_factory) -> Path:
     """A tiny model trained by ``isnet train``, evaluated (and so recorded) at a 32×24 fit resize."""
     output = tmp_path_factory.mktemp("run")
-    arguments = tiny_training(data_root, output, max_iters=4)
+    arguments = tiny_training(data_root, output, "--set", "lr=0.05", max_iters=8)  # enough to predict several classes
     arguments[arguments.index("data.eval_fit_size=null")] = "data.eval_fit_size=[32,24]"
     result = isnet(*arguments)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -116,16 +116,35 @@ def test_one_checkpoint_gives_one_miou_from_training_eval_and_predict(run, data_
     result = isnet("predict", data_root / "images" / "val", "--checkpoint", checkpoint, "--output", tmp_path / "labels")
     assert result.returncode == 0, result.stderr[-3000:]
     assert line in result.stderr
-    matrix = ConfusionMatrix(len(load_model(checkpoint).dataset.classes))
+    matrix, predicted = ConfusionMatrix(len(load_model(checkpoint).dataset.classes)), set()
     for mask in sorted((data_root / "masks" / "val").glob("*.png")):
-        labels = np.asarray(Image.open(tmp_path / "labels" / f"{mask.stem}_labels.png"))
-        matrix.update(torch.from_numpy(labels.astype(np.int64))[None], torch.from_numpy(np.asarray(Image.open(mask)).astype(np.int64))[None])
+        labels = np.asarray(Image.open(tmp_path / "labels" / f"{mask.stem}_labels.png")).astype(np.int64)
+        matrix.update(torch.from_numpy(labels)[None], torch.from_numpy(np.asarray(Image.open(mask)).astype(np.int64))[None])
+        predicted |= set(np.unique(labels).tolist())
+    assert len(predicted) > 1  # a model that says one class everywhere would agree with anything
     assert matrix.summary().mean_iou == trained
 
     result = isnet("calibrate", "--checkpoint", checkpoint, "--dataset", "folder", "--data-root", data_root,
                    "--split", "val", "--output", tmp_path / "calibrated.safetensors")
     assert result.returncode == 0, result.stderr[-3000:]
     assert line in result.stderr
+
+
+def test_serve_applies_the_recorded_resize_as_predict_does(run, data_root, tmp_path):
+    from isnet.apps.serve.client import running_server
+
+    checkpoint, image = run / "model.safetensors", data_root / "images" / "val" / "0000.png"
+    result = isnet("predict", image, "--checkpoint", checkpoint, "--precision", "fp32", "--output", tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with running_server(checkpoint, "--precision", "fp32", log=tmp_path / "server.log") as server:
+        status, _, body = server.post(image.read_bytes(), "0000.png")
+    assert status == 200
+    assert body == (tmp_path / "out" / "0000_labels.png").read_bytes()
+    assert f"test resize: fit 32×24 (from the dataset record of {checkpoint})" in (tmp_path / "server.log").read_text()
+    whole = isnet("predict", image, "--checkpoint", checkpoint, "--precision", "fp32", "--fit", 64, 48,
+                  "--output", tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]  # at the image's own size the labels differ: the resize applied
+    assert (tmp_path / "whole" / "0000_labels.png").read_bytes() != body
 
 
 def test_threads_is_an_option_of_every_command_that_computes(calibrated, data_root, tmp_path):

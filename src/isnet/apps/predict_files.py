@@ -25,6 +25,7 @@ from isnet.data.image import (
     to_tensor,
 )
 from isnet.data.info import Size, make_palette
+from isnet.data.base import Transform
 from isnet.data.transforms import evaluation_transforms
 from isnet.inference.engine import InferenceConfig, predict
 from isnet.inference.predictor import Predictor, as_predictor
@@ -120,8 +121,8 @@ def segment_files(
                 failures.append((path, str(error)))
         if images:
             try:
-                tensors = torch.stack([to_tensor(test_resize(image, image[..., 0])[0], mean, std) for image in images])
-                scores = predict_on_model_device(model, tensors, config, size=images[0].shape[:2])
+                scores = predict_on_model_device(model, model_inputs(images, mean, std, test_resize), config,
+                                                 size=images[0].shape[:2])
                 labels = scores.argmax(dim=1).numpy().astype(np.uint8)
                 confidences = confidence_uint16(max_probability(scores, config)).numpy() if confidence else [None] * len(labels)
                 for path, image, label, certainty in zip(readable, images, labels, confidences):
@@ -139,6 +140,12 @@ def segment_files(
         print(f"skipped {reason}", file=sys.stderr)
     order = {path: index for index, path in enumerate(paths)}
     return sorted(failures, key=lambda failure: order[failure[0]])
+
+
+def model_inputs(images: Sequence[np.ndarray], mean: Sequence[float], std: Sequence[float], resize: Transform) -> torch.Tensor:
+    """The model's input batch of images of one size: each resized by the test protocol
+    (``evaluation_transforms``, as the evaluation data is) and normalised."""
+    return torch.stack([to_tensor(resize(image, image[..., 0])[0], mean, std) for image in images])
 
 
 def predict_on_model_device(

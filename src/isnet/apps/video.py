@@ -29,9 +29,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from isnet.apps.predict_files import model_normalisation
-from isnet.data.image import DataFileError, find_images, read_image, to_tensor
-from isnet.inference.engine import InferenceConfig, predict
+from isnet.apps.predict_files import model_inputs, model_normalisation, predict_on_model_device
+from isnet.data.image import DataFileError, find_images, read_image
+from isnet.data.info import Size
+from isnet.data.transforms import evaluation_transforms
+from isnet.inference.engine import InferenceConfig
 from isnet.inference.predictor import Predictor, as_predictor
 from isnet.inference.temperature import probabilities
 from isnet.utils.errors import describe_os_error
@@ -120,8 +122,11 @@ def segment_video(
     smooth: float = 1.0,
     fps: float | None = None,
     progress: bool = True,
+    resize: tuple[Size | None, Size | None] = (None, None),
 ) -> str | None:
-    """Write the label and overlay videos of ``source``; the reason it could not, or None (see the module)."""
+    """Write the label and overlay videos of ``source``; the reason it could not, or None (see the module).
+
+    ``resize`` is the test-time resize ``(fit_size, resize_to)``, applied to each frame as ``isnet predict`` applies it."""
     mean, std = model_normalisation(model)
     if len(mean) != 3:
         return f"{source}: the model takes {len(mean)} image channels; video frames are RGB"
@@ -129,7 +134,7 @@ def segment_video(
     partials = [final.with_name(f".{final.stem}.partial{final.suffix}") for final in finals]
     writers: list[cv2.VideoWriter] = []
     model = as_predictor(model)
-    device = model.device
+    test_resize = evaluation_transforms(*resize)
     state: list[Tensor | None] = [None]
     try:
         frames = _Frames(source, fps)
@@ -144,8 +149,9 @@ def segment_video(
                     if not writer.isOpened():
                         raise OSError(f"OpenCV cannot write {codec} video to {partial}")
                     writers.append(writer)
-            tensors = torch.stack([to_tensor(frame, mean, std) for frame in batch]).to(device)
-            labels = _labels_of_batch(predict(model, tensors, config), config, smooth, state).to(torch.uint8).cpu().numpy()
+            scores = predict_on_model_device(model, model_inputs(batch, mean, std, test_resize), config,
+                                             size=batch[0].shape[:2])
+            labels = _labels_of_batch(scores, config, smooth, state).to(torch.uint8).cpu().numpy()
             for frame, label in zip(batch, labels):
                 writers[0].write(label)
                 writers[1].write(cv2.cvtColor(overlay(frame, label, palette), cv2.COLOR_RGB2BGR))

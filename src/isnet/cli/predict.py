@@ -114,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     if tiles is None:  # tiles stream the image at its own size
         print(protocol_line(resize, config), file=sys.stderr)
     classes, palette = class_names(model, args)
-    video_failures = _segment_videos(model, videos[context.rank :: context.world_size], output, config, palette, args)
+    video_failures = _segment_videos(model, videos[context.rank :: context.world_size], output, config, palette, args,
+                                     resize[:2])
     paths = find_images(images, exclude=output) if images else []
     if not paths and not videos:
         print(f"no images found in {', '.join(map(str, args.inputs))}", file=sys.stderr)
@@ -181,7 +182,8 @@ def _predict_with_ray(args: argparse.Namespace, paths: list[Path], output: Path,
     return max(summarise(results), 1 if collisions else 0)
 
 
-def _segment_videos(model, videos, output: Path, config, palette, args: argparse.Namespace) -> list[tuple[Path, str]]:
+def _segment_videos(model, videos, output: Path, config, palette, args: argparse.Namespace,
+                    resize: tuple) -> list[tuple[Path, str]]:
     """Each video (or folder of frames) to a label video and an overlay video; the ones that failed, with why."""
     from isnet.apps.predict_files import require_writable_folder
     from isnet.apps.video import segment_video, video_outputs
@@ -194,7 +196,7 @@ def _segment_videos(model, videos, output: Path, config, palette, args: argparse
             print(f"{video}: its videos are already in {output}; skipped")
             continue
         reason = segment_video(model, video, output, config, palette, batch_size=args.batch_size, smooth=args.smooth,
-                               fps=args.fps)
+                               fps=args.fps, resize=resize)
         if reason is not None:
             failures.append((video, reason))
     return failures

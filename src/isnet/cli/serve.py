@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from isnet.cli.common import add_threads_argument, class_names
+from isnet.cli.common import add_threads_argument, class_names, positive_int
 
 HELP = "serve a checkpoint over HTTP, with a web page (needs isnet[serve])"
 
@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="auto (default): the fastest float32-accurate path measured on this machine (cached)")
+    parser.add_argument("--fit", type=positive_int, nargs=2, metavar=("LONG", "SHORT"),
+                        help="test-time resize box (default: the one the model's dataset record carries)")
     parser.add_argument("--max-batch", type=int, default=8, help="images of one size per model call (1: no batching)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch with")
     parser.add_argument("--max-queue", type=int, default=32, help="requests waiting for the model; more get 503")
@@ -33,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
         create_app,
         run,
     )
-    from isnet.cli.common import load_predictor_from_args, usage_error
+    from isnet.cli.common import load_predictor_from_args, protocol_line, test_resize, usage_error
+    from isnet.inference.engine import InferenceConfig
 
     if not str(args.checkpoint).endswith(".safetensors"):
         usage_error(f"--checkpoint {args.checkpoint}: expected one of our .safetensors checkpoints "
@@ -44,9 +47,10 @@ def run(args: argparse.Namespace) -> int:
         usage_error(f"--checkpoint {args.checkpoint} takes {model.config.backbone.in_channels} image channels; "
                     "the server decodes uploads as RGB: segment such images with `isnet predict`")
     classes, palette = class_names(model, args)
-    print(f"serving {model.describe()}", file=sys.stderr)
+    resize = test_resize(args, model)
+    print(f"serving {model.describe()}; {protocol_line(resize, InferenceConfig())}", file=sys.stderr)
     config = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-                         max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
+                         max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels, resize=resize[:2],
                          request_timeout_s=args.request_timeout)
     run(create_app(model, classes, palette, config), host=args.host, port=args.port, request_timeout_s=args.request_timeout)
     return 0
