@@ -73,6 +73,7 @@ class RayPredictor:
         batch_size: int = 1,
         confidence: bool = False,
         max_pixels: int | None = None,
+        resize: tuple = (None, None),
     ) -> None:
         from isnet.apps.predict_files import model_classes
 
@@ -80,14 +81,14 @@ class RayPredictor:
         default_classes, default_palette = model_classes(self.model)
         self.classes, self.palette = list(classes or default_classes), [tuple(c) for c in (palette or default_palette)]
         self.output, self.config = Path(output), config
-        self.batch_size, self.confidence, self.max_pixels = batch_size, confidence, max_pixels
+        self.batch_size, self.confidence, self.max_pixels, self.resize = batch_size, confidence, max_pixels, resize
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         paths = [Path(str(path)) for path in batch["path"]]
         done = {path for path in paths if all(f.exists() for f in output_files(path, self.output, confidence=self.confidence))}
         failures = dict(segment_files(self.model, [p for p in paths if p not in done], self.output, self.config,
                                       self.classes, self.palette, max_pixels=self.max_pixels, batch_size=self.batch_size,
-                                      on_done=lambda path: None, confidence=self.confidence))
+                                      on_done=lambda path: None, confidence=self.confidence, resize=self.resize))
         status = ["done" if p in done else "failed" if p in failures else "written" for p in paths]
         return {"path": np.array([str(p) for p in paths]), "status": np.array(status),
                 "reason": np.array([failures.get(p, "") for p in paths]), "worker": np.array([os.getpid()] * len(paths))}
@@ -107,6 +108,7 @@ def predict_with_ray(
     rows_per_call: int = 2,
     confidence: bool = False,
     max_pixels: int | None = None,
+    resize: tuple = (None, None),
 ) -> list[dict]:
     """Segment ``paths`` on Ray Data with ``workers`` actors (a local Ray unless ``address``); one result row per path.
 
@@ -134,7 +136,7 @@ def predict_with_ray(
         RayPredictor, batch_size=rows_per_call, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
         fn_constructor_kwargs={"source": source, "output": str(output), "config": config, "classes": list(classes),
                                "palette": [list(c) for c in palette], "batch_size": batch_size,
-                               "confidence": confidence, "max_pixels": max_pixels},
+                               "confidence": confidence, "max_pixels": max_pixels, "resize": resize},
     )
     collected = []
     with progress_bar(total=len(paths), desc="predict (ray)", unit="image") as bar:

@@ -173,10 +173,13 @@ def _predict_with_ray(args: argparse.Namespace, paths: list[Path], output: Path,
         print(f"{len(paths) - len(todo)} of {len(paths)} image(s) already done in {output}; segmenting the other {len(todo)}")
     collisions = colliding_inputs(paths)
     todo = [path for path in todo if path not in collisions]
-    classes, palette = class_names(source.load(), args)
+    model = source.load()
+    classes, palette = class_names(model, args)
+    resize = test_resize(args, model)
+    print(protocol_line(resize, config), file=sys.stderr)
     results = predict_with_ray(todo, output, config, source, classes, palette, workers=args.ray_workers,
                                address=args.ray_address, batch_size=args.batch_size, confidence=args.confidence,
-                               max_pixels=args.max_pixels)
+                               max_pixels=args.max_pixels, resize=resize[:2])
     for path in collisions:
         print(f"  {collisions[path]}", file=sys.stderr)
     return max(summarise(results), 1 if collisions else 0)
