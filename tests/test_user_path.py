@@ -90,7 +90,7 @@ def test_eval_of_a_trained_folder_model_at_defaults_reproduces_its_training_miou
     result = isnet("eval", "--checkpoint", run / "model.safetensors", "--dataset", "folder",
                    "--data-root", data_root, "--split", "val", "--output", output)
     assert result.returncode == 0, result.stderr
-    assert "test resize: no resize (from" in result.stdout
+    assert "test resize: no resize (from" in result.stderr
     reported = float(re.search(r"mIoU\s+([0-9.]+)", (output / "scores.txt").read_text()).group(1))
     assert reported == pytest.approx(100 * training_miou, abs=0.5)
 
@@ -232,7 +232,7 @@ def test_folder_without_a_record_is_tested_by_the_checkpoints_protocol(trained, 
     result = isnet("eval", "--checkpoint", checkpoint, "--dataset", "folder", "--data-root", plain,
                    "--split", "val", "--output", tmp_path / "eval")
     assert result.returncode == 0, result.stderr
-    assert f"test resize: fit 32×24 (from the dataset record of {checkpoint})" in result.stdout
+    assert f"test resize: fit 32×24 (from the dataset record of {checkpoint})" in result.stderr
 
 
 def test_overlay_legend_wraps_and_large_images_are_drawn_smaller(tmp_path):

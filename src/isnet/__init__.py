@@ -10,6 +10,8 @@ from isnet.inference.engine import InferenceConfig, predict, predict_labels
 from isnet.weights.presets import PRESETS, create_model, get_config
 from isnet.weights.released import WEIGHTS, from_released_config, load_released_checkpoint
 from isnet.model.segmentor import Segmentor, build_model
+from isnet.inference.predictor import Predictor
+from isnet.deploy.predictor import load_predictor
 
 try:
     __version__ = _version("isnet")
@@ -26,6 +28,7 @@ __all__ = [
     "InferenceConfig",
     "ModelConfig",
     "PRESETS",
+    "Predictor",
     "WEIGHTS",
     "Segmentor",
     "build_model",
@@ -33,6 +36,7 @@ __all__ = [
     "from_released_config",
     "get_config",
     "load_model",
+    "load_predictor",
     "load_released_checkpoint",
     "predict",
     "predict_labels",

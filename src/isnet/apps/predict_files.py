@@ -22,15 +22,18 @@ from isnet.data.image import (
     read_image,
     to_tensor,
 )
-from isnet.data.info import make_palette
+from isnet.data.info import Size, make_palette
+from isnet.data.base import Transform
+from isnet.data.transforms import evaluation_transforms
 from isnet.inference.engine import InferenceConfig, predict
+from isnet.inference.predictor import Predictor, as_predictor
 from isnet.inference.temperature import confidence_uint16, max_probability
 from isnet.utils.atomic_files import atomic_paths, remove_unfinished_writes
 from isnet.utils.errors import describe_os_error
 from isnet.utils.visualize import label_dtype, label_image, save_overlay_with_legend
 
 
-def model_classes(model: nn.Module) -> tuple[list[str], list[tuple[int, int, int]]]:
+def model_classes(model: Predictor | nn.Module) -> tuple[list[str], list[tuple[int, int, int]]]:
     """Class names and colours of a model: its dataset record, else generic names and colours."""
     dataset = getattr(model, "dataset", None)
     if dataset is not None:
@@ -39,7 +42,7 @@ def model_classes(model: nn.Module) -> tuple[list[str], list[tuple[int, int, int
     return [f"class {k}" for k in range(num_classes)], list(make_palette(num_classes))
 
 
-def model_normalisation(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def model_normalisation(model: Predictor | nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The per-channel mean and std a model's inputs are normalised with: its dataset record's, else RGB ImageNet's."""
     dataset = getattr(model, "dataset", None)
     return (tuple(dataset.mean), tuple(dataset.std)) if dataset is not None else (MEAN, STD)
@@ -73,7 +76,7 @@ def colliding_inputs(paths: Sequence[Path]) -> dict[Path, str]:
 
 
 def segment_files(
-    model: nn.Module,
+    model: Predictor | nn.Module,
     paths: Sequence[Path],
     output: Path,
     config: InferenceConfig,
@@ -84,6 +87,7 @@ def segment_files(
     batch_size: int = 1,
     on_done: Callable[[Path], None] | None = None,
     confidence: bool = False,
+    resize: tuple[Size | None, Size | None] = (None, None),
 ) -> list[tuple[Path, str]]:
     """Segment each image, writing ``<stem>_labels.png`` and ``<stem>_overlay.png``
     (with ``confidence``, also ``<stem>_confidence.png``: the probability of the predicted class).
@@ -96,13 +100,16 @@ def segment_files(
     output folder that cannot be created or written in is an ``OSError`` before any image is read.
     With ``batch_size`` > 1, images of equal size are predicted together. ``on_done(path)`` is
     called after each image (written or failed); without it each written image is printed.
+    ``resize`` is the test-time resize ``(fit_size, resize_to)`` (:func:`~isnet.data.transforms.evaluation_transforms`):
+    the model sees the resized image, and its scores are resized back to the image, as ``isnet eval`` scores them.
     """
     require_writable_folder(output)
     limit = max_pixels or MAX_IMAGE_PIXELS
     collisions = colliding_inputs(paths)
     failures = [(path, collisions[path]) for path in paths if path in collisions]
-    model.eval()
+    model = as_predictor(model)
     mean, std = model_normalisation(model)
+    test_resize = evaluation_transforms(*resize)
     for batch in batches_by_size([p for p in paths if p not in collisions], batch_size, limit):
         images, readable = [], []
         for path in batch:
@@ -113,8 +120,8 @@ def segment_files(
                 failures.append((path, str(error)))
         if images:
             try:
-                tensors = torch.stack([to_tensor(image, mean, std) for image in images])
-                scores = predict_on_model_device(model, tensors, config)
+                scores = predict_on_model_device(model, model_inputs(images, mean, std, test_resize), config,
+                                                 size=images[0].shape[:2])
                 labels = scores.argmax(dim=1).numpy().astype(label_dtype(scores.shape[1]))
                 confidences = confidence_uint16(max_probability(scores, config)).numpy() if confidence else [None] * len(labels)
                 for path, image, label, certainty in zip(readable, images, labels, confidences):
@@ -134,11 +141,20 @@ def segment_files(
     return sorted(failures, key=lambda failure: order[failure[0]])
 
 
-def predict_on_model_device(model: nn.Module, images: torch.Tensor, config: InferenceConfig) -> torch.Tensor:
-    """The scores of :func:`~isnet.inference.engine.predict`, computed on the model's device, returned on the CPU."""
-    parameter = next(model.parameters(), None)
-    device = images.device if parameter is None else parameter.device
-    return predict(model, images.to(device), config).cpu()
+def model_inputs(images: Sequence[np.ndarray], mean: Sequence[float], std: Sequence[float], resize: Transform) -> torch.Tensor:
+    """The model's input batch of images of one size: each resized by the test protocol
+    (``evaluation_transforms``, as the evaluation data is) and normalised."""
+    return torch.stack([to_tensor(resize(image, image[..., 0])[0], mean, std) for image in images])
+
+
+def predict_on_model_device(
+    model: Predictor | nn.Module, images: torch.Tensor, config: InferenceConfig, *, size: Sequence[int] | None = None
+) -> torch.Tensor:
+    """The scores of :func:`~isnet.inference.engine.predict`, computed on the model's device, returned on the CPU;
+    with ``size`` (the image's size before the test resize), resized once from the head straight to it, as the
+    evaluation loop resizes them to the label."""
+    predictor = as_predictor(model)
+    return predict(predictor, images.to(predictor.device), config, output_size=size).cpu()
 
 
 def batches_by_size(paths: Sequence[Path], batch_size: int, max_pixels: int) -> Iterator[list[Path]]:

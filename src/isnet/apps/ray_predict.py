@@ -10,6 +10,7 @@ already) or ``failed``. In Python, on a cluster you already run::
     import ray
     from isnet.apps.ray_predict import ModelSource, RayPredictor
     from isnet.inference.engine import InferenceConfig
+from isnet.inference.predictor import Predictor
 
     ray.init(address="auto")
     rows = ray.data.from_items([{"path": str(p)} for p in sorted(Path("photos").glob("*.jpg"))])
@@ -38,11 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from isnet.apps.predict_files import output_files, segment_files
 from isnet.inference.engine import InferenceConfig
 from isnet.utils.child_process import child_environment
+from isnet.inference.predictor import Predictor
 
 
 @dataclass(frozen=True)
@@ -54,17 +55,13 @@ class ModelSource:
     weights: str | None = None
     precision: str = "fp32"  # or bf16
 
-    def load(self) -> torch.nn.Module:
-        from isnet.weights.calibration import with_calibration
-        from isnet.weights.checkpoint import load_model
-        from isnet.weights.presets import create_model
+    def load(self) -> Predictor:
+        """The model on this worker (:func:`isnet.deploy.load_predictor`: the file's temperature applied, if any)."""
+        from isnet.deploy.predictor import load_predictor
 
-        model = load_model(self.checkpoint) if self.checkpoint else create_model(self.model, weights=self.weights)
-        if self.precision != "fp32":
-            from isnet.deploy.runtimes.pytorch import FastSegmentor
-
-            model = FastSegmentor(model, precision=self.precision)
-        return with_calibration(model, self.checkpoint or self.weights).eval()
+        source = self.checkpoint or self.model
+        return load_predictor(source, weights=None if self.checkpoint else self.weights, precision=self.precision,
+                              runtime="torch", device="cpu")
 
 
 class RayPredictor:
@@ -81,6 +78,7 @@ class RayPredictor:
         batch_size: int = 1,
         confidence: bool = False,
         max_pixels: int | None = None,
+        resize: tuple = (None, None),
     ) -> None:
         from isnet.apps.predict_files import model_classes
 
@@ -88,14 +86,14 @@ class RayPredictor:
         default_classes, default_palette = model_classes(self.model)
         self.classes, self.palette = list(classes or default_classes), [tuple(c) for c in (palette or default_palette)]
         self.output, self.config = Path(output), config
-        self.batch_size, self.confidence, self.max_pixels = batch_size, confidence, max_pixels
+        self.batch_size, self.confidence, self.max_pixels, self.resize = batch_size, confidence, max_pixels, resize
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         paths = [Path(str(path)) for path in batch["path"]]
         done = {path for path in paths if all(f.exists() for f in output_files(path, self.output, confidence=self.confidence))}
         failures = dict(segment_files(self.model, [p for p in paths if p not in done], self.output, self.config,
                                       self.classes, self.palette, max_pixels=self.max_pixels, batch_size=self.batch_size,
-                                      on_done=lambda path: None, confidence=self.confidence))
+                                      on_done=lambda path: None, confidence=self.confidence, resize=self.resize))
         status = ["done" if p in done else "failed" if p in failures else "written" for p in paths]
         return {"path": np.array([str(p) for p in paths]), "status": np.array(status),
                 "reason": np.array([failures.get(p, "") for p in paths]), "worker": np.array([os.getpid()] * len(paths))}
@@ -116,6 +114,7 @@ def predict_with_ray(
     confidence: bool = False,
     max_pixels: int | None = None,
     timeout_s: float = 30.0,
+    resize: tuple = (None, None),
 ) -> list[dict]:
     """Segment ``paths`` on Ray Data with ``workers`` actors (a local Ray unless ``address``, joined within
     ``timeout_s``: see :func:`connect_to_cluster`); one result row per path.
@@ -144,7 +143,7 @@ def predict_with_ray(
         RayPredictor, batch_size=rows_per_call, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
         fn_constructor_kwargs={"source": source, "output": str(output), "config": config, "classes": list(classes),
                                "palette": [list(c) for c in palette], "batch_size": batch_size,
-                               "confidence": confidence, "max_pixels": max_pixels},
+                               "confidence": confidence, "max_pixels": max_pixels, "resize": resize},
     )
     collected = []
     with progress_bar(total=len(paths), desc="predict (ray)", unit="image") as bar:

@@ -36,6 +36,7 @@ from isnet.apps.predict_files import model_normalisation
 from isnet.data.image import DataFileError, normalise
 from isnet.data.large_image import header_size, open_rows
 from isnet.inference.engine import InferenceConfig
+from isnet.inference.predictor import Predictor, as_predictor
 from isnet.inference.streaming import SpillError, stream_slide
 from isnet.inference.temperature import confidence_uint16
 from isnet.utils.atomic_files import PendingFiles
@@ -106,7 +107,7 @@ class PngRowWriter:
 
 
 def segment_large_image(
-    model: nn.Module,
+    model: Predictor | nn.Module,
     path: Path,
     outputs: Sequence[Path],
     tiles: TileConfig,
@@ -134,7 +135,8 @@ def segment_large_image(
     except DataFileError as error:
         return str(error)
     height, width = reader.height, reader.width
-    device = next(iter(model.parameters()), torch.empty(0)).device
+    model = as_predictor(model)
+    device = model.device
     step = max(1, -(-max(height, width) // MAX_OVERLAY_SIDE))
     thumbnail_pixels, thumbnail_labels = [], []
 
@@ -258,7 +260,7 @@ def split_streamed(
 
 
 def segment_large_files(
-    model: nn.Module,
+    model: Predictor | nn.Module,
     jobs: Sequence[tuple[Path, TileConfig]],
     output: Path,
     classes: Sequence[str],
@@ -273,7 +275,6 @@ def segment_large_files(
     from isnet.apps.predict_files import output_files
 
     failures = []
-    model.eval()
     for path, tiles in jobs:
         outputs = output_files(path, output, confidence=confidence)
         reason = segment_large_image(model, path, outputs, tiles, classes, palette,

@@ -27,9 +27,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from isnet.apps.predict_files import model_normalisation
-from isnet.data.image import DataFileError, find_images, read_image, require_regular_file, to_tensor
-from isnet.inference.engine import InferenceConfig, predict
+from isnet.apps.predict_files import model_inputs, model_normalisation, predict_on_model_device
+from isnet.data.image import DataFileError, find_images, read_image, require_regular_file
+from isnet.data.info import Size
+from isnet.data.transforms import evaluation_transforms
+from isnet.inference.engine import InferenceConfig
+from isnet.inference.predictor import Predictor, as_predictor
 from isnet.inference.temperature import probabilities
 from isnet.utils.atomic_files import PendingFiles
 from isnet.utils.errors import describe_os_error
@@ -130,7 +133,7 @@ def _labels_of_batch(scores: Tensor, config: InferenceConfig, smooth: float, sta
 
 
 def segment_video(
-    model: nn.Module,
+    model: Predictor | nn.Module,
     source: Path,
     output: Path,
     config: InferenceConfig,
@@ -140,8 +143,11 @@ def segment_video(
     smooth: float = 1.0,
     fps: float | None = None,
     progress: bool = True,
+    resize: tuple[Size | None, Size | None] = (None, None),
 ) -> str | None:
-    """Write the label and overlay videos of ``source``; the reason it could not, or None (see the module)."""
+    """Write the label and overlay videos of ``source``; the reason it could not, or None (see the module).
+
+    ``resize`` is the test-time resize ``(fit_size, resize_to)``, applied to each frame as ``isnet predict`` applies it."""
     mean, std = model_normalisation(model)
     if len(mean) != 3:
         return f"{source}: the model takes {len(mean)} image channels; video frames are RGB"
@@ -153,8 +159,8 @@ def segment_video(
     import cv2  # OpenCV loads only when a video is read or written
 
     writers: list[cv2.VideoWriter] = []
-    model.eval()
-    device = next(iter(model.parameters()), torch.empty(0)).device
+    model = as_predictor(model)
+    test_resize = evaluation_transforms(*resize)
     state: list[Tensor | None] = [None]
     try:
         frames = _Frames(source, fps)
@@ -171,8 +177,9 @@ def segment_video(
                     if not writer.isOpened():
                         raise OSError(f"OpenCV cannot write {codec} video to {partial}")
                     writers.append(writer)
-            tensors = torch.stack([to_tensor(frame, mean, std) for frame in batch]).to(device)
-            labels = _labels_of_batch(predict(model, tensors, config), config, smooth, state).to(torch.uint8).cpu().numpy()
+            scores = predict_on_model_device(model, model_inputs(batch, mean, std, test_resize), config,
+                                             size=batch[0].shape[:2])
+            labels = _labels_of_batch(scores, config, smooth, state).to(torch.uint8).cpu().numpy()
             for frame, label in zip(batch, labels):
                 writers[0].write(label)
                 writers[1].write(cv2.cvtColor(overlay(frame, label, palette), cv2.COLOR_RGB2BGR))

@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from isnet.cli.common import positive_int, resolve_device, usage_error
+from isnet.cli.common import (
+    add_threads_argument,
+    load_predictor_from_args,
+    positive_int,
+    protocol_line,
+    usage_error,
+)
 
 HELP = "fit a temperature on a validation split (confidence you can trust); stored in the checkpoint"
 
@@ -26,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop", type=positive_int, nargs=2, default=(512, 512), metavar=("H", "W"))
     parser.add_argument("--stride", type=positive_int, nargs=2, default=(341, 341), metavar=("H", "W"))
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    add_threads_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +47,6 @@ def run(args: argparse.Namespace) -> int:
     from isnet.inference.engine import InferenceConfig
     from isnet.utils.atomic_files import require_replaceable
     from isnet.weights.calibration import store_calibration
-    from isnet.weights.checkpoint import load_model
 
     if not str(args.checkpoint).endswith(".safetensors"):
         usage_error(f"--checkpoint {args.checkpoint}: expected one of our .safetensors checkpoints (the temperature "
@@ -48,19 +54,20 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None and not str(args.output).endswith(".safetensors"):
         usage_error(f"--output {args.output}: name a .safetensors file")
     require_replaceable(Path(args.output or args.checkpoint))  # a link there is refused before the fit, not after
-    device = resolve_device(args)
-    model = load_model(args.checkpoint).to(device).eval()
-    args.weights = None
-    data, protocol = eval_data(args, model)
+    args.model = args.weights = None
+    # float32 PyTorch, and the logits as the network gives them: a temperature stored before is fitted anew
+    predictor = load_predictor_from_args(args, precision="fp32", runtime="torch").with_temperature(1.0)
+    data, resize = eval_data(args, predictor)
     split = args.split or data.val_split
     dataset = data.build(split, train=False)
-    if dataset.info.num_classes != model.config.num_classes:
-        print(f"isnet calibrate: {args.checkpoint} predicts {model.config.num_classes} classes but {args.data_root} "
+    if dataset.info.num_classes != predictor.config.num_classes:
+        print(f"isnet calibrate: {args.checkpoint} predicts {predictor.config.num_classes} classes but {args.data_root} "
               f"({args.dataset}) has {dataset.info.num_classes}; nothing was fitted", file=sys.stderr)
         return 1
-    print(protocol)
     config = InferenceConfig(mode=args.mode, crop=tuple(args.crop), stride=tuple(args.stride))
-    logits, labels = collect_logits(model, dataset, config, max_pixels=args.pixels, device=device, progress=True)
+    print(protocol_line(resize, config), file=sys.stderr)
+    logits, labels = collect_logits(predictor, dataset, config, max_pixels=args.pixels, device=predictor.device,
+                                    progress=True)
     if not len(labels):
         print(f"isnet calibrate: {args.data_root} {split}: no labelled pixels to fit on", file=sys.stderr)
         return 1

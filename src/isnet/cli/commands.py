@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = [arg for arg in argv if arg != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
+    from isnet.cli.common import apply_threads
+
+    apply_threads(args)  # --threads, before anything computes
     if debug:
         return args.run(args)
     from isnet.utils.errors import report_error

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from typing import NoReturn
 
@@ -117,76 +118,67 @@ def resolve_device(args: argparse.Namespace) -> torch.device:
     return device
 
 
-def calibrated(model, args: argparse.Namespace):
-    """``model`` with the temperature of its file applied, when ``isnet calibrate`` stored one (said on stderr)."""
-    from isnet.weights.calibration import read_calibration, with_calibration
-
-    source = getattr(args, "checkpoint", None) or getattr(args, "weights", None)
-    record = read_calibration(source) if source else None
-    if record is None:
-        return model
-    print(f"note: {source} is calibrated: its logits are divided by the temperature {record['temperature']:.4g} "
-          "fitted by isnet calibrate", file=sys.stderr)
-    return with_calibration(model, source)
-
-
-def load_model_from_args(args: argparse.Namespace) -> torch.nn.Module:
-    """The model a command runs: ``--checkpoint``, or ``--model`` with ``--weights``.
+def load_predictor_from_args(
+    args: argparse.Namespace, *, precision: str | None = None, runtime: str | None = None, device: str | None = None
+):
+    """The model a command runs (:func:`isnet.deploy.load_predictor`): ``--checkpoint``, or
+    ``--model`` with ``--weights``, at ``--precision`` in ``--runtime`` on ``--device``, with the
+    temperature its file carries; what was chosen is said on stderr.
 
     A model without weights is refused unless ``--allow-random``: predictions of random
     weights look like predictions.
     """
-    from isnet.deploy.fast_paths import graph_runtime
-    from isnet.deploy.runtimes import RUNTIMES, readers_of
-    from isnet.weights.checkpoint import load_model
-    from isnet.weights.presets import create_model
+    from isnet.deploy.predictor import load_predictor
+    from isnet.deploy.runtimes import RUNTIMES
+    from isnet.utils.errors import CheckpointError
 
-    runtime = getattr(args, "runtime", "torch")
-    exported = bool(args.weights and readers_of(args.weights)) and not args.checkpoint
-    if runtime in RUNTIMES or (exported and runtime == "auto"):
-        # an exported model: --weights MODEL.onnx (`isnet export`) or MODEL.xml (`isnet quantize`)
-        if args.checkpoint:
+    runtime = runtime or getattr(args, "runtime", "auto")
+    precision = precision or getattr(args, "precision", "fp32")
+    if args.checkpoint:
+        if runtime in RUNTIMES:
             usage_error(f"--runtime {runtime} reads --weights MODEL.onnx (`isnet export`) or MODEL.xml (`isnet quantize`); "
                         "--checkpoint is for our .safetensors files")
-        from isnet.utils.errors import CheckpointError
-
-        try:
-            model = graph_runtime(args.weights, runtime, precision=getattr(args, "precision", "fp32"))
-        except CheckpointError:  # a damaged or mistaken file, not a usage error
-            raise
-        except (ValueError, FileNotFoundError) as error:
-            usage_error(str(error))
-        if model.config is None:
-            usage_error(f"{args.weights}: carries no isnet configuration (classes, model): export it with `isnet export`")
-        return model
-    if args.checkpoint:
-        model = load_model(args.checkpoint)
-    elif not args.model:
+        source, weights = args.checkpoint, None
+    elif getattr(args, "weights", None) and (runtime in RUNTIMES or _is_graph(args.weights)):
+        source, weights = args.weights, None  # an exported model: MODEL.onnx (`isnet export`) or MODEL.xml (`isnet quantize`)
+    elif not getattr(args, "model", None):
         usage_error("which model? give --checkpoint FILE.safetensors, or --model NAME with --weights")
     elif args.weights or args.allow_random:
-        model = create_model(args.model, weights=args.weights)
+        source, weights = args.model, args.weights
     else:
         usage_error(
             f"--model {args.model} has no weights: give --weights (a file, or the name of released weights: "
             "see `isnet presets`), or --allow-random to run randomly initialised weights on purpose"
         )
-    precision = getattr(args, "precision", "fp32")
-    if precision == "auto":  # the fastest float32-accurate path measured on this machine
-        from isnet.deploy.fast_paths import fast_model
+    try:
+        predictor = load_predictor(source, weights=weights, precision=precision, runtime=runtime,
+                                   device=device or resolve_device(args), compile=getattr(args, "compile", False),
+                                   threads=getattr(args, "threads", None), log=lambda line: print(line, file=sys.stderr))
+    except CheckpointError:  # a damaged or mistaken file, not a usage error
+        raise
+    except (ValueError, FileNotFoundError) as error:
+        if source is not args.weights:  # a model file's own errors are told as they are by the boundary
+            raise
+        usage_error(str(error))  # an exported graph in the wrong runtime or precision
+    if predictor.config is None:
+        usage_error(f"{source}: carries no isnet configuration (classes, model): export it with `isnet export`")
+    return predictor
 
-        return fast_model(model, runtime=runtime, compile=getattr(args, "compile", False), device=resolve_device(args),
-                          log=lambda line: print(line, file=sys.stderr))
-    if precision == "bf16":
-        from isnet.utils.machine import slow_bf16_note
 
-        note = slow_bf16_note(resolve_device(args))
-        if note:
-            print(f"note: {note}", file=sys.stderr)
-    if precision != "fp32" or getattr(args, "compile", False):
-        from isnet.deploy.runtimes.pytorch import FastSegmentor
+def float_model(predictor, command: str) -> torch.nn.Module:
+    """The PyTorch model in float32 behind ``predictor``, for a command that transforms it (export, quantize)."""
+    from isnet.inference.predictor import ModulePredictor
 
-        return FastSegmentor(model, precision=precision, compile=getattr(args, "compile", False))
-    return model
+    if not isinstance(predictor, ModulePredictor):
+        usage_error(f"isnet {command}: give a float model (--checkpoint FILE.safetensors, or --model with --weights), "
+                    "not an exported graph")
+    return predictor.module.eval()
+
+
+def _is_graph(path: str) -> bool:
+    from isnet.deploy.runtimes import readers_of
+
+    return bool(readers_of(path))
 
 
 def class_names(model: torch.nn.Module, args: argparse.Namespace) -> tuple[list[str], list[tuple[int, int, int]]]:
@@ -241,3 +233,48 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, device: bool = True)
                         help="run --model without weights (random predictions), on purpose")
     if device:
         parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: the CPU threads PyTorch (and ONNX Runtime / OpenVINO) compute with."""
+    parser.add_argument("--threads", type=positive_int,
+                        help="CPU threads to compute with (PyTorch's, and the runtime's for ONNX/OpenVINO); "
+                             "default: PyTorch's choice (the cores)")
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """Set ``--threads`` before a command computes; where no thread count was chosen (``--threads``,
+    ``OMP_NUM_THREADS``), note a machine much busier than its cores."""
+    from isnet.utils.machine import busy_machine_note
+
+    threads = getattr(args, "threads", None)
+    if threads:
+        torch.set_num_threads(threads)
+    elif hasattr(args, "threads") and not os.environ.get("OMP_NUM_THREADS"):  # a command that computes, threads unchosen
+        note = busy_machine_note()
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+
+
+def test_resize(args: argparse.Namespace, predictor, fallback: tuple = (None, None, "nothing recorded: images as they are")):
+    """The test-time resize a command applies: ``(fit_size, resize_to, where it comes from)``.
+
+    ``--fit`` wins; else the resize the model's dataset record carries (the one training
+    evaluated at), so that one checkpoint gives one number from every command; else
+    ``fallback`` (the evaluation data's record).
+    """
+    if getattr(args, "fit", None) is not None:
+        return tuple(args.fit), None, getattr(args, "fit_source", "--fit")
+    record = getattr(predictor, "dataset", None)
+    if record is not None and (record.test.fit_size is not None or record.test.resize_to is not None):
+        return record.test.fit_size, record.test.resize_to, f"the dataset record of {predictor.source or 'the model'}"
+    return fallback
+
+
+def protocol_line(resize: tuple, config) -> str:
+    """One line naming the test protocol a command applies and where its resize comes from."""
+    fit, resize_to, source = resize
+    words = f"fit {fit[0]}×{fit[1]}" if fit else f"resize to {resize_to[0]}×{resize_to[1]}" if resize_to else "no resize"
+    views = "whole image" if config.mode == "whole" else f"sliding {config.crop[0]}×{config.crop[1]} windows"
+    scales = ", ".join(f"{scale:g}" for scale in config.scales)
+    return f"test protocol: {views}, scale {scales}, {'flip' if config.flip else 'no flip'}; test resize: {words} (from {source})"

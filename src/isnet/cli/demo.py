@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from isnet.cli.common import positive_int
+from isnet.cli.common import add_threads_argument, positive_int
 
 HELP = "train a small ISNet on generated scenes (offline, a few minutes)"
 
@@ -12,6 +12,7 @@ HELP = "train a small ISNet on generated scenes (offline, a few minutes)"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default="outputs/demo")
     parser.add_argument("--iters", type=positive_int, default=600)
+    add_threads_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,16 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
 
 from isnet.cli.common import (
     add_inference_arguments,
     add_model_arguments,
-    calibrated,
+    add_threads_argument,
     inference_config,
-    load_model_from_args,
+    load_predictor_from_args,
     positive_int,
-    resolve_device,
+    protocol_line,
+    test_resize,
     usage_error,
 )
 
@@ -34,15 +34,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", choices=("released", "custom"), default="custom",
                         help="released: the dataset's published ms+flip protocol; custom: the flags below")
     parser.add_argument("--output", default="outputs/eval")
-    add_runtime_arguments(parser)
+    add_runtime_arguments(parser, default_precision="fp32")
     add_inference_arguments(parser)
+    add_threads_argument(parser)
 
 
-def eval_data(args: argparse.Namespace, model: torch.nn.Module):
-    """The evaluation data settings and a sentence saying where the test protocol comes from.
+def eval_data(args: argparse.Namespace, predictor):
+    """The evaluation data settings and the test resize, ``(fit, resize_to, where it comes from)``.
 
-    A named dataset is tested by its record's protocol; a folder by its ``dataset.json``, else
-    by the protocol the checkpoint's record carries, else as its images are. ``--fit`` wins.
+    ``--fit`` wins; else the resize the model's dataset record carries (the one its training
+    evaluated at); else the data's: a named dataset's record, a folder's ``dataset.json``,
+    else none (images as they are).
     """
     from dataclasses import replace
 
@@ -56,32 +58,29 @@ def eval_data(args: argparse.Namespace, model: torch.nn.Module):
         data, source = DataConfig.of(folder_record(args.data_root), root=args.data_root), f"{args.data_root}/{FOLDER_RECORD}"
     else:
         data, source = DataConfig(dataset="folder", root=args.data_root), "the folder (no dataset.json): images as they are"
-        checkpoint_record = getattr(model, "dataset", None)
-        if checkpoint_record is not None and checkpoint_record.test.fit_size is not None:
-            data = replace(data, eval_fit_size=checkpoint_record.test.fit_size)
-            source = f"the dataset record of {args.checkpoint or args.weights}"
-    if args.fit is not None:
-        data, source = replace(data, eval_fit_size=tuple(args.fit)), getattr(args, "fit_source", "--fit")
-    resize = f"fit {data.eval_fit_size[0]}×{data.eval_fit_size[1]}" if data.eval_fit_size else "no resize"
-    return data, f"test resize: {resize} (from {source})"
+    resize_to = data.dataset_record().test.resize_to if data.eval_fit_size is None else None
+    resize = test_resize(args, predictor, (data.eval_fit_size, resize_to, source))
+    return replace(data, eval_fit_size=resize[0]), resize
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
+
     from isnet.evaluation import evaluate, write_report
     from isnet.evaluation.calibration import CalibrationBins, write_calibration_report
+    from isnet.utils.atomic_files import write_atomically
 
-    device = resolve_device(args)
-    model = calibrated(load_model_from_args(args), args)
-    data, protocol = eval_data(args, model)
+    predictor = load_predictor_from_args(args)
+    data, resize = eval_data(args, predictor)
     split = args.split or data.val_split
     dataset = data.build(split, train=False)
-    num_classes = model.config.num_classes
+    num_classes = predictor.config.num_classes
     if dataset.info.num_classes != num_classes:
         print(f"isnet eval: {args.checkpoint or args.weights or args.model} predicts {num_classes} classes but "
               f"{args.data_root} ({args.dataset}) has {dataset.info.num_classes}; nothing was evaluated",
               file=sys.stderr)
         return 1
-    channels = model.config.backbone.in_channels
+    channels = predictor.config.backbone.in_channels
     if dataset.info.in_channels != channels:
         print(f"isnet eval: {args.checkpoint or args.weights or args.model} takes {channels} image channels but "
               f"{args.data_root} ({args.dataset}) has {dataset.info.in_channels}; nothing was evaluated", file=sys.stderr)
@@ -93,11 +92,18 @@ def run(args: argparse.Namespace) -> int:
                          "give --scales / --flip / --mode instead")
     else:
         config = inference_config(args, dataset.info.flip_pairs)
-    print(protocol)
+    protocol = protocol_line(resize, config)
+    print(protocol, file=sys.stderr)
     bins = CalibrationBins()  # samples carry IGNORE_INDEX where the files store the record's ignore value
-    matrix = evaluate(model.to(device), dataset, num_classes, config, device=device, progress=True, calibration=bins)
+    matrix = evaluate(predictor, dataset, num_classes, config, device=predictor.device, progress=True, calibration=bins)
     summary = write_report(matrix, dataset.info.classes, args.output, title=f"{data.dataset} {split}")
     print((Path(args.output) / "scores.txt").read_text())
     print(write_calibration_report(bins, args.output, summary, title=f"{data.dataset} {split}"))
+    if summary:  # the exact path that gave these numbers
+        summary["path"] = {"model": predictor.source, "runtime": predictor.runtime, "precision": predictor.precision,
+                           "device": str(predictor.device), "temperature": predictor.temperature, "protocol": protocol}
+        text = json.dumps(summary, indent=2)
+        write_atomically(Path(args.output) / "summary.json", lambda path: path.write_text(text))
+    print(f"path: {predictor.describe()}; {protocol}")
     print(f"report: {args.output} (per_class_iou.png, confusion_matrix.png, reliability.png, per_class.csv)")
     return 0 if summary else 1

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import torch
 
-from isnet.cli.common import add_model_arguments, load_model_from_args, positive_int
+from isnet.cli.common import (
+    add_model_arguments,
+    add_threads_argument,
+    float_model,
+    load_predictor_from_args,
+    positive_int,
+)
 
 HELP = "export a model to ONNX or torch.export (dynamic batch and size)"
 
@@ -18,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("onnx", "torch-export"), help="default: from the output's suffix")
     parser.add_argument("--size", type=positive_int, nargs=2, default=(512, 512), metavar=("H", "W"), help="sample size for tracing")
     parser.add_argument("--check", action="store_true", help="compare the exported model with PyTorch on a random image")
+    add_threads_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from isnet.deploy.export import export_onnx, export_program, load_program
     from isnet.utils.numerics import relative_error
 
-    model = load_model_from_args(args).eval()
+    model = float_model(load_predictor_from_args(args, precision="fp32", runtime="auto", device="cpu"), "export")
     output = Path(args.output)
     fmt = args.format or ("torch-export" if output.suffix == ".pt2" else "onnx")
     if fmt == "onnx":

@@ -12,14 +12,16 @@ import torch
 from isnet.cli.common import (
     add_inference_arguments,
     add_model_arguments,
-    calibrated,
+    add_threads_argument,
     class_names,
     inference_config,
-    load_model_from_args,
+    load_predictor_from_args,
     non_negative_int,
     positive_float,
     positive_int,
+    protocol_line,
     resolve_device,
+    test_resize,
     usage_error,
 )
 
@@ -42,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=positive_int,
                         help="refuse larger images (default 100 million, or 4 billion for images streamed tile by tile)")
     add_inference_arguments(parser)
+    parser.add_argument("--fit", type=positive_int, nargs=2, metavar=("LONG", "SHORT"),
+                        help="test-time resize box (default: the one the model's dataset record carries)")
     parser.add_argument("--confidence", action="store_true",
                         help="also write <name>_confidence.png: the probability of the predicted class, 16-bit (p·65535)")
     large = parser.add_argument_group("very large images, streamed tile by tile (labels as --mode slide)")
@@ -70,6 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ray.add_argument("--ray-timeout", type=positive_float, default=30.0, metavar="S",
                      help="give up on --ray-address after S seconds without an answer (default 30)")
     ray.add_argument("--ray-workers", type=positive_int, default=2, help="Ray actors, each with a model (default 2)")
+    add_threads_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -121,13 +126,14 @@ def run(args: argparse.Namespace) -> int:
         if videos or tiles is not None:
             usage_error("--engine ray labels image files; predict videos and --tile images without it")
         return _predict_with_ray(args, find_images(images, exclude=output), output, config)
-    device = resolve_device(args)
-    context = init_distributed(str(device))
-    model = calibrated(load_model_from_args(args), args)
-    if isinstance(model, torch.nn.Module):
-        model = model.to(context.device)
+    context = init_distributed(str(resolve_device(args)))
+    args.device = str(context.device)  # under torchrun, this process's GPU
+    model = load_predictor_from_args(args)
+    resize = test_resize(args, model)
+    if tiles is None:  # tiles stream the image at its own size
+        print(protocol_line(resize, config), file=sys.stderr)
     classes, palette = class_names(model, args)
-    video_failures = _segment_videos(model, videos, context, output, config, palette, args)
+    video_failures = _segment_videos(model, videos, context, output, config, palette, args, resize[:2])
     paths = find_images(images, exclude=output) if images else []
     if not paths and not videos:
         print(f"no images found in {', '.join(map(str, args.inputs))}", file=sys.stderr)
@@ -144,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
         on_done = _shared_progress(len(todo), context)
     whole, streamed = split_streamed(mine, tiles, config, tile_above=args.tile_above, max_pixels=args.max_pixels)
     failures = segment_files(model, whole, output, config, classes, palette, max_pixels=args.max_pixels,
-                             batch_size=args.batch_size, on_done=on_done, confidence=args.confidence)
+                             batch_size=args.batch_size, on_done=on_done, confidence=args.confidence,
+                             resize=resize[:2])
     failures += segment_large_files(model, streamed, output, classes, palette, max_pixels=args.max_pixels,
                                     confidence=args.confidence, on_done=on_done, spill_dir=args.spill_dir)
     failures += video_failures
@@ -186,16 +193,20 @@ def _predict_with_ray(args: argparse.Namespace, paths: list[Path], output: Path,
         print(f"{len(paths) - len(todo)} of {len(paths)} image(s) already done in {output}; segmenting the other {len(todo)}")
     collisions = colliding_inputs(paths)
     todo = [path for path in todo if path not in collisions]
-    classes, palette = class_names(source.load(), args)
+    model = source.load()
+    classes, palette = class_names(model, args)
+    resize = test_resize(args, model)
+    print(protocol_line(resize, config), file=sys.stderr)
     results = predict_with_ray(todo, output, config, source, classes, palette, workers=args.ray_workers,
                                address=args.ray_address, batch_size=args.batch_size, confidence=args.confidence,
-                               max_pixels=args.max_pixels, timeout_s=args.ray_timeout)
+                               max_pixels=args.max_pixels, timeout_s=args.ray_timeout, resize=resize[:2])
     for path in collisions:
         print(f"  {collisions[path]}", file=sys.stderr)
     return max(summarise(results), 1 if collisions else 0)
 
 
-def _segment_videos(model, videos, context, output: Path, config, palette, args: argparse.Namespace) -> list[tuple[Path, str]]:
+def _segment_videos(model, videos, context, output: Path, config, palette, args: argparse.Namespace,
+                    resize: tuple) -> list[tuple[Path, str]]:
     """Each video (or folder of frames) of this process's share to a label video and an overlay video; the ones
     that failed, with why (colliding outputs are decided on all of them, so no two processes write one)."""
     from isnet.apps.predict_files import require_writable_folder
@@ -213,7 +224,7 @@ def _segment_videos(model, videos, context, output: Path, config, palette, args:
             print(f"{video}: its videos are already in {output}; skipped")
             continue
         reason = segment_video(model, video, output, config, palette, batch_size=args.batch_size, smooth=args.smooth,
-                               fps=args.fps)
+                               fps=args.fps, resize=resize)
         if reason is not None:
             failures.append((video, reason))
     return failures

@@ -15,11 +15,18 @@ mIoU), or else the calibration images themselves (said so: they are not held out
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from torch import nn
 
-from isnet.cli.common import add_model_arguments, load_model_from_args, positive_int
+from isnet.cli.common import (
+    add_model_arguments,
+    add_threads_argument,
+    float_model,
+    load_predictor_from_args,
+    positive_int,
+    protocol_line,
+)
 
 HELP = "INT8 model for CPUs (OpenVINO + NNCF), calibrated on your images"
 
@@ -40,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root")
     parser.add_argument("--split", help="with --dataset: default its validation split")
     parser.set_defaults(fit=None)  # read by the evaluation data settings (`isnet eval --fit`)
+    add_threads_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,11 +70,11 @@ def run(args: argparse.Namespace) -> int:
     )
     from isnet.deploy.runtimes.openvino import OpenVinoSegmentor
     from isnet.utils.atomic_files import require_replaceable
+    from isnet.inference.engine import InferenceConfig
     from isnet.utils.errors import ConfigError
 
-    model = load_model_from_args(args).eval()
-    if not isinstance(model, nn.Module) or model.config is None:
-        raise ConfigError("give a float model (--checkpoint FILE.safetensors, or --model with --weights), not an exported graph")
+    predictor = load_predictor_from_args(args, precision="fp32", runtime="auto", device="cpu")
+    model = float_model(predictor, "quantize")
     if model.config.backbone.in_channels != 3:
         raise ConfigError(f"the model takes {model.config.backbone.in_channels} image channels; INT8 calibration "
                           "reads RGB images, so only 3-channel models are quantised")
@@ -85,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         raise ConfigError(f"--calibration {calibration}: no images there")
     how = ", ".join(f"{key} {value[0]}×{value[1]}" for key, value in resize.items()) or "as they are"
+    source = "--size" if args.size else f"the dataset record of {predictor.source}" if resize else "nothing recorded"
+    print(f"test resize: {how} (from {source})", file=sys.stderr)
     print(f"calibrating on {len(paths)} image(s) from {args.calibration} ({how})", flush=True)
     images = [prepare_image(path, **resize) for path in paths]
     scope = FloatScope()
@@ -98,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
         if args.fit is None and "fit" in resize:
             args.fit = resize["fit"]  # checked at the size it was calibrated at
             args.fit_source = "the model's test resize, as calibrated"
-        data, protocol = eval_data(args, model)
+        data, test_resize = eval_data(args, predictor)
+        protocol = protocol_line(test_resize, InferenceConfig())
         samples, where = dataset_samples(data.build(args.split or data.val_split, train=False)), f"{args.dataset} ({protocol})"
     elif args.holdout:
         held_out = find_images([args.holdout])

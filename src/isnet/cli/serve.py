@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from isnet.cli.common import (
-    calibrated,
+    add_threads_argument,
     class_names,
     non_negative_float,
     port_number,
@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=port_number, default=8000)
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="auto (default): the fastest float32-accurate path measured on this machine (cached)")
+    parser.add_argument("--fit", type=positive_int, nargs=2, metavar=("LONG", "SHORT"),
+                        help="test-time resize box (default: the one the model's dataset record carries)")
     parser.add_argument("--max-batch", type=positive_int, default=8, help="images of one size per model call (1: no batching)")
     parser.add_argument("--max-wait-ms", type=non_negative_float, default=5.0, help="how long a request waits for others to batch with")
     parser.add_argument("--max-queue", type=positive_int, default=32, help="requests waiting for the model; more get 503")
@@ -30,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=positive_int, default=4096 * 4096, help="larger images get 413")
     parser.add_argument("--request-timeout", type=positive_float, default=30.0, metavar="S",
                         help="a request's headers, then its body, must arrive within S seconds: slower clients are dropped")
+    add_threads_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,28 +42,22 @@ def run(args: argparse.Namespace) -> int:
         create_app,
         run,
     )
-    from isnet.cli.common import usage_error
-    from isnet.weights.checkpoint import load_model
+    from isnet.cli.common import load_predictor_from_args, protocol_line, test_resize, usage_error
+    from isnet.inference.engine import InferenceConfig
 
     if not str(args.checkpoint).endswith(".safetensors"):
         usage_error(f"--checkpoint {args.checkpoint}: expected one of our .safetensors checkpoints "
                     "(written by `isnet train` or isnet.weights.checkpoint.save_model)")
-    model = load_model(args.checkpoint)  # a damaged or mistaken file: one line naming it (the error boundary)
+    # a damaged or mistaken file: one line naming it (the error boundary); its temperature applied, when it has one
+    model = load_predictor_from_args(args, runtime="auto")
     if model.config.backbone.in_channels != 3:
         usage_error(f"--checkpoint {args.checkpoint} takes {model.config.backbone.in_channels} image channels; "
                     "the server decodes uploads as RGB: segment such images with `isnet predict`")
     classes, palette = class_names(model, args)
-    if args.precision == "auto":  # the fastest float32-accurate path measured on this machine
-        from isnet.deploy.fast_paths import fast_model
-
-        model = fast_model(model, log=lambda line: print(line, file=sys.stderr))
-    elif args.precision != "fp32":
-        from isnet.deploy.runtimes.pytorch import FastSegmentor
-
-        model = FastSegmentor(model, precision=args.precision)
-    model = calibrated(model, args)  # the temperature of `isnet calibrate`, when the file has one
+    resize = test_resize(args, model)
+    print(f"serving {model.describe()}; {protocol_line(resize, InferenceConfig())}", file=sys.stderr)
     config = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-                         max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
+                         max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels, resize=resize[:2],
                          request_timeout_s=args.request_timeout)
     run(create_app(model, classes, palette, config), host=args.host, port=args.port, request_timeout_s=args.request_timeout)
     return 0

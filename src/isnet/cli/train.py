@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from isnet.cli.common import (
+    add_threads_argument,
     key_value,
     non_negative_int,
     positive_int,
@@ -43,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=non_negative_int)
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", type=key_value,
                         help="override any TrainConfig field, e.g. --set lr=0.02 --set data.crop_size=[256,256]")
+    add_threads_argument(parser)
 
 
 def _train_config(args: argparse.Namespace):

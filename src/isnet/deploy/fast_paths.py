@@ -128,11 +128,11 @@ def fast_model(
     return graph_runtime(exported_graph(model.cpu(), log=log), runtime_name)
 
 
-def add_runtime_arguments(parser) -> None:
-    """``--runtime`` and ``--precision`` of ``isnet predict`` and ``isnet eval``."""
+def add_runtime_arguments(parser, *, default_precision: str = "auto") -> None:
+    """``--runtime`` and ``--precision`` of ``isnet predict`` and ``isnet eval`` (which reports float32 unless asked)."""
     parser.add_argument("--runtime", choices=("auto", "torch", *RUNTIMES), default="auto",
                         help="onnx / openvino: run --weights MODEL.onnx (`isnet export`) or MODEL.xml (`isnet quantize`); "
                              "auto: a checkpoint as --precision says, an .xml in OpenVINO, an .onnx in the faster runtime here")
-    parser.add_argument("--precision", choices=[str(p) for p in Precision], default="auto",
-                        help="auto (default): the fastest float32-accurate path measured on this machine (once, cached "
-                             "in ~/.cache/isnet); bf16 on CPU or GPU, fp16 on GPU")
+    parser.add_argument("--precision", choices=[str(p) for p in Precision], default=default_precision,
+                        help=f"default {default_precision}; auto: the fastest float32-accurate path measured on this "
+                             "machine (once, cached in ~/.cache/isnet); bf16 on CPU or GPU, fp16 on GPU")

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from isnet.data.base import IGNORE_INDEX
 from isnet.inference.engine import InferenceConfig, predict
 from isnet.utils.atomic_files import write_atomically, write_text_atomically
+from isnet.inference.predictor import Predictor, as_predictor
 
 ECE_BINS = 15
 
@@ -132,7 +133,7 @@ def fit_temperature(logits: Tensor, labels: Tensor, *, max_iter: int = 100) -> f
 
 @torch.no_grad()
 def collect_logits(
-    model: nn.Module,
+    model: Predictor | nn.Module,
     dataset: Dataset,
     config: InferenceConfig,
     *,
@@ -157,13 +158,12 @@ def collect_logits(
         from isnet.utils.progress import progress_bar
 
         indices = progress_bar(indices, desc="logits", leave=False)
-    model.eval()
-    dtype = next(model.parameters()).dtype
+    predictor = as_predictor(model)
     all_logits, all_labels = [], []
     for index in indices:
         sample = dataset[index]
-        images, labels = sample["image"][None].to(device, dtype), sample["label"][None].to(device)
-        logits = predict(model, images, config, output_size=labels.shape[1:])  # one resize, to the label
+        images, labels = sample["image"][None].to(device), sample["label"][None].to(device)
+        logits = predict(predictor, images, config, output_size=labels.shape[1:])  # one resize, to the label
         logits, labels = logits[0].flatten(1).T.cpu(), labels.flatten().cpu()
         valid = (labels != ignore_index).nonzero()[:, 0]
         chosen = valid[torch.randperm(len(valid), generator=generator)[:per_image]]

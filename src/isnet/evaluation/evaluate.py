@@ -9,11 +9,12 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from isnet.evaluation.calibration import CalibrationBins
 from isnet.evaluation.metrics import ConfusionMatrix
 from isnet.inference.engine import InferenceConfig, predict
+from isnet.inference.predictor import Predictor, as_predictor
 from isnet.inference.temperature import probabilities
 
 
 def evaluate(
-    model: nn.Module,
+    model: Predictor | nn.Module,
     dataset: Dataset,
     num_classes: int,
     config: InferenceConfig = InferenceConfig(),
@@ -25,7 +26,8 @@ def evaluate(
     progress: bool = False,
     calibration: CalibrationBins | None = None,
 ) -> ConfusionMatrix:
-    """Accumulate the confusion matrix of ``model`` over ``dataset``.
+    """Accumulate the confusion matrix of ``model`` (a predictor, or a module such as a model
+    being trained, which is evaluated in eval mode and left in the mode it was in) over ``dataset``.
 
     Each process scores every ``world_size``-th image and the matrices are summed, so the
     result is the whole set's. Predictions are resized to each label's size (the dataset's
@@ -39,18 +41,15 @@ def evaluate(
 
         loader = progress_bar(loader, desc="eval", leave=False)
     matrix = ConfusionMatrix(num_classes)
-    was_training = model.training
-    model.eval()
-    dtype = next(model.parameters()).dtype
+    predictor = as_predictor(model)
     with torch.no_grad():
         for sample in loader:
-            images = sample["image"].to(device, dtype)
+            images = sample["image"].to(device)
             labels = sample["label"].to(device)
-            scores = predict(model, images, config, output_size=labels.shape[1:])  # one resize, to the label
+            scores = predict(predictor, images, config, output_size=labels.shape[1:])  # one resize, to the label
             matrix.update(scores.argmax(dim=1), labels)
             if calibration is not None:
                 calibration.update(probabilities(scores, config), labels)
-    model.train(was_training)
     matrix.all_reduce()
     if calibration is not None:
         calibration.all_reduce()

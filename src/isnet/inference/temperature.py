@@ -4,56 +4,18 @@ A network trained with cross-entropy is usually over-confident: its softmax says
 it is right 90 % of the time. Temperature scaling (Guo et al., "On Calibration of Modern
 Neural Networks", ICML 2017) divides the logits by one number T > 0 fitted on held-out data
 (:func:`isnet.evaluation.calibration.fit_temperature`); the argmax, and so the labels of a
-single-scale prediction, stay the same, only the probabilities change. :class:`TemperatureScaled`
-applies it to any segmentor, so every protocol of :mod:`isnet.inference.engine` (whole image,
-sliding window, multi-scale + flip, where probabilities are averaged) sees calibrated scores.
+single-scale prediction, stay the same, only the probabilities change. A
+:class:`~isnet.inference.predictor.Predictor` applies it in ``logits``, so every protocol of
+:mod:`isnet.inference.engine` (whole image, sliding window, multi-scale + flip, where
+probabilities are averaged) sees calibrated scores.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from isnet.inference.engine import InferenceConfig
-
-
-class TemperatureScaled(nn.Module):
-    """``model`` whose logits are divided by ``temperature`` (its ``config`` and ``dataset`` are the model's).
-
-    ``model`` may be a segmentor, a ``FastSegmentor`` or a runtime graph (ONNX Runtime,
-    OpenVINO): anything with ``logits(images)``.
-    """
-
-    def __init__(self, model, temperature: float) -> None:
-        super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"a temperature must be > 0, got {temperature}")
-        self.model = model
-        self.temperature = float(temperature)
-        self.config = getattr(model, "config", None)
-        self.dataset = getattr(model, "dataset", None)
-        self.training = getattr(model, "training", False)  # the wrapped model's mode (an inference-only one stays in eval)
-
-    def logits(self, images: Tensor) -> Tensor:
-        return self.model.logits(images) / self.temperature
-
-    def forward(self, images: Tensor) -> Tensor:
-        return self.logits(images)
-
-    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]:
-        """The model's (a runtime graph's stand-in tensor, for one that is not a module)."""
-        return super().parameters(recurse) if isinstance(self.model, nn.Module) else self.model.parameters()
-
-    def train(self, mode: bool = True) -> TemperatureScaled:
-        self.model.train(mode)
-        self.training = mode
-        return self
-
-    def to(self, *args, **kwargs) -> TemperatureScaled:
-        self.model = self.model.to(*args, **kwargs)
-        return self
 
 
 def probabilities(scores: Tensor, config: InferenceConfig) -> Tensor:

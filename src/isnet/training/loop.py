@@ -38,6 +38,7 @@ from isnet.data.folder import record_file
 from isnet.data.sampling import RunSampler, SeededSamples
 from isnet.data.validate import BadSampleLog, check_dataset
 from isnet.evaluation import evaluate, write_report
+from isnet.inference.predictor import ModulePredictor
 from isnet.model.segmentor import build_model
 from isnet.training.config import DataConfig, TrainConfig
 from isnet.training.losses import segmentation_loss
@@ -349,7 +350,7 @@ def run_evaluation(
     """Evaluate on ``dataset``; the main process writes the report, and ``best.safetensors``
     when the mIoU beats ``best`` (the best so far)."""
     matrix = evaluate(
-        model,
+        ModulePredictor(model),  # evaluated in eval mode, left training
         dataset,
         config.model.num_classes,
         config.eval,

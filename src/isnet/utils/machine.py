@@ -204,3 +204,17 @@ def resolve_training_precision(precision: str | Precision, device: str | torch.d
     """``precision`` itself, or for ``"auto"`` the measured :func:`training_precision`."""
     precision = Precision.of(precision)
     return training_precision(str(device)) if precision is Precision.AUTO else precision
+
+
+def busy_machine_note() -> str | None:
+    """A note when the machine is far busier than its cores (load average over twice the cores):
+    everything computed here will be that much slower, and ``--threads`` may help."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if load <= 2 * cores:
+        return None
+    return (f"this machine is busy (load average {load:.1f} on {cores} core(s)): expect slower runs; "
+            f"--threads sets how many threads this command takes")

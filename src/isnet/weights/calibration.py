@@ -4,8 +4,8 @@
 and stores it in the safetensors metadata of one of our checkpoints, under
 ``isnet_calibration``, as JSON: ``{"temperature": T, "split": ..., "pixels": ...,
 "nll_before": ..., "nll_after": ..., "ece_before": ..., "ece_after": ...}``. The tensors
-are copied unchanged. ``isnet predict``, ``eval`` and ``serve`` read it back
-(:func:`read_calibration`) and divide the logits by T (:class:`~isnet.inference.temperature.TemperatureScaled`).
+are copied unchanged. :func:`isnet.deploy.load_predictor` (every command, and the Python API)
+reads it back (:func:`read_calibration`): the predictor divides its logits by T.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from isnet.inference.temperature import TemperatureScaled
 from isnet.utils.errors import CheckpointError
 from isnet.utils.json_text import load_json
 from isnet.weights.checkpoint import read_safetensors, write_safetensors
@@ -45,12 +44,6 @@ def read_calibration(path: str | Path) -> dict[str, Any] | None:
         return None
     _, metadata = read_safetensors_header(path)
     return calibration_from_metadata(metadata, source=path)
-
-
-def with_calibration(model, path: str | Path | None):
-    """``model`` with the temperature that the file ``path`` records applied (unchanged when it records none)."""
-    record = read_calibration(path) if path else None
-    return model if record is None else TemperatureScaled(model, record["temperature"])
 
 
 def store_calibration(source: str | Path, record: Mapping[str, Any], output: str | Path | None = None) -> Path:

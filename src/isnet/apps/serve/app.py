@@ -31,7 +31,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from torch import Tensor, nn
 
-from isnet.apps.predict_files import model_normalisation
+from isnet.apps.predict_files import model_inputs, model_normalisation, predict_on_model_device
 from isnet.apps.serve.batching import DynamicBatcher, QueueFullError
 from isnet.apps.serve.hf_inference import HFInference
 from isnet.apps.serve.responses import (
@@ -43,8 +43,9 @@ from isnet.apps.serve.responses import (
 )
 from isnet.apps.serve.slow_clients import HeaderTimeoutProtocol, RequestLimits
 from isnet.apps.serve.uploads import BodySizeLimit, decode_upload
-from isnet.data.image import to_tensor
-from isnet.inference.engine import InferenceConfig, predict_labels
+from isnet.data.transforms import evaluation_transforms
+from isnet.inference.engine import InferenceConfig
+from isnet.inference.predictor import Predictor, as_predictor
 
 # The page runs only what the server sends: inline script and style, images from data URLs.
 PAGE_POLICY = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; connect-src 'self'"
@@ -61,6 +62,7 @@ class ServeConfig:
     max_upload_bytes: int = 20 * 2**20
     max_pixels: int = 4096 * 4096
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    resize: tuple = (None, None)  # the test resize (fit_size, resize_to): isnet.data.transforms.evaluation_transforms
     request_timeout_s: float = 30.0  # for a request's headers, and then for its body (slow clients: slow_clients.py)
     max_header_bytes: int = 32 * 2**10
 
@@ -90,21 +92,27 @@ async def _read_upload(request: Request) -> tuple[bytes, str]:
 
 
 def create_app(
-    model: nn.Module,
+    model: Predictor | nn.Module,
     classes: Sequence[str],
     palette: Sequence[tuple[int, int, int]],
     config: ServeConfig = ServeConfig(),
 ) -> Starlette:
-    """An ASGI app serving ``model`` (a segmentor or a ``FastSegmentor``); ``classes`` and ``palette`` name its outputs."""
-    model.eval()
+    """An ASGI app serving ``model`` (a predictor of :func:`isnet.deploy.load_predictor`, or a segmentor);
+    ``classes`` and ``palette`` name its outputs."""
+    model = as_predictor(model)
+    mean, std = model_normalisation(model)
+    test_resize = evaluation_transforms(*config.resize)
 
-    def predict_batch(images: Tensor) -> Tensor:
-        return predict_labels(model, images, config.inference).to(torch.uint8 if len(classes) <= 256 else torch.int32)
+    def predict_batch(images: Tensor) -> Tensor:  # (N, H, W, 3) uint8 images of one size, labelled as isnet predict does
+        arrays = list(images.numpy())
+        scores = predict_on_model_device(model, model_inputs(arrays, mean, std, test_resize), config.inference,
+                                         size=arrays[0].shape[:2])
+        return scores.argmax(dim=1).to(torch.uint8 if len(classes) <= 256 else torch.int32)
 
     batcher = DynamicBatcher(
         predict_batch, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000, max_queue=config.max_queue
     )
-    hf_inference = HFInference(model, classes, config)  # POST /: the Hugging Face Inference API's shape
+    hf_inference = HFInference(model, classes, config, test_resize)  # POST /: the Hugging Face Inference API's shape
     page = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
 
     async def index(request: Request) -> HTMLResponse:
@@ -117,11 +125,9 @@ def create_app(
             "max_batch": batcher.max_batch, "batches": batcher.batches, "images": batcher.images,
         })
 
-    mean, std = model_normalisation(model)
-
     def decode(data: bytes, name: str) -> tuple[np.ndarray, Tensor]:
         image = decode_upload(data, name, config.max_pixels)
-        return image, to_tensor(image, mean, std)
+        return image, torch.from_numpy(image)  # resized and normalised in the batch, as isnet predict does
 
     def render(fmt: str, image: np.ndarray, labels: np.ndarray, name: str, embed_overlay: bool) -> Response:
         if fmt == "json":

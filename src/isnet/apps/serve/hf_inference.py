@@ -33,11 +33,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from torch import Tensor, nn
 
-from isnet.apps.predict_files import model_normalisation, predict_on_model_device
+from isnet.apps.predict_files import model_inputs, model_normalisation, predict_on_model_device
 from isnet.apps.serve.batching import DynamicBatcher, QueueFullError
 from isnet.apps.serve.responses import png_bytes
 from isnet.apps.serve.uploads import decode_upload
-from isnet.data.image import to_tensor
+from isnet.data.base import Transform
+from isnet.inference.predictor import Predictor
 from isnet.inference.temperature import max_probability
 from isnet.utils.json_text import load_json
 
@@ -77,23 +78,26 @@ def segments(labels: np.ndarray, confidence: np.ndarray, classes: Sequence[str])
 class HFInference:
     """``POST /`` in the Inference API's shape; its batcher is started and closed with the app's."""
 
-    def __init__(self, model: nn.Module, classes: Sequence[str], config) -> None:
-        def predict_batch(images: Tensor) -> Tensor:
-            scores = predict_on_model_device(model, images, config.inference)
+    def __init__(self, model: Predictor | nn.Module, classes: Sequence[str], config, resize: Transform) -> None:
+        normalisation = model_normalisation(model)  # as isnet predict normalises for this model
+
+        def predict_batch(images: Tensor) -> Tensor:  # (N, H, W, 3) uint8 images of one size
+            arrays = list(images.numpy())
+            scores = predict_on_model_device(model, model_inputs(arrays, *normalisation, resize), config.inference,
+                                             size=arrays[0].shape[:2])
             labels = scores.argmax(dim=1).to(torch.float32)
             return torch.stack([labels, max_probability(scores, config.inference)], dim=1)
 
         self.batcher = DynamicBatcher(predict_batch, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000,
                                       max_queue=config.max_queue)
         self.classes, self.config = list(classes), config
-        self.normalisation = model_normalisation(model)  # as isnet predict normalises for this model
         self.route = Route("/", self.answer, methods=["POST"])
 
     async def answer(self, request: Request) -> JSONResponse:
         data = _image_bytes(await request.body(), request.headers.get("content-type", ""))
         image = await run_in_threadpool(decode_upload, data, "inputs", self.config.max_pixels)
         try:
-            result = await self.batcher.predict(to_tensor(image, *self.normalisation))
+            result = await self.batcher.predict(torch.from_numpy(image))
         except QueueFullError as error:
             raise HTTPException(503, f"busy: {error}; retry shortly", headers={"Retry-After": "1"}) from None
         labels, confidence = result[0].to(torch.int32).numpy(), result[1].numpy()  # exact: 65,536 classes at most

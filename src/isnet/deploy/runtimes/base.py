@@ -1,9 +1,8 @@
 """One interface for every runtime a model can run in, and the registry of graph runtimes.
 
-:class:`Predictor` is what every inference path offers (``logits``, ``config``, ``dataset``):
-a :class:`~isnet.model.segmentor.Segmentor`, a :class:`~isnet.deploy.runtimes.pytorch.FastSegmentor`
-and every :class:`RuntimeSegmentor`, so :func:`isnet.inference.predict`, the evaluation loop
-and ``isnet predict/eval/serve`` use them unchanged.
+:class:`RuntimeSegmentor` is a :class:`~isnet.inference.predictor.Predictor` (the one call
+contract of every inference path: ``logits``, ``probabilities``, ``config``, ``dataset``), so
+the protocols of :mod:`isnet.inference.engine`, the evaluation loop and every command use it unchanged.
 
 A :class:`RuntimeSegmentor` runs an exported graph (ONNX, an OpenVINO IR, ...). Adding one
 (e.g. TensorRT) is a module with its subclass and one :func:`register_runtime` line in
@@ -15,38 +14,27 @@ from __future__ import annotations
 
 import abc
 import importlib.util
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from isnet.data.info import DatasetInfo
+from isnet.inference.predictor import Predictor
 from isnet.model.config import ModelConfig
 from isnet.utils.errors import CheckpointError
 from isnet.weights.checkpoint import CONFIG_METADATA_KEY, dataset_from_metadata
 from isnet.weights.inspection import require_known_format
 
 
-@runtime_checkable
-class Predictor(Protocol):
-    """What an inference path offers: stage-2 logits at the head's resolution, and what the model is."""
-
-    config: ModelConfig | None
-    dataset: DatasetInfo | None
-
-    def logits(self, images: Tensor) -> Tensor: ...
-
-
-class RuntimeSegmentor(abc.ABC):
-    """A compiled graph standing in for a segmentor (inference only, on the CPU).
+class RuntimeSegmentor(Predictor):
+    """A compiled graph as a predictor (it computes on the CPU; logits come back on the images' device).
 
     A subclass says what it is (:attr:`name`, the files it :attr:`reads`, the Python modules it
     :attr:`requires`), takes ``(path, *, threads=None)`` and implements :meth:`run` (float32
-    NCHW array in, logits array out). Inputs on another device are copied to the CPU and the
-    logits back to the inputs' device.
+    NCHW array in, logits array out).
     """
 
     name: ClassVar[str]  # the word of ``--runtime`` (e.g. "onnx")
@@ -57,7 +45,6 @@ class RuntimeSegmentor(abc.ABC):
     path: Path
     config: ModelConfig | None
     precision: str = "fp32"  # what the graph computes in: fp32, or int8 for a quantised model
-    training = False  # as a module in eval mode (the evaluation loop saves and restores it)
 
     def _read_metadata(self, metadata: Mapping[str, str]) -> None:
         """``config`` and ``dataset`` from the metadata the file carries (written by ``isnet export``)."""
@@ -74,7 +61,11 @@ class RuntimeSegmentor(abc.ABC):
     def run(self, images: np.ndarray) -> np.ndarray:
         """Logits (N, K, h, w) of a float32 NCHW batch, computed by the runtime."""
 
-    def logits(self, images: Tensor) -> Tensor:
+    @property
+    def runtime(self) -> str:  # type: ignore[override]
+        return self.profile_name
+
+    def _raw_logits(self, images: Tensor) -> Tensor:
         """Stage-2 logits at the head's resolution (float32, channels-last, on the images' device).
 
         Channels-last as :class:`~isnet.deploy.runtimes.pytorch.FastSegmentor` returns them: resizing K-channel
@@ -84,25 +75,6 @@ class RuntimeSegmentor(abc.ABC):
         array = images.detach().to("cpu", torch.float32).contiguous().numpy()
         logits = torch.from_numpy(np.asarray(self.run(array), dtype=np.float32))
         return logits.contiguous(memory_format=torch.channels_last).to(images.device)
-
-    def __call__(self, images: Tensor) -> dict[str, Tensor]:
-        return {"out": self.logits(images)}
-
-    def eval(self) -> RuntimeSegmentor:
-        return self
-
-    def train(self, mode: bool = True) -> RuntimeSegmentor:
-        if mode:
-            raise RuntimeError(f"{type(self).__name__} is for inference only")
-        return self
-
-    def to(self, *args, **kwargs) -> RuntimeSegmentor:
-        """The graph runs on the CPU whatever the device; logits follow the images (see :meth:`logits`)."""
-        return self
-
-    def parameters(self) -> Iterator[Tensor]:
-        """One empty float32 tensor: the evaluation loop reads the input dtype from the parameters."""
-        yield torch.empty(0)
 
     @classmethod
     def available(cls) -> bool:

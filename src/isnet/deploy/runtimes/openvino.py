@@ -3,7 +3,7 @@
 :class:`OpenVinoSegmentor` runs an ONNX graph written by :func:`isnet.deploy.export.export_onnx` or
 an OpenVINO IR (``.xml`` + ``.bin``, e.g. the INT8 model of ``isnet quantize``) with the
 interface of :class:`~isnet.deploy.runtimes.base.RuntimeSegmentor` (``logits``, ``config``,
-``dataset``, ``eval``, ``__call__``), so ``isnet predict/eval --runtime openvino`` and the
+``dataset``, ``probabilities``), so ``isnet predict/eval --runtime openvino`` and the
 inference protocols use it unchanged.
 
 The model's configuration and dataset record travel in the file: ONNX metadata properties

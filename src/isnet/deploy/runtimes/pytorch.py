@@ -14,8 +14,9 @@ each optional:
   region attention stay in float32;
 - ``torch.compile`` (inductor, with weight freezing), which pays once a shape repeats.
 
-It exposes ``logits``, ``config`` and ``eval`` like the model, so the protocols of
-:mod:`isnet.inference.engine` run on it unchanged. In float32 its outputs equal the model's to
+It is a module like the model (``logits``, ``config``, ``dataset``; called, a dict with ``"out"``);
+:func:`isnet.deploy.load_predictor` wraps it in a
+:class:`~isnet.inference.predictor.ModulePredictor`, as it does the model itself. In float32 its outputs equal the model's to
 round-off (``tests/test_fast_paths.py``).
 """
 
@@ -148,5 +149,6 @@ class FastSegmentor(nn.Module):
             logits = self._logits(images)
         return logits.float()
 
-    def forward(self, images: Tensor) -> Tensor:
-        return self.logits(images)
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        """As :class:`~isnet.model.segmentor.Segmentor`: ``{"out": stage-2 logits}``."""
+        return {"out": self.logits(images)}
