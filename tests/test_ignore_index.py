@@ -117,7 +117,7 @@ def test_convert_writes_ignored_pixels_as_the_records_ignore_value(tmp_path):
     conversion = convert_dataset(source, tmp_path / "converted", reduce_zero_label=True)
     assert conversion.record.ignore_index == 254
     assert any("mapped to 254 (ignored)" in step for step in conversion.steps)
-    for stem, scene in SPLIT_SCENES["train"]:
+    for stem, _scene in SPLIT_SCENES["train"]:
         mask = np.asarray(Image.open(tmp_path / "converted" / "masks" / "train" / f"{stem}.png"))
         stored = np.asarray(Image.open(source / "masks" / "train" / f"{stem}.png"))
         assert np.array_equal(mask, np.where(stored == 0, 254, stored.astype(np.int64) - 1))

@@ -243,7 +243,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
             final.rmdir()  # an empty folder only (OSError ENOTEMPTY otherwise)
         os.replace(temporary, final)
         _fsync(final.parent)
-    except BaseException as error:
+    except BaseException:
         _remove([temporary])
         raise
 
