@@ -38,6 +38,7 @@ from isnet.data.validate import BadSampleLog, check_dataset
 from isnet.evaluation import evaluate, write_report
 from isnet.model.segmentor import build_model
 from isnet.training.config import DataConfig, TrainConfig
+from isnet.training.loss_terms import loss_criterion
 from isnet.training.losses import segmentation_loss
 from isnet.training.metrics_log import MetricsLog
 from isnet.training.run_folder import (
@@ -213,7 +214,8 @@ def accumulate_gradients(
         with nullcontext() if last_micro_step or not context.enabled else model.no_sync():
             with autocast(config.precision, context.device):
                 outputs = model(images)
-            losses = segmentation_loss(outputs, labels, weights=config.loss_weights, class_weights=class_weights)
+            losses = segmentation_loss(outputs, labels, weights=config.loss_weights, class_weights=class_weights,
+                                       criterion=loss_criterion(config.loss))
             scaler.scale(losses["total"] / config.grad_accum_steps).backward()
         for name, value in losses.items():
             totals[name] = totals.get(name, 0) + value.detach() / config.grad_accum_steps
