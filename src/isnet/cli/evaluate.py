@@ -68,6 +68,7 @@ def eval_data(args: argparse.Namespace, model: torch.nn.Module):
 
 def run(args: argparse.Namespace) -> int:
     from isnet.evaluation import evaluate, write_report
+    from isnet.evaluation.boundary import BoundaryIoU
     from isnet.evaluation.calibration import CalibrationBins, write_calibration_report
 
     device = resolve_device(args)
@@ -95,8 +96,10 @@ def run(args: argparse.Namespace) -> int:
         config = inference_config(args, dataset.info.flip_pairs)
     print(protocol)
     bins = CalibrationBins(ignore_index=dataset.info.ignore_index)
-    matrix = evaluate(model.to(device), dataset, num_classes, config, device=device, progress=True, calibration=bins)
-    summary = write_report(matrix, dataset.info.classes, args.output, title=f"{data.dataset} {split}")
+    boundary = BoundaryIoU(num_classes, ignore_index=dataset.info.ignore_index)
+    matrix = evaluate(model.to(device), dataset, num_classes, config, device=device, progress=True, calibration=bins,
+                      observers=[boundary])
+    summary = write_report(matrix, dataset.info.classes, args.output, title=f"{data.dataset} {split}", boundary=boundary)
     print((Path(args.output) / "scores.txt").read_text())
     print(write_calibration_report(bins, args.output, summary, title=f"{data.dataset} {split}"))
     print(f"report: {args.output} (per_class_iou.png, confusion_matrix.png, reliability.png, per_class.csv)")
