@@ -34,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", choices=("released", "custom"), default="custom",
                         help="released: the dataset's published ms+flip protocol; custom: the flags below")
     parser.add_argument("--output", default="outputs/eval")
+    parser.add_argument("--per-image", action="store_true",
+                        help="also per_image.csv (mIoU, accuracy, worst class of each image), a histogram of "
+                             "per-image mIoU and worst/: the --worst images of lowest mIoU as panels")
+    parser.add_argument("--worst", type=positive_int, default=8, metavar="N", help="images drawn by --per-image")
     add_runtime_arguments(parser)
     add_inference_arguments(parser)
 
@@ -69,6 +73,7 @@ def eval_data(args: argparse.Namespace, model: torch.nn.Module):
 def run(args: argparse.Namespace) -> int:
     from isnet.evaluation import evaluate, write_report
     from isnet.evaluation.boundary import BoundaryIoU
+    from isnet.evaluation.per_image import PerImageScores
     from isnet.evaluation.calibration import CalibrationBins, write_calibration_report
 
     device = resolve_device(args)
@@ -97,10 +102,15 @@ def run(args: argparse.Namespace) -> int:
     print(protocol)
     bins = CalibrationBins(ignore_index=dataset.info.ignore_index)
     boundary = BoundaryIoU(num_classes, ignore_index=dataset.info.ignore_index)
+    per_image = PerImageScores(num_classes, dataset.info.ignore_index, args.worst) if args.per_image else None
     matrix = evaluate(model.to(device), dataset, num_classes, config, device=device, progress=True, calibration=bins,
-                      observers=[boundary])
+                      observers=[boundary] + ([per_image] if per_image else []))
     summary = write_report(matrix, dataset.info.classes, args.output, title=f"{data.dataset} {split}", boundary=boundary)
     print((Path(args.output) / "scores.txt").read_text())
     print(write_calibration_report(bins, args.output, summary, title=f"{data.dataset} {split}"))
     print(f"report: {args.output} (per_class_iou.png, confusion_matrix.png, reliability.png, per_class.csv)")
+    if per_image is not None:
+        panels = per_image.write(args.output, dataset.info.classes, dataset.info.palette, title=f"{data.dataset} {split}")
+        print(f"per image: {args.output}/per_image.csv, per_image_miou.png; the {len(panels)} worst in "
+              f"{args.output}/worst/")
     return 0 if summary else 1
