@@ -159,6 +159,7 @@ def test_recipes_keep_the_paper_cross_entropy():
         assert recipe(name).loss == "ce"
 
 
+@pytest.mark.slow
 def test_cli_trains_with_an_expression_and_refuses_a_bad_one(tmp_path):
     data = make_data(tmp_path / "data")
     result = isnet(*tiny_training(data, tmp_path / "run", "--loss", "ce+0.5*dice+0.2*lovasz", max_iters=2))

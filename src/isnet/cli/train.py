@@ -63,6 +63,7 @@ def add_kit_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _train_config(args: argparse.Namespace):
+    from isnet.training.kit_options import check_best_on
     from isnet.training.overrides import parse_overrides, with_overrides
     from isnet.utils.errors import ConfigError
     from isnet.training.recipes import recipe
@@ -81,7 +82,11 @@ def _train_config(args: argparse.Namespace):
         if getattr(args, flag, None) is not None:
             overrides[key] = given[key] = tuple(args.tracker) if flag == "tracker" else getattr(args, flag)
     try:
-        return with_overrides(config, overrides)
+        config = with_overrides(config, overrides)
+        if "best_on" in given and given["best_on"].startswith("iou:"):  # a class of the data
+            check_best_on(config.best_on, num_classes=config.model.num_classes,
+                          classes=tuple(config.data.dataset_record().classes))
+        return config
     except ConfigError as error:  # name the option the user typed
         flag = next((f for f, key in KIT_FLAGS.items() if key == error.field and key in given), None)
         if flag is None:
@@ -120,7 +125,10 @@ def _on_dataset(config, dataset: str, root: str | None):
 def run(args: argparse.Namespace) -> int:
     from isnet.training.loop import train
 
+    from isnet.training.kit import require_trackers
+
     config = _train_config(args)
+    require_trackers(config.trackers)  # before any work: a missing one names its extra
     summary = train(config)
     if summary:
         print(f"final mIoU {100 * summary['mIoU']:.2f}; run in {config.output_dir}")

@@ -189,6 +189,7 @@ def save_run_checkpoint(
     iteration: int,
     context: DistributedContext,
     keep: int,
+    kit: Any = None,
 ) -> None:
     """Save the run's state at ``iteration`` (process 0 writes; the random state of every process is kept).
 
@@ -218,6 +219,8 @@ def save_run_checkpoint(
             "rng": rng_states,
             "config": model.config.to_json(),
         }
+        if kit is not None:  # EMA, best-on / early stop, trackers (training/kit.py)
+            state["kit"] = kit.state_dict()
         save_training_checkpoint(checkpoint_dir(output_dir) / f"iter_{iteration:08d}.pt", state)
         for old in list_checkpoints(output_dir)[:-keep]:
             old.unlink()
@@ -257,6 +260,7 @@ def resume(
     optimizer: torch.optim.Optimizer,
     context: DistributedContext,
     report: Callable[[str], None],
+    kit: Any = None,
 ) -> int:
     """Restore the newest intact checkpoint of ``output_dir`` into ``model`` and ``optimizer``.
 
@@ -278,6 +282,8 @@ def resume(
     load_state_dict_strict(model, state["model"], source=path)
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"][context.rank] if context.rank < len(state["rng"]) else state["rng"][0])
+    if kit is not None:
+        kit.load_state_dict(state.get("kit", {}))
     if context.is_main:
         print(f"resuming {output_dir} from iteration {int(state['iteration'])} ({path.name})", flush=True)
     barrier()  # every process has read its checkpoint before damaged ones are moved
