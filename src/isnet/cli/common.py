@@ -221,3 +221,41 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, device: bool = True)
                         help="run --model without weights (random predictions), on purpose")
     if device:
         parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+
+
+def add_threshold_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threshold", type=probability, metavar="T",
+                        help="binary models: label the foreground where its probability exceeds T (default: the "
+                             "threshold `isnet calibrate --threshold-for f1` stored in the file, else 0.5)")
+
+
+def probability(text: str) -> float:
+    """A number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def thresholded(model, args: argparse.Namespace):
+    """A binary model labelling by ``--threshold``, else by the threshold its file stores (said on stderr), else 0.5."""
+    from isnet.inference.threshold import ForegroundThreshold
+    from isnet.weights.decision_threshold import read_threshold
+
+    source = getattr(args, "checkpoint", None) or getattr(args, "weights", None)
+    num_classes = model.config.num_classes if getattr(model, "config", None) is not None else None
+    if args.threshold is not None and num_classes != 2:
+        usage_error(f"--threshold {args.threshold}: {source} predicts {num_classes} classes; a threshold is for "
+                    "binary models (background, foreground)")
+    threshold = args.threshold
+    if threshold is None:
+        record = read_threshold(source)
+        if record is None:
+            return model
+        threshold = float(record["threshold"])
+        print(f"note: {source} labels the foreground where its probability exceeds {threshold:.4g} (the F1-optimal "
+              "threshold of isnet calibrate; --threshold to change it)", file=sys.stderr)
+    return model if threshold == 0.5 else ForegroundThreshold(model, threshold)

@@ -11,11 +11,13 @@ import torch
 from isnet.cli.common import (
     add_inference_arguments,
     add_model_arguments,
+    add_threshold_argument,
     calibrated,
     inference_config,
     load_model_from_args,
     positive_int,
     resolve_device,
+    thresholded,
     usage_error,
 )
 
@@ -40,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--worst", type=positive_int, default=8, metavar="N", help="images drawn by --per-image")
     add_runtime_arguments(parser)
     add_inference_arguments(parser)
+    add_threshold_argument(parser)
 
 
 def eval_data(args: argparse.Namespace, model: torch.nn.Module):
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from isnet.evaluation.calibration import CalibrationBins, write_calibration_report
 
     device = resolve_device(args)
-    model = calibrated(load_model_from_args(args), args)
+    model = thresholded(calibrated(load_model_from_args(args), args), args)
     data, protocol = eval_data(args, model)
     split = args.split or data.val_split
     dataset = data.build(split, train=False)

@@ -11,6 +11,7 @@ import torch
 from isnet.cli.common import (
     add_inference_arguments,
     add_model_arguments,
+    add_threshold_argument,
     calibrated,
     class_names,
     inference_config,
@@ -19,6 +20,7 @@ from isnet.cli.common import (
     positive_float,
     positive_int,
     resolve_device,
+    thresholded,
     usage_error,
 )
 
@@ -38,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=positive_int,
                         help="refuse larger images (default 100 million, or 4 billion for images streamed tile by tile)")
     add_inference_arguments(parser)
+    add_threshold_argument(parser)
     parser.add_argument("--confidence", action="store_true",
                         help="also write <name>_confidence.png: the probability of the predicted class, 16-bit (p·65535)")
     large = parser.add_argument_group("very large images, streamed tile by tile (labels as --mode slide)")
@@ -104,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         return _predict_with_ray(args, find_images(images, exclude=output), output, config)
     device = resolve_device(args)
     context = init_distributed(str(device))
-    model = calibrated(load_model_from_args(args), args)
+    model = thresholded(calibrated(load_model_from_args(args), args), args)
     if isinstance(model, torch.nn.Module):
         model = model.to(context.device)
     classes, palette = class_names(model, args)

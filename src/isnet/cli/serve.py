@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from isnet.cli.common import calibrated, class_names
+from isnet.cli.common import add_threshold_argument, calibrated, class_names, thresholded
 
 HELP = "serve a checkpoint over HTTP, with a web page (needs isnet[serve])"
 
@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=int, default=4096 * 4096, help="larger images get 413")
     parser.add_argument("--request-timeout", type=float, default=30.0, metavar="S",
                         help="a request's headers, then its body, must arrive within S seconds: slower clients are dropped")
+    add_threshold_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         from isnet.deploy.runtimes.pytorch import FastSegmentor
 
         model = FastSegmentor(model, precision=args.precision)
-    model = calibrated(model, args)  # the temperature of `isnet calibrate`, when the file has one
+    model = thresholded(calibrated(model, args), args)  # the temperature and threshold `isnet calibrate` stored
     config = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                          max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
                          request_timeout_s=args.request_timeout)
