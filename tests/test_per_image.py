@@ -27,6 +27,8 @@ def test_scores_of_one_image_by_hand():
     assert score.miou == pytest.approx((1 / 2 + 2 / 3) / 2)
     assert score.pixel_accuracy == pytest.approx(3 / 4)
     assert (score.worst_class, score.worst_iou, score.labelled_pixels) == (0, pytest.approx(0.5), 4)
+    # classes 1 and 2 both missed (IoU 0): the worst is the one with more labelled pixels
+    assert image_score(np.array([[0, 0, 0, 0, 0]]), np.array([[0, 1, 2, 2, 255]]), 3, 255, "c.png").worst_class == 2
     unlabelled = image_score(prediction, np.full_like(labels, 255), 3, 255, "b.png")
     assert math.isnan(unlabelled.miou) and unlabelled.worst_class == -1
 

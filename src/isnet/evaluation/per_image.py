@@ -1,7 +1,8 @@
 """``isnet eval --per-image``: which images a model gets wrong, instead of one mIoU.
 
 Per image: the mIoU over the classes present (in its labels or its prediction), the pixel
-accuracy over its labelled pixels and its worst class (lowest IoU), in ``per_image.csv``;
+accuracy over its labelled pixels and its worst class (lowest IoU; of equal ones, the one with
+the most labelled pixels), in ``per_image.csv``;
 the N images of lowest mIoU drawn in ``worst/`` as image | ground truth | prediction | error
 map panels with a legend; and a histogram of the per-image mIoU (``per_image_miou.png``).
 Only the N worst predictions are held while the dataset is scored.
@@ -55,7 +56,10 @@ def image_score(prediction: np.ndarray, labels: np.ndarray, num_classes: int, ig
     union = counts.sum(0) + counts.sum(1) - hits
     present = union > 0
     iou = np.divide(hits, union, out=np.full(num_classes, np.nan), where=present)
-    worst = int(np.nanargmin(iou)) if present.any() else -1
+    worst = -1
+    if present.any():  # the lowest IoU; of equal ones, the class with the most labelled pixels (the biggest miss)
+        lowest = np.flatnonzero(iou == np.nanmin(iou))
+        worst = int(lowest[np.argmax(counts.sum(1)[lowest])])
     return ImageScore(path=path, miou=float(np.nanmean(iou)) if present.any() else math.nan,
                       pixel_accuracy=float(hits.sum() / truth.size) if truth.size else math.nan,
                       worst_class=worst, worst_iou=float(iou[worst]) if worst >= 0 else math.nan,
@@ -134,7 +138,7 @@ def plot_histogram(values: Sequence[float], path: Path, *, title: str = "") -> P
         axis.legend()
     axis.set_xlabel("per-image mIoU (%)")
     axis.set_ylabel("images")
-    axis.set_title(title or f"per-image mIoU ({finite.size} images)")
+    axis.set_title(f"{title + ': ' if title else ''}per-image mIoU ({finite.size} images)")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
