@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stride", type=positive_int, nargs=2, default=(341, 341), metavar=("H", "W"))
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     add_threads_argument(parser)
+    parser.add_argument("--threshold-for", choices=("f1",),
+                        help="binary models: also fit the foreground threshold that maximises F1 on the split "
+                             "(on the calibrated probabilities); predict, eval and serve then use it")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,11 +58,14 @@ def run(args: argparse.Namespace) -> int:
         usage_error(f"--output {args.output}: name a .safetensors file")
     require_replaceable(Path(args.output or args.checkpoint))  # a link there is refused before the fit, not after
     args.model = args.weights = None
-    # float32 PyTorch, and the logits as the network gives them: a temperature stored before is fitted anew
-    predictor = load_predictor_from_args(args, precision="fp32", runtime="torch").with_temperature(1.0)
+    # float32 PyTorch, and the logits as the network gives them: a temperature (and threshold) stored before is fitted anew
+    predictor = load_predictor_from_args(args, precision="fp32", runtime="torch").with_temperature(1.0).with_threshold(0.5)
     data, resize = eval_data(args, predictor)
     split = args.split or data.val_split
     dataset = data.build(split, train=False)
+    if args.threshold_for and predictor.config.num_classes != 2:
+        usage_error(f"--threshold-for {args.threshold_for}: {args.checkpoint} has {predictor.config.num_classes} classes; "
+                    "a threshold is for binary models (background, foreground)")
     if dataset.info.num_classes != predictor.config.num_classes:
         print(f"isnet calibrate: {args.checkpoint} predicts {predictor.config.num_classes} classes but {args.data_root} "
               f"({args.dataset}) has {dataset.info.num_classes}; nothing was fitted", file=sys.stderr)
@@ -83,4 +89,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"NLL {record['nll_before']:.4f} → {record['nll_after']:.4f}; "
           f"ECE {100 * record['ece_before']:.2f} % → {100 * record['ece_after']:.2f} % (15 bins, on those pixels)")
     print(f"stored in {Path(written)}: isnet predict, eval and serve divide its logits by {temperature:.4f}")
+    if args.threshold_for:
+        store_f1_threshold(written, logits / temperature, labels, split, args.dataset)
     return 0
+
+
+def store_f1_threshold(path, logits, labels, split: str, dataset: str) -> None:
+    """Fit the F1-optimal foreground threshold on these pixels and store it in ``path``."""
+    from isnet.evaluation.threshold import f1_at, f1_optimal_threshold
+    from isnet.weights.decision_threshold import store_threshold
+
+    foreground = logits.float().softmax(dim=1)[:, 1]
+    threshold, f1 = f1_optimal_threshold(foreground, labels == 1)
+    at_half = f1_at(foreground, labels == 1, 0.5)
+    store_threshold(path, {"threshold": threshold, "for": "f1", "f1": f1, "f1_at_0.5": at_half, "split": split,
+                           "dataset": dataset, "pixels": len(labels)})
+    print(f"foreground threshold {threshold:.4f}: F1 {100 * at_half:.2f} % at 0.5 → {100 * f1:.2f} % "
+          f"(on those pixels); stored in {path}")

@@ -278,3 +278,31 @@ def protocol_line(resize: tuple, config) -> str:
     views = "whole image" if config.mode == "whole" else f"sliding {config.crop[0]}×{config.crop[1]} windows"
     scales = ", ".join(f"{scale:g}" for scale in config.scales)
     return f"test protocol: {views}, scale {scales}, {'flip' if config.flip else 'no flip'}; test resize: {words} (from {source})"
+
+
+def add_threshold_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threshold", type=probability, metavar="T",
+                        help="binary models: label the foreground where its probability exceeds T (default: the "
+                             "threshold `isnet calibrate --threshold-for f1` stored in the file, else 0.5)")
+
+
+def probability(text: str) -> float:
+    """A number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def thresholded(predictor, args: argparse.Namespace):
+    """``predictor`` labelling by ``--threshold`` when given (a binary model; the threshold its file stores
+    is applied by the loader already)."""
+    if args.threshold is None:
+        return predictor
+    try:
+        return predictor.with_threshold(args.threshold)
+    except ValueError as error:
+        usage_error(f"--threshold {args.threshold}: {error}")

@@ -11,11 +11,13 @@ from isnet.cli.common import (
     add_inference_arguments,
     add_model_arguments,
     add_threads_argument,
+    add_threshold_argument,
     inference_config,
     load_predictor_from_args,
     positive_int,
     protocol_line,
     test_resize,
+    thresholded,
     usage_error,
 )
 
@@ -34,9 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", choices=("released", "custom"), default="custom",
                         help="released: the dataset's published ms+flip protocol; custom: the flags below")
     parser.add_argument("--output", default="outputs/eval")
+    parser.add_argument("--per-image", action="store_true",
+                        help="also per_image.csv (mIoU, accuracy, worst class of each image), a histogram of "
+                             "per-image mIoU and worst/: the --worst images of lowest mIoU as panels")
+    parser.add_argument("--worst", type=positive_int, default=8, metavar="N", help="images drawn by --per-image")
     add_runtime_arguments(parser, default_precision="fp32")
     add_inference_arguments(parser)
     add_threads_argument(parser)
+    add_threshold_argument(parser)
 
 
 def eval_data(args: argparse.Namespace, predictor):
@@ -67,10 +74,12 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from isnet.evaluation import evaluate, write_report
+    from isnet.evaluation.boundary import BoundaryIoU
+    from isnet.evaluation.per_image import PerImageScores
     from isnet.evaluation.calibration import CalibrationBins, write_calibration_report
     from isnet.utils.atomic_files import write_atomically
 
-    predictor = load_predictor_from_args(args)
+    predictor = thresholded(load_predictor_from_args(args), args)
     data, resize = eval_data(args, predictor)
     split = args.split or data.val_split
     dataset = data.build(split, train=False)
@@ -95,8 +104,11 @@ def run(args: argparse.Namespace) -> int:
     protocol = protocol_line(resize, config)
     print(protocol, file=sys.stderr)
     bins = CalibrationBins()  # samples carry IGNORE_INDEX where the files store the record's ignore value
-    matrix = evaluate(predictor, dataset, num_classes, config, device=predictor.device, progress=True, calibration=bins)
-    summary = write_report(matrix, dataset.info.classes, args.output, title=f"{data.dataset} {split}")
+    boundary = BoundaryIoU(num_classes)
+    per_image = PerImageScores(num_classes, worst=args.worst) if args.per_image else None
+    matrix = evaluate(predictor, dataset, num_classes, config, device=predictor.device, progress=True, calibration=bins,
+                      observers=[boundary] + ([per_image] if per_image else []))
+    summary = write_report(matrix, dataset.info.classes, args.output, title=f"{data.dataset} {split}", boundary=boundary)
     print((Path(args.output) / "scores.txt").read_text())
     print(write_calibration_report(bins, args.output, summary, title=f"{data.dataset} {split}"))
     if summary:  # the exact path that gave these numbers
@@ -106,4 +118,8 @@ def run(args: argparse.Namespace) -> int:
         write_atomically(Path(args.output) / "summary.json", lambda path: path.write_text(text))
     print(f"path: {predictor.describe()}; {protocol}")
     print(f"report: {args.output} (per_class_iou.png, confusion_matrix.png, reliability.png, per_class.csv)")
+    if per_image is not None:
+        panels = per_image.write(args.output, dataset.info.classes, dataset.info.palette, title=f"{data.dataset} {split}")
+        print(f"per image: {args.output}/per_image.csv, per_image_miou.png; the {len(panels)} worst in "
+              f"{args.output}/worst/")
     return 0 if summary else 1

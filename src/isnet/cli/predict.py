@@ -13,6 +13,7 @@ from isnet.cli.common import (
     add_inference_arguments,
     add_model_arguments,
     add_threads_argument,
+    add_threshold_argument,
     class_names,
     inference_config,
     load_predictor_from_args,
@@ -22,6 +23,7 @@ from isnet.cli.common import (
     protocol_line,
     resolve_device,
     test_resize,
+    thresholded,
     usage_error,
 )
 
@@ -46,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_inference_arguments(parser)
     parser.add_argument("--fit", type=positive_int, nargs=2, metavar=("LONG", "SHORT"),
                         help="test-time resize box (default: the one the model's dataset record carries)")
+    add_threshold_argument(parser)
     parser.add_argument("--confidence", action="store_true",
                         help="also write <name>_confidence.png: the probability of the predicted class, 16-bit (p·65535)")
     large = parser.add_argument_group("very large images, streamed tile by tile (labels as --mode slide)")
@@ -128,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         return _predict_with_ray(args, find_images(images, exclude=output), output, config)
     context = init_distributed(str(resolve_device(args)))
     args.device = str(context.device)  # under torchrun, this process's GPU
-    model = load_predictor_from_args(args)
+    model = thresholded(load_predictor_from_args(args), args)
     resize = test_resize(args, model)
     if tiles is None:  # tiles stream the image at its own size
         print(protocol_line(resize, config), file=sys.stderr)

@@ -7,11 +7,13 @@ import sys
 
 from isnet.cli.common import (
     add_threads_argument,
+    add_threshold_argument,
     class_names,
     non_negative_float,
     port_number,
     positive_float,
     positive_int,
+    thresholded,
 )
 
 HELP = "serve a checkpoint over HTTP, with a web page (needs isnet[serve])"
@@ -33,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request-timeout", type=positive_float, default=30.0, metavar="S",
                         help="a request's headers, then its body, must arrive within S seconds: slower clients are dropped")
     add_threads_argument(parser)
+    add_threshold_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         usage_error(f"--checkpoint {args.checkpoint} takes {model.config.backbone.in_channels} image channels; "
                     "the server decodes uploads as RGB: segment such images with `isnet predict`")
     classes, palette = class_names(model, args)
+    model = thresholded(model, args)  # --threshold over the one `isnet calibrate` stored (applied by the loader)
     resize = test_resize(args, model)
     print(f"serving {model.describe()}; {protocol_line(resize, InferenceConfig())}", file=sys.stderr)
     config = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,

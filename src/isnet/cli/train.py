@@ -42,13 +42,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights-backbone", help="ImageNet checkpoint for the backbone")
     parser.add_argument("--workers", type=non_negative_int)
     parser.add_argument("--seed", type=non_negative_int)
+    add_kit_arguments(parser)
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", type=key_value,
                         help="override any TrainConfig field, e.g. --set lr=0.02 --set data.crop_size=[256,256]")
     add_threads_argument(parser)
 
 
+# The training kit's options → their TrainConfig fields (README "Training on your data").
+KIT_FLAGS = {"loss": "loss", "ema": "ema", "best_on": "best_on", "early_stop": "early_stop",
+             "tracker": "trackers", "tracking_uri": "tracking_uri"}
+
+
+def add_kit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--loss", metavar="EXPR",
+                        help="objective on every output: a weighted sum of ce, dice, focal(gamma=2), lovasz, "
+                             "ohem(thresh=0.7,min_kept=100000), e.g. 'ce+0.5*dice' (default: ce)")
+    parser.add_argument("--ema", type=float, metavar="DECAY",
+                        help="keep an exponential moving average of the weights (e.g. 0.999): evaluated and "
+                             "saved as model.safetensors, the raw weights as model_raw.safetensors")
+    parser.add_argument("--best-on", metavar="METRIC",
+                        help="what chooses best.safetensors: mIoU (default), iou:CLASS, foreground_f1, "
+                             "boundary_iou, loss (validation cross-entropy)")
+    parser.add_argument("--early-stop", type=non_negative_int, metavar="N",
+                        help="stop after N evaluations without improvement of --best-on")
+    parser.add_argument("--tracker", action="append", choices=("mlflow", "wandb", "tensorboard"),
+                        help="log parameters, metrics, images and the model to an experiment tracker (repeatable)")
+    parser.add_argument("--tracking-uri", metavar="URI",
+                        help="where the trackers write: an MLflow tracking URI, a W&B or TensorBoard folder")
+
+
 def _train_config(args: argparse.Namespace):
+    from isnet.training.kit_options import check_best_on
     from isnet.training.overrides import parse_overrides, with_overrides
+    from isnet.utils.errors import ConfigError
     from isnet.training.recipes import recipe
 
     config = recipe(args.recipe)
@@ -61,7 +87,20 @@ def _train_config(args: argparse.Namespace):
                       ("init_from_partial", "init_from_partial")):
         if getattr(args, flag, None) is not None:
             overrides[key] = getattr(args, flag)
-    config = with_overrides(config, overrides)
+    given = {}
+    for flag, key in KIT_FLAGS.items():
+        if getattr(args, flag, None) is not None:
+            overrides[key] = given[key] = tuple(args.tracker) if flag == "tracker" else getattr(args, flag)
+    try:
+        config = with_overrides(config, overrides)
+        if "best_on" in given and given["best_on"].startswith("iou:"):  # a class of the data
+            check_best_on(config.best_on, num_classes=config.model.num_classes,
+                          classes=tuple(config.data.dataset_record().classes))
+    except ConfigError as error:  # name the option the user typed
+        flag = next((f for f, key in KIT_FLAGS.items() if key == error.field and key in given), None)
+        if flag is None:
+            raise
+        raise ConfigError(f"--{flag.replace('_', '-')} {error.problem}") from None
     if config.init_from_partial and not config.init_from:
         usage_error("--init-from-partial goes with --init-from WEIGHTS: it allows weights of which most tensors do not fit")
     return config
@@ -98,7 +137,10 @@ def _on_dataset(config, dataset: str, root: str | None):
 def run(args: argparse.Namespace) -> int:
     from isnet.training.loop import train
 
+    from isnet.training.kit import require_trackers
+
     config = _train_config(args)
+    require_trackers(config.trackers)  # before any work: a missing one names its extra
     summary = train(config, allow_changed_data=args.allow_changed_data)
     if summary:
         print(f"final mIoU {100 * summary['mIoU']:.2f}; run in {config.output_dir}")

@@ -25,6 +25,7 @@ from isnet.deploy.runtimes import RUNTIMES, readers_of
 from isnet.inference.predictor import ModulePredictor, Predictor
 from isnet.utils.precision import Precision, require_device
 from isnet.weights.calibration import read_calibration
+from isnet.weights.decision_threshold import read_threshold
 
 
 def load_predictor(
@@ -71,6 +72,11 @@ def load_predictor(
         say(f"note: {calibration_file} is calibrated: its logits are divided by the temperature "
             f"{record['temperature']:.4g} fitted by isnet calibrate")
         predictor = predictor.with_temperature(record["temperature"])
+    decision = read_threshold(calibration_file) if isinstance(calibration_file, (str, Path)) else None
+    if decision is not None:
+        say(f"note: {calibration_file} labels the foreground where its probability exceeds {decision['threshold']:.4g} "
+            "(the F1-optimal threshold isnet calibrate stored; --threshold, or with_threshold(), to change it)")
+        predictor = predictor.with_threshold(decision["threshold"])
     return predictor
 
 

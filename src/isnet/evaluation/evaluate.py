@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -25,6 +28,7 @@ def evaluate(
     num_workers: int = 0,
     progress: bool = False,
     calibration: CalibrationBins | None = None,
+    observers: Sequence[Any] = (),
 ) -> ConfusionMatrix:
     """Accumulate the confusion matrix of ``model`` (a predictor, or a module such as a model
     being trained, which is evaluated in eval mode and left in the mode it was in) over ``dataset``.
@@ -33,6 +37,8 @@ def evaluate(
     result is the whole set's. Predictions are resized to each label's size (the dataset's
     eval transform may have resized the image) and scored against the original label.
     With ``calibration``, every labelled pixel's confidence is binned into it as well (ECE).
+    Each of ``observers`` (boundary IoU, per-image scores, validation loss) is shown every image:
+    ``observe(scores, predicted, labels, sample)``, then ``all_reduce()``.
     """
     shard = Subset(dataset, range(rank, len(dataset), world_size))
     loader = DataLoader(shard, batch_size=1, num_workers=num_workers)
@@ -47,10 +53,15 @@ def evaluate(
             images = sample["image"].to(device)
             labels = sample["label"].to(device)
             scores = predict(predictor, images, config, output_size=labels.shape[1:])  # one resize, to the label
-            matrix.update(scores.argmax(dim=1), labels)
+            predicted = scores.argmax(dim=1)
+            matrix.update(predicted, labels)
+            for observer in observers:
+                observer.observe(scores, predicted, labels, sample)
             if calibration is not None:
                 calibration.update(probabilities(scores, config), labels)
     matrix.all_reduce()
     if calibration is not None:
         calibration.all_reduce()
+    for observer in observers:
+        observer.all_reduce()
     return matrix

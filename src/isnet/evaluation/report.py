@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from isnet.evaluation.boundary import BoundaryIoU
 from isnet.evaluation.metrics import ConfusionMatrix
 from isnet.utils.atomic_files import atomic_path, write_atomically, write_text_atomically
 
 
-def write_report(matrix: ConfusionMatrix, class_names: Sequence[str], output: str | Path, *, title: str = "") -> dict:
+def write_report(matrix: ConfusionMatrix, class_names: Sequence[str], output: str | Path, *, title: str = "",
+                 boundary: BoundaryIoU | None = None) -> dict:
     """Write ``scores.txt``, ``per_class.csv``, ``summary.json``, ``per_class_iou.png`` and
-    ``confusion_matrix.png`` into ``output``; return the summary."""
+    ``confusion_matrix.png`` into ``output``; return the summary. With ``boundary``, its
+    per-class and mean boundary IoU join the table, the CSV and the summary (``boundary_iou``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,12 +28,14 @@ def write_report(matrix: ConfusionMatrix, class_names: Sequence[str], output: st
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     scores = matrix.summary()
-    write_text_atomically(output / "scores.txt", (title + "\n" if title else "") + scores.table(class_names) + "\n")
+    boundary_iou = boundary.per_class() if boundary is not None else [math.nan] * len(class_names)
+    table = scores.table(class_names) + (boundary_table(boundary, class_names) if boundary is not None else "")
+    write_text_atomically(output / "scores.txt", (title + "\n" if title else "") + table + "\n")
     with atomic_path(output / "per_class.csv") as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["class", "iou", "accuracy"])
-        for name, iou, accuracy in zip(class_names, scores.iou, scores.class_accuracy):
-            writer.writerow([name, f"{iou:.6f}", f"{accuracy:.6f}"])
+        writer.writerow(["class", "iou", "accuracy"] + (["boundary_iou"] if boundary is not None else []))
+        for name, iou, accuracy, edge in zip(class_names, scores.iou, scores.class_accuracy, boundary_iou):
+            writer.writerow([name, f"{iou:.6f}", f"{accuracy:.6f}"] + ([f"{edge:.6f}"] if boundary is not None else []))
     summary = {
         "mIoU": scores.mean_iou,
         "pixel_accuracy": scores.pixel_accuracy,
@@ -39,6 +45,9 @@ def write_report(matrix: ConfusionMatrix, class_names: Sequence[str], output: st
     }
     if scores.foreground is not None:  # binary segmentation: the foreground's scores
         summary["foreground_iou"], summary["foreground_f1"] = scores.foreground
+    if boundary is not None:
+        summary["boundary_iou"] = {"mean": boundary.mean(), "per_class": dict(zip(class_names, boundary_iou)),
+                                   "band_ratio": boundary.ratio}
     write_text_atomically(output / "summary.json", json.dumps(summary, indent=2))
 
     iou = np.nan_to_num(np.asarray(scores.iou) * 100)
@@ -71,3 +80,12 @@ def write_report(matrix: ConfusionMatrix, class_names: Sequence[str], output: st
     write_atomically(output / "confusion_matrix.png", figure.savefig)
     plt.close(figure)
     return summary
+
+
+def boundary_table(boundary: BoundaryIoU, class_names: Sequence[str]) -> str:
+    """The boundary IoU lines of ``scores.txt``: each class, then the mean."""
+    width = max(len(name) for name in class_names)
+    lines = [f"\nboundary IoU (band {100 * boundary.ratio:g} % of the diagonal)"]
+    lines += [f"{name:<{width}}  {100 * value:6.2f}" for name, value in zip(class_names, boundary.per_class())]
+    lines.append(f"mean boundary IoU {100 * boundary.mean():.2f}")
+    return "\n".join(lines)

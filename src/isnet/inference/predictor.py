@@ -9,7 +9,8 @@ the device it runs on, and the temperature of a calibrated file. It offers:
   protocol (always probabilities, whichever way the protocol averages);
 - ``labels(images, config)``: the label map at the input size;
 - ``config``, ``dataset`` (the model's dataset record: classes, palette, test protocol),
-  ``device``, ``runtime``, ``precision``, ``temperature`` and ``describe()`` (the path, in words).
+  ``device``, ``runtime``, ``precision``, ``temperature``, ``threshold`` (a binary model's decision
+  threshold, :mod:`isnet.inference.threshold`) and ``describe()`` (the path, in words).
 
 The protocols of :mod:`isnet.inference.engine` call ``logits``. A predictor is not an
 ``nn.Module``: it is never trained, moved or asked for parameters. ``isnet.deploy.load_predictor``
@@ -28,6 +29,7 @@ from torch import Tensor, nn
 
 from isnet.inference.engine import InferenceConfig, predict
 from isnet.inference.temperature import probabilities
+from isnet.inference.threshold import ARGMAX, check_threshold, shift_foreground
 from isnet.model.config import ModelConfig
 
 
@@ -39,6 +41,7 @@ class Predictor(abc.ABC):
     device: torch.device = torch.device("cpu")  # where it computes; inputs are best put there
     source: str | None = None  # the file it was read from, when it was
     temperature: float = 1.0  # the logits are divided by it (1: not calibrated)
+    threshold: float = ARGMAX  # binary models: the foreground where its probability exceeds it
     runtime: str = "torch"  # what computes: torch, onnxruntime, openvino
     precision: str = "fp32"  # in what: fp32, bf16, fp16 (PyTorch), int8 (a quantised graph)
 
@@ -48,9 +51,11 @@ class Predictor(abc.ABC):
 
     @torch.no_grad()
     def logits(self, images: Tensor) -> Tensor:
-        """Stage-2 logits at the head's resolution, float32, calibrated, on the images' device."""
+        """Stage-2 logits at the head's resolution, float32, calibrated (and for a binary model with a
+        threshold, its foreground shifted so that the argmax labels by it), on the images' device."""
         logits = self._raw_logits(images)
-        return logits if self.temperature == 1.0 else logits / self.temperature
+        logits = logits if self.temperature == 1.0 else logits / self.temperature
+        return logits if self.threshold == ARGMAX else shift_foreground(logits, self.threshold)
 
     def probabilities(self, images: Tensor, config: InferenceConfig = InferenceConfig()) -> Tensor:
         """Class probabilities (N, K, H, W) at the input size under the protocol ``config``."""
@@ -68,10 +73,21 @@ class Predictor(abc.ABC):
         calibrated.temperature = float(temperature)
         return calibrated
 
+    def with_threshold(self, threshold: float) -> Predictor:
+        """The same predictor labelling the foreground where its probability exceeds ``threshold`` (a binary model)."""
+        threshold = check_threshold(threshold)
+        classes = self.config.num_classes if self.config is not None else None
+        if threshold != ARGMAX and classes not in (2, None):
+            raise ValueError(f"a threshold is for binary models (background, foreground); this one has {classes} classes")
+        thresholded = copy.copy(self)
+        thresholded.threshold = threshold
+        return thresholded
+
     def describe(self) -> str:
         """What computes, e.g. ``torch fp32 on cpu`` or ``openvino int8 on cpu, calibrated (T = 1.31)``."""
         calibration = f", calibrated (T = {self.temperature:.4g})" if self.temperature != 1.0 else ""
-        return f"{self.runtime} {self.precision} on {self.device}{calibration}"
+        threshold = f", foreground above p = {self.threshold:.4g}" if self.threshold != ARGMAX else ""
+        return f"{self.runtime} {self.precision} on {self.device}{calibration}{threshold}"
 
 
 class ModulePredictor(Predictor):

@@ -22,6 +22,7 @@ from isnet.data.folder import folder_record
 from isnet.data.image import MAX_IMAGE_PIXELS
 from isnet.inference.engine import InferenceConfig
 from isnet.model.config import ModelConfig
+from isnet.training.kit_options import check_kit_options
 from isnet.training.losses import DEFAULT_LOSS_WEIGHTS
 from isnet.utils.errors import ConfigError
 from isnet.utils.precision import Precision, require_device
@@ -200,6 +201,17 @@ class TrainConfig:
     # Per-class loss weights for imbalanced data: K values, or "median_frequency" to compute
     # them from the training labels (median frequency balancing), or None.
     class_weights: str | tuple[float, ...] | None = None
+    # The practitioner's kit (README "Training on your data"): the objective, a weighted sum such
+    # as "ce+0.5*dice" (training/loss_terms.py); an exponential moving average of the weights
+    # (its decay, e.g. 0.999), evaluated and saved as model.safetensors; the evaluation score
+    # that chooses best.safetensors, and how many evaluations without improvement stop the run
+    # (0: never); experiment trackers (mlflow, wandb, tensorboard) and where they write.
+    loss: str = "ce"
+    ema: float | None = None
+    best_on: str = "mIoU"
+    early_stop: int = 0
+    trackers: tuple[str, ...] = ()
+    tracking_uri: str | None = None
 
     def __post_init__(self) -> None:
         """Every value within its range, so that a bad one stops the run before it starts."""
@@ -241,6 +253,7 @@ class TrainConfig:
         if isinstance(self.class_weights, tuple) and len(self.class_weights) != self.model.num_classes:
             raise ConfigError(f"has {len(self.class_weights)} values for {self.model.num_classes} classes",
                               field="class_weights")
+        check_kit_options(self)
 
     def _check_eval_scales(self) -> None:
         """Every evaluation scale keeps the images ≥ 1 pixel: they are fitted to ``data.eval_fit_size``,

@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
+from isnet.data.base import IGNORE_INDEX
 from isnet.data.class_weights import median_frequency_weights
 from isnet.data.folder import record_file
 from isnet.data.sampling import RunSampler, SeededSamples
@@ -41,6 +42,11 @@ from isnet.evaluation import evaluate, write_report
 from isnet.inference.predictor import ModulePredictor
 from isnet.model.segmentor import build_model
 from isnet.training.config import DataConfig, TrainConfig
+from isnet.evaluation.boundary import BoundaryIoU
+from isnet.evaluation.validation_loss import ValidationLoss
+from isnet.training.kit import TrainingKit, validation_overlays
+from isnet.training.kit_options import check_best_on
+from isnet.training.loss_terms import loss_criterion
 from isnet.training.losses import segmentation_loss
 from isnet.training.metrics_log import MetricsLog
 from isnet.training.run_folder import (
@@ -63,7 +69,6 @@ from isnet.utils.errors import ConfigError
 from isnet.utils.machine import resolve_training_precision, slow_bf16_note
 from isnet.utils.precision import Precision, autocast, require_device
 from isnet.utils.progress import progress_bar
-from isnet.weights.checkpoint import save_model
 from isnet.weights.imagenet import load_imagenet_weights
 
 __all__ = ["DataConfig", "TrainConfig", "list_checkpoints", "train"]
@@ -95,10 +100,11 @@ def train(config: TrainConfig, *, allow_changed_data: bool = False) -> dict[str,
     optimizer = sgd(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision is Precision.FP16)  # fp16 gradients underflow
     class_weights = loss_class_weights(config, train_set, context)
+    kit = TrainingKit(config, model, context, output_dir)  # EMA, best-on / early stop, trackers
 
     # Resume from the newest checkpoint that is complete and intact, or start (from init_from).
     start_iteration, as_started = start_or_resume(config, model, optimizer, scaler, train_set, context, report,
-                                                  allow_changed_data)
+                                                  allow_changed_data, kit=kit)
     if context.is_main and start_iteration == 0:  # the run as it started: a resume never rewrites it
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.json").write_text(config.to_json())
@@ -112,7 +118,7 @@ def train(config: TrainConfig, *, allow_changed_data: bool = False) -> dict[str,
     started = time.perf_counter()
     skipped_in_a_row = 0
     model.train()
-    for iteration in range(start_iteration, config.max_iters):
+    for iteration in range(start_iteration, kit.end_iteration()):
         done = iteration + 1
         lr = poly_lr(config, iteration)
         for group in optimizer.param_groups:
@@ -127,6 +133,7 @@ def train(config: TrainConfig, *, allow_changed_data: bool = False) -> dict[str,
         if torch.isfinite(loss):
             scaler.step(optimizer)
             scaler.update()
+            kit.after_step(model)
             skipped_in_a_row = 0
         elif config.nonfinite == "stop":
             raise FloatingPointError(f"non-finite loss {loss.item()} at iteration {done}; "
@@ -147,26 +154,24 @@ def train(config: TrainConfig, *, allow_changed_data: bool = False) -> dict[str,
         if done % config.log_interval == 0 or done == config.max_iters:
             values = {name: all_reduce_mean(value).item() for name, value in totals.items()}
             log.write_losses(done, lr, values, seconds=time.perf_counter() - started)
+            kit.log(done, lr, values)
             if progress is not None:
                 progress.set_postfix(loss=f"{values['total']:.3f}", lr=f"{lr:.2e}")
         if progress is not None:
             progress.update(1)
-        if done % config.checkpoint_interval == 0 or done == config.max_iters:
+        stop = evaluation_due(config, done) and evaluate_and_choose(model, val_set, config, context, done, kit, log, started)[1]
+        if done % config.checkpoint_interval == 0 or done == config.max_iters or stop:  # after the evaluation: its choice
             save_run_checkpoint(output_dir, model, optimizer, done, context, config.keep_checkpoints, scaler=scaler,
-                                started=as_started)
-        if config.eval_interval and done % config.eval_interval == 0 and done < config.max_iters:
-            summary = run_evaluation(model, val_set, config, context, done, output_dir, best=log.best_miou())
-            log.write(done, mIoU=summary["mIoU"], seconds=time.perf_counter() - started)
-            log.plot()
+                                started=as_started, kit=kit)
+        if stop:
+            break
 
     if progress is not None:
         progress.close()
     # The final evaluation runs after the loop, so that a run killed after its last checkpoint still gets it.
-    summary = run_evaluation(model, val_set, config, context, config.max_iters, output_dir, best=log.best_miou())
-    log.write(config.max_iters, mIoU=summary["mIoU"], seconds=time.perf_counter() - started)
-    log.plot()
-    if context.is_main:
-        save_model(model, output_dir / "model.safetensors")
+    summary = kit.final_summary or evaluate_and_choose(model, val_set, config, context, kit.end_iteration(), kit, log,
+                                                       started)[0]  # an early stop has just evaluated
+    kit.save_final(model)
     barrier()
     return summary
 
@@ -215,7 +220,8 @@ def accumulate_gradients(
         with nullcontext() if last_micro_step or not context.enabled else model.no_sync():
             with autocast(config.precision, context.device):
                 outputs = model(images)
-            losses = segmentation_loss(outputs, labels, weights=config.loss_weights, class_weights=class_weights)
+            losses = segmentation_loss(outputs, labels, weights=config.loss_weights, class_weights=class_weights,
+                                       criterion=loss_criterion(config.loss))
             scaler.scale(losses["total"] / config.grad_accum_steps).backward()
         for name, value in losses.items():
             totals[name] = totals.get(name, 0) + value.detach() / config.grad_accum_steps
@@ -282,6 +288,8 @@ def checked_dataset(
             f"(the length of mean/std in its record); set --set model.backbone.in_channels={dataset.info.in_channels}"
         )
     dataset.max_pixels = config.max_image_pixels
+    if not train:  # --best-on iou:CLASS names one of its classes
+        check_best_on(config.best_on, num_classes=config.model.num_classes, classes=tuple(dataset.info.classes))
     if config.check_data == "off":
         return dataset
     return check_dataset(
@@ -338,6 +346,21 @@ def poly_lr(config: TrainConfig, iteration: int) -> float:
     return (config.lr - config.min_lr) * progress**config.poly_power + config.min_lr
 
 
+def evaluation_due(config: TrainConfig, done: int) -> bool:
+    """Whether the run evaluates after ``done`` iterations (the final evaluation follows the loop)."""
+    return bool(config.eval_interval) and done % config.eval_interval == 0 and done < config.max_iters
+
+
+def evaluate_and_choose(model: nn.Module, dataset: Dataset, config: TrainConfig, context: DistributedContext,
+                        iteration: int, kit: TrainingKit, log: MetricsLog, started: float) -> tuple[dict[str, Any], bool]:
+    """Evaluate (the weight average, with ``--ema``), log, and let the kit choose ``best.safetensors``;
+    the summary, and whether to stop early."""
+    summary = run_evaluation(kit.evaluated_model(model), dataset, config, context, iteration, Path(config.output_dir))
+    log.write(iteration, mIoU=summary["mIoU"], seconds=time.perf_counter() - started)
+    log.plot()
+    return summary, kit.after_evaluation(summary, iteration, model, summary.pop("overlays", ()))
+
+
 def run_evaluation(
     model: nn.Module,
     dataset: Dataset,
@@ -345,10 +368,11 @@ def run_evaluation(
     context: DistributedContext,
     iteration: int,
     output_dir: Path,
-    best: float | None = None,
 ) -> dict[str, Any]:
-    """Evaluate on ``dataset``; the main process writes the report, and ``best.safetensors``
-    when the mIoU beats ``best`` (the best so far)."""
+    """Evaluate on ``dataset`` (with boundary IoU and the validation loss); the main process
+    writes the report, and with trackers a few overlays (``summary["overlays"]``)."""
+    ignore_index = IGNORE_INDEX  # what the readers turn the record's stored ignore value into
+    boundary, loss = BoundaryIoU(config.model.num_classes, ignore_index), ValidationLoss(config.eval, ignore_index)
     matrix = evaluate(
         ModulePredictor(model),  # evaluated in eval mode, left training
         dataset,
@@ -358,12 +382,14 @@ def run_evaluation(
         rank=context.rank,
         world_size=context.world_size,
         progress=context.is_main and config.progress,
+        observers=[boundary, loss],
     )
     summary = {"mIoU": matrix.summary().mean_iou}
     if context.is_main:
-        summary = write_report(matrix, list(dataset.info.classes), output_dir / "eval", title=f"iteration {iteration}")
-        print(f"iteration {iteration}: mIoU {100 * summary['mIoU']:.2f}")
-        if best is None or summary["mIoU"] > best:
-            save_model(model, output_dir / "best.safetensors", extra_metadata={"iteration": str(iteration),
-                                                                              "mIoU": str(summary["mIoU"])})
+        summary = write_report(matrix, list(dataset.info.classes), output_dir / "eval", title=f"iteration {iteration}",
+                               boundary=boundary)
+        summary["overlays"] = validation_overlays(model, dataset, config, output_dir / "eval" / "overlays")
+        print(f"iteration {iteration}: mIoU {100 * summary['mIoU']:.2f}, boundary IoU "
+              f"{100 * boundary.mean():.2f}, loss {loss.value():.4f}")
+    summary["loss"] = loss.value()
     return summary

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch.nn.functional as F
 from torch import Tensor
@@ -21,12 +21,14 @@ def segmentation_loss(
     weights: Mapping[str, float] = DEFAULT_LOSS_WEIGHTS,
     ignore_index: int = IGNORE_INDEX,
     class_weights: Tensor | None = None,
+    criterion: Callable[[Tensor, Tensor, Tensor | None, int], Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """Cross-entropy on each output, upsampled to the label size, and their weighted sum.
 
     Returns the per-output losses under the outputs' names and their weighted sum under
     ``"total"``. Outputs without a weight are not part of the objective. ``class_weights``
-    (K values) weigh each pixel's term by its class, for imbalanced data.
+    (K values) weigh each pixel's term by its class, for imbalanced data. ``criterion``
+    replaces the cross-entropy (``--loss``, :func:`isnet.training.loss_terms.loss_criterion`).
     """
     losses: dict[str, Tensor] = {}
     for name, logits in outputs.items():
@@ -34,6 +36,9 @@ def segmentation_loss(
             continue
         if logits.shape[2:] != target.shape[1:]:
             logits = F.interpolate(logits, size=target.shape[1:], mode="bilinear", align_corners=False)
+        if criterion is not None:
+            losses[name] = criterion(logits.float(), target, class_weights, ignore_index)
+            continue
         losses[name] = F.cross_entropy(logits.float(), target, weight=class_weights, ignore_index=ignore_index)
     losses["total"] = sum(weights[name] * loss for name, loss in losses.items())
     return losses

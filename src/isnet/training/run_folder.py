@@ -213,6 +213,7 @@ def save_run_checkpoint(
     *,
     scaler: torch.amp.GradScaler | None = None,
     started: dict[str, Any] | None = None,
+    kit: Any = None,
 ) -> None:
     """Save the run's state at ``iteration`` (process 0 writes; the CPU and CUDA random states of every
     process are kept, with the GradScaler's state and the run as it ``started``, :mod:`.run_state`).
@@ -241,6 +242,8 @@ def save_run_checkpoint(
         }
         if started is not None:
             state["started"] = started
+        if kit is not None:  # EMA, best-on / early stop, trackers (training/kit.py)
+            state["kit"] = kit.state_dict()
         save_training_checkpoint(checkpoint_dir(output_dir) / f"iter_{iteration:08d}.pt", state)
         for old in list_checkpoints(output_dir)[:-keep]:
             old.unlink()
@@ -284,6 +287,7 @@ def resume(
     scaler: torch.amp.GradScaler,
     start: dict[str, Any],
     allow_changed_data: bool = False,
+    kit: Any = None,
 ) -> tuple[int, dict[str, Any]]:
     """Restore the newest intact checkpoint of ``output_dir`` into ``model``, ``optimizer`` and ``scaler``.
 
@@ -313,6 +317,8 @@ def resume(
     optimizer.load_state_dict(state["optimizer"])
     restore_scaler(scaler, state.get("scaler"), report)
     restore_random_states(state, context.rank, report)
+    if kit is not None:  # EMA, best-on / early stop, trackers (training/kit.py)
+        kit.load_state_dict(state.get("kit", {}))
     if context.is_main:
         print(f"resuming {output_dir} from iteration {int(state['iteration'])} ({path.name})", flush=True)
     barrier()  # every process has read its checkpoint before damaged ones are moved
@@ -332,14 +338,17 @@ def start_or_resume(
     context: DistributedContext,
     report: Callable[[str], None],
     allow_changed_data: bool,
+    kit: Any = None,
 ) -> tuple[int, dict[str, Any]]:
     """The iteration to start from and the run as it started: the newest intact checkpoint restored
     (:func:`resume`), or a new run, started from ``init_from`` when given
     (weights of which most tensors do not fit are refused unless ``init_from_partial``)."""
     start_iteration, as_started = resume(Path(config.output_dir), model, optimizer, context, report,
                                          scaler=scaler, start=started_record(config, train_set.info.classes),
-                                         allow_changed_data=allow_changed_data)
+                                         allow_changed_data=allow_changed_data, kit=kit)
     if start_iteration == 0 and config.init_from:
         report(load_weights(model, config.init_from, ignore_mismatched_sizes=True, classes=train_set.info.classes,
                             refuse_foreign=not config.init_from_partial).summary())
+    if start_iteration == 0 and kit is not None:
+        kit.begin(model)  # the weight average starts from the weights training starts from
     return start_iteration, as_started

@@ -86,7 +86,7 @@ def os_error_behind(error: BaseException) -> OSError | None:
 # Optional dependencies and the extra of pyproject.toml that installs each.
 OPTIONAL_MODULES = {"onnx": "onnx", "onnxruntime": "onnx", "openvino": "openvino", "nncf": "openvino",
                     "tensorboard": "tensorboard", "huggingface_hub": "hub", "starlette": "serve", "uvicorn": "serve",
-                    "ray": "ray", "pycocotools": "annotations"}
+                    "ray": "ray", "pycocotools": "annotations", "mlflow": "mlflow", "wandb": "wandb"}
 
 
 def report_error(error: BaseException, prog: str) -> int:
