@@ -60,6 +60,13 @@ def test_malformed_output_naming_a_file_is_refused(checkpoint, tmp_path):
     assert output.read_bytes() == b"keep me"
 
 
+def problems(result) -> list[str]:
+    """What ``isnet predict`` said on stderr after the line naming its test protocol (which it says first)."""
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("test protocol: "), lines[:2]
+    return lines[1:]
+
+
 def test_fault_disk_full_for_one_image_is_listed_and_the_others_are_written(checkpoint, tmp_path):
     inputs, output = images(tmp_path / "in", "a.png", "b.png", "c.png"), tmp_path / "out"
     result = isnet("predict", inputs, "--checkpoint", checkpoint, "--output", output,
@@ -67,7 +74,7 @@ def test_fault_disk_full_for_one_image_is_listed_and_the_others_are_written(chec
     assert result.returncode == 1 and "Traceback" not in result.stderr
     reason = (f"{inputs / 'b.png'}: cannot write its output {output / 'b_overlay.png'}: no space left on device "
               "(ENOSPC); free some space, or write elsewhere")
-    assert result.stderr.splitlines() == [f"skipped {reason}", "1 of 3 file(s) could not be segmented:", f"  {reason}"]
+    assert problems(result) == [f"skipped {reason}", "1 of 3 file(s) could not be segmented:", f"  {reason}"]
     assert written(output) == ["a_labels.png", "a_overlay.png", "c_labels.png", "c_overlay.png"]  # nothing partial
 
 
@@ -76,7 +83,7 @@ def test_hostile_output_path_taken_by_a_folder_is_listed_and_the_others_are_writ
     (output / "a_labels.png").mkdir(parents=True)
     result = isnet("predict", inputs, "--checkpoint", checkpoint, "--output", output)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.splitlines()[0].startswith(
+    assert problems(result)[0].startswith(
         f"skipped {inputs / 'a.png'}: cannot write its output {output / 'a_labels.png'}: is a directory (EISDIR)"
     )
     assert written(output) == ["a_labels.png", "b_labels.png", "b_overlay.png"]
@@ -115,7 +122,7 @@ def test_hostile_image_formats_and_modes_are_read_or_refused_by_name(checkpoint,
     Image.fromarray(np.full((30, 40), 1000.0, np.float32)).save(folder / "radar.tif")  # no known range
     result = isnet("predict", folder, "--checkpoint", checkpoint, "--output", output)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.splitlines()[0] == (
+    assert problems(result)[0] == (
         f"skipped {folder / 'radar.tif'}: floating-point image with values 1000..1000: no known range to map "
         "onto 8 bits (expected 0..1, 0..255 or 0..65535); convert it to 8-bit RGB"
     )

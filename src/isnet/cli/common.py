@@ -11,6 +11,7 @@ import json
 import math
 import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 import torch
@@ -138,6 +139,12 @@ def load_predictor_from_args(
         if runtime in RUNTIMES:
             usage_error(f"--runtime {runtime} reads --weights MODEL.onnx (`isnet export`) or MODEL.xml (`isnet quantize`); "
                         "--checkpoint is for our .safetensors files")
+        from isnet.weights.inspection import FileKind, file_kind, not_the_expected_kind, require_file
+
+        path = Path(args.checkpoint)
+        require_file(path, FileKind.SAFETENSORS)
+        if file_kind(path) is not FileKind.SAFETENSORS:  # a run folder, a training checkpoint, a .pth, a graph: named
+            raise CheckpointError(not_the_expected_kind(path, FileKind.SAFETENSORS))
         source, weights = args.checkpoint, None
     elif getattr(args, "weights", None) and (runtime in RUNTIMES or _is_graph(args.weights)):
         source, weights = args.weights, None  # an exported model: MODEL.onnx (`isnet export`) or MODEL.xml (`isnet quantize`)
