@@ -151,7 +151,9 @@ def fake_released_weights(path: Path, name: str) -> None:
     """Random values in the released checkpoint's layout (the manifest's keys and shapes): offline,
     the snippet finds them where it would have downloaded the authors' file."""
     entries = json.loads(gzip.decompress(MANIFEST.read_bytes()))
-    state = {key: torch.randn(shape) if shape else torch.tensor(0) for key, shape in entries[name]["keys"]}
+    # small weights and unit variances: a deep random network whose logits stay finite
+    state = {key: (torch.ones(shape) if key.endswith("running_var") else 0.02 * torch.randn(shape)) if shape
+             else torch.tensor(0) for key, shape in entries[name]["keys"]}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": state}, path)
 
@@ -163,8 +165,12 @@ def test_the_readme_python_snippet_runs_on_the_installed_package(installed, tmp_
     # ResNet-50 at 512² take minutes on two CPU cores), then its result checked.
     snippet = snippet.replace("torch.randn(1, 3, 512, 512)", "torch.randn(1, 3, 64, 64)")
     script = tmp_path / "snippet.py"
-    script.write_text(snippet + "\nprint(tuple(labels.shape), sorted(outputs))\n")
+    script.write_text(snippet + "\nprint(tuple(labels.shape), tuple(logits.shape), float(probabilities.sum(1).mean()), sep=';')\n")
     fake_released_weights(tmp_path / "torch" / "hub" / "checkpoints" / "isnet_resnet50os8_ade20k.pth",
                           "isnet_resnet50os8_ade20k")
     result = run([installed["bin"] / "python", script], cwd=tmp_path, TORCH_HOME=str(tmp_path / "torch"))
-    assert result.stdout.strip().splitlines()[-1] == "(1, 64, 64) ['aux', 'out', 'stage1']"
+    lines = result.stdout.strip().splitlines()
+    assert lines[-2] == "torch fp32 on cpu"  # predictor.describe()
+    labels, logits, total = lines[-1].split(";")
+    assert (labels, logits) == ("(1, 64, 64)", "(1, 150, 8, 8)")  # at the input size; at the head's (stride 8)
+    assert abs(float(total) - 1) < 1e-5  # probabilities: they sum to 1 over the classes
