@@ -154,3 +154,19 @@ def test_hostile_file_of_a_newer_format_is_refused_with_one_line(tmp_path):
         f"{path}: written in file format {FILE_FORMAT + 1} by a newer isnet; this version reads formats up to "
         f"{FILE_FORMAT}: upgrade isnet to read it"
     )
+
+
+def test_a_training_checkpoint_carries_its_format_version_and_a_newer_one_is_refused(tmp_path):
+    from isnet.weights.checkpoint import load_training_checkpoint, save_training_checkpoint
+
+    state = {"model": {"w": torch.zeros(2)}, "optimizer": {}, "iteration": 3, "rng": [torch.get_rng_state()],
+             "config": "{}"}
+    path = save_training_checkpoint(tmp_path / "iter_00000003.pt", state)
+    assert load_training_checkpoint(path)[FORMAT_METADATA_KEY] == str(FILE_FORMAT)
+    old = save_training_checkpoint(tmp_path / "iter_00000001.pt", state)  # as written before versions: no key
+    torch.save(state, old)
+    (old.parent / (old.name + ".sha256")).write_text(f"{hashlib.sha256(old.read_bytes()).hexdigest()}  {old.name}\n")
+    assert load_training_checkpoint(old)["iteration"] == 3
+    newer = save_training_checkpoint(tmp_path / "iter_00000002.pt", {**state, FORMAT_METADATA_KEY: str(FILE_FORMAT + 1)})
+    with pytest.raises(CheckpointError, match="newer isnet"):
+        load_training_checkpoint(newer)

@@ -37,6 +37,7 @@ from isnet.weights.inspection import (
     read_safetensors_header,
     require_file,
     require_intact_zip,
+    require_known_format,
 )
 from isnet.model.config import ModelConfig
 from isnet.data.info import DatasetInfo
@@ -340,10 +341,10 @@ TRAINING_CHECKPOINT_KEYS = ("model", "optimizer", "iteration", "rng", "config")
 
 
 def save_training_checkpoint(path: Path, state: Mapping[str, Any]) -> Path:
-    """Write a training checkpoint atomically, with its sha256 sidecar."""
+    """Write a training checkpoint atomically, with its sha256 sidecar and its format version."""
     def write(temporary: Path) -> None:
         with open(temporary, "wb") as handle:  # a Python file, so that a failed write keeps its OSError
-            torch.save(dict(state), handle)
+            torch.save({FORMAT_METADATA_KEY: str(FILE_FORMAT), **state}, handle)
 
     return write_atomically(path, write, checksum=True)
 
@@ -357,6 +358,7 @@ def load_training_checkpoint(path: Path) -> dict[str, Any]:
     state = safe_torch_load(path)
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{path}: not a training checkpoint (holds a {type(state).__name__})")
+    require_known_format(state, path)  # one written before format versions has none: version 0
     missing = [key for key in TRAINING_CHECKPOINT_KEYS if key not in state]
     if missing:
         raise CheckpointError(f"{path}: not a training checkpoint of isnet.training.loop: no {', '.join(missing)} entry")
