@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import numpy as np
 from PIL import Image
 
@@ -60,3 +61,12 @@ def test_presets_command_shows_dataset_records_and_released_scores():
     assert "44.09 in the paper" in released
     assert "lip (20 classes)" in lines["isnet_dagger_resnet101os8_lip"] and "released" not in lines["isnet_dagger_resnet101os8_lip"]
     assert "cocostuff10k (182 classes)" in lines["isnet_resnest101os8_cocostuff10k"]
+
+
+@pytest.mark.parametrize("command, module", [("bench", "benchmarks --quick"), ("complexity", "benchmarks.complexity")])
+def test_a_command_that_moved_to_the_benchmarks_says_where(command, module):
+    from cli_helpers import isnet
+
+    result = isnet(command)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"isnet {command} moved out of the installed package: run `python -m {module}" in result.stderr

@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands of earlier versions that now live in the checkout's benchmarks/ (docs/benchmarks.md).
+MOVED = {"bench": "run `python -m benchmarks --quick --threads 1` from a checkout of the repository",
+         "complexity": "run `python -m benchmarks.complexity` from a checkout of the repository"}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command. A known error (a bad file, bad data, a bad option, a mismatched checkpoint,
     a full disk, a refused permission) is printed in a few lines naming the file or option and
@@ -66,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv or os.environ.get("ISNET_DEBUG", "") not in ("", "0")
     argv = [arg for arg in argv if arg != "--debug"]
     parser = build_parser()
+    if argv and argv[0] in MOVED:
+        parser.error(f"isnet {argv[0]} moved out of the installed package: {MOVED[argv[0]]}")
     args = parser.parse_args(argv)
     from isnet.cli.common import apply_threads
 
