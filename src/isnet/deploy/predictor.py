@@ -24,8 +24,9 @@ from isnet.deploy.fast_paths import fast_model, graph_runtime
 from isnet.deploy.runtimes import RUNTIMES, readers_of
 from isnet.inference.predictor import ModulePredictor, Predictor
 from isnet.utils.precision import Precision, require_device
-from isnet.weights.calibration import read_calibration
-from isnet.weights.decision_threshold import read_threshold
+from isnet.weights.calibration import calibration_from_metadata
+from isnet.weights.decision_threshold import threshold_from_metadata
+from isnet.weights.model_records import file_metadata
 
 
 def load_predictor(
@@ -67,12 +68,13 @@ def load_predictor(
         predictor = _torch_predictor(model, precision=precision, runtime=runtime, device=device, compile=compile,
                                      threads=threads, say=say)
         predictor.source = str(weights or source) if not isinstance(source, nn.Module) else None
-    record = read_calibration(calibration_file) if isinstance(calibration_file, (str, Path)) else None
+    metadata = file_metadata(calibration_file) if isinstance(calibration_file, (str, Path)) else {}  # the header, once
+    record = calibration_from_metadata(metadata, source=calibration_file)
     if record is not None:
         say(f"note: {calibration_file} is calibrated: its logits are divided by the temperature "
             f"{record['temperature']:.4g} fitted by isnet calibrate")
         predictor = predictor.with_temperature(record["temperature"])
-    decision = read_threshold(calibration_file) if isinstance(calibration_file, (str, Path)) else None
+    decision = threshold_from_metadata(metadata, source=calibration_file)
     if decision is not None:
         say(f"note: {calibration_file} labels the foreground where its probability exceeds {decision['threshold']:.4g} "
             "(the F1-optimal threshold isnet calibrate stored; --threshold, or with_threshold(), to change it)")

@@ -10,44 +10,26 @@ reads it back (:func:`read_calibration`): the predictor divides its logits by T.
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from isnet.utils.errors import CheckpointError
-from isnet.utils.json_text import load_json
-from isnet.weights.checkpoint import read_safetensors, write_safetensors
-from isnet.weights.inspection import read_safetensors_header
+from isnet.weights.model_records import file_metadata, metadata_record, store_record
 
 CALIBRATION_METADATA_KEY = "isnet_calibration"
 
 
 def calibration_from_metadata(metadata: Mapping[str, str], *, source: str | Path) -> dict[str, Any] | None:
     """The calibration record of a file's metadata (None when it has none); refused when unusable."""
-    if CALIBRATION_METADATA_KEY not in metadata:
-        return None
-    try:
-        record = load_json(metadata[CALIBRATION_METADATA_KEY])
-        temperature = float(record["temperature"])
-    except (ValueError, TypeError, KeyError) as error:
-        raise CheckpointError(f"{source}: unreadable calibration record in the metadata: {error}") from None
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise CheckpointError(f"{source}: its calibration record's temperature {temperature} is not a number > 0")
-    return record
+    return metadata_record(metadata, CALIBRATION_METADATA_KEY, name="calibration", field="temperature",
+                           valid=lambda temperature: temperature > 0, rule="a number > 0", source=source)
 
 
 def read_calibration(path: str | Path) -> dict[str, Any] | None:
     """The calibration record of one of our safetensors files, or None (also for files of other kinds)."""
-    if not str(path).endswith(".safetensors") or not Path(path).is_file():
-        return None
-    _, metadata = read_safetensors_header(path)
-    return calibration_from_metadata(metadata, source=path)
+    return calibration_from_metadata(file_metadata(path), source=path)
 
 
 def store_calibration(source: str | Path, record: Mapping[str, Any], output: str | Path | None = None) -> Path:
     """Write ``source`` with ``record`` in its metadata to ``output`` (default: ``source`` itself, atomically, sealed anew)."""
-    tensors, metadata = read_safetensors(source)
-    metadata = {**metadata, CALIBRATION_METADATA_KEY: json.dumps(dict(record), sort_keys=True)}
-    return write_safetensors(output or source, tensors, metadata)
+    return store_record(source, CALIBRATION_METADATA_KEY, record, output)

@@ -9,39 +9,26 @@ foreground where its probability exceeds t (``Predictor.with_threshold``, applie
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from isnet.utils.errors import CheckpointError
-from isnet.utils.json_text import load_json
-from isnet.weights.checkpoint import read_safetensors, write_safetensors
-from isnet.weights.inspection import read_safetensors_header
+from isnet.weights.model_records import file_metadata, metadata_record, store_record
 
 THRESHOLD_METADATA_KEY = "isnet_threshold"
 
 
+def threshold_from_metadata(metadata: Mapping[str, str], *, source: str | Path) -> dict[str, Any] | None:
+    """The threshold record of a file's metadata (None when it has none); refused when unusable."""
+    return metadata_record(metadata, THRESHOLD_METADATA_KEY, name="threshold", field="threshold",
+                           valid=lambda threshold: 0 < threshold < 1, rule="between 0 and 1", source=source)
+
+
 def read_threshold(path: str | Path | None) -> dict[str, Any] | None:
     """The threshold record of one of our safetensors files, or None (also for files of other kinds)."""
-    if path is None or not str(path).endswith(".safetensors") or not Path(path).is_file():
-        return None
-    _, metadata = read_safetensors_header(path)
-    if THRESHOLD_METADATA_KEY not in metadata:
-        return None
-    try:
-        record = load_json(metadata[THRESHOLD_METADATA_KEY])
-        threshold = float(record["threshold"])
-    except (ValueError, TypeError, KeyError) as error:
-        raise CheckpointError(f"{path}: unreadable threshold record in the metadata: {error}") from None
-    if not (math.isfinite(threshold) and 0 < threshold < 1):
-        raise CheckpointError(f"{path}: its threshold record's threshold {threshold} is not between 0 and 1")
-    return record
+    return threshold_from_metadata(file_metadata(path), source=path)
 
 
 def store_threshold(source: str | Path, record: Mapping[str, Any], output: str | Path | None = None) -> Path:
     """Write ``source`` with ``record`` in its metadata to ``output`` (default: ``source`` itself, atomically)."""
-    tensors, metadata = read_safetensors(source)
-    metadata = {**metadata, THRESHOLD_METADATA_KEY: json.dumps(dict(record), sort_keys=True)}
-    return write_safetensors(output or source, tensors, metadata)
+    return store_record(source, THRESHOLD_METADATA_KEY, record, output)
