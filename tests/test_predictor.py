@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cli_helpers import isnet, tiny_training
+from cli_helpers import first_line, isnet, tiny_training
 from isnet import load_predictor
 from isnet.data.image import read_image, to_tensor
 from isnet.evaluation.metrics import ConfusionMatrix
@@ -145,6 +145,25 @@ def test_serve_applies_the_recorded_resize_as_predict_does(run, data_root, tmp_p
                   "--output", tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr[-3000:]  # at the image's own size the labels differ: the resize applied
     assert (tmp_path / "whole" / "0000_labels.png").read_bytes() != body
+
+
+def test_tiles_say_the_recorded_resize_is_not_applied_and_refuse_fit(run, data_root, tmp_path):
+    """``--tile`` streams each image at its own size: with a model that records a resize it says so
+    (and the labels are those of the image at its own size), and ``--fit`` with it is refused."""
+    checkpoint, image = run / "model.safetensors", data_root / "images" / "val" / "0000.png"
+    tiled = isnet("predict", image, "--checkpoint", checkpoint, "--precision", "fp32", "--tile", 32, 32,
+                  "--overlap", 8, "--output", tmp_path / "tiled")
+    assert tiled.returncode == 0, tiled.stderr[-3000:]
+    assert (f"the test resize of the dataset record of {checkpoint} (fit 32×24) is not applied"
+            in tiled.stderr.splitlines()[0])
+    resized = isnet("predict", image, "--checkpoint", checkpoint, "--precision", "fp32", "--output", tmp_path / "fit")
+    assert resized.returncode == 0, resized.stderr[-3000:]
+    labels = (np.asarray(Image.open(tmp_path / name / "0000_labels.png")) for name in ("tiled", "fit"))
+    assert not np.array_equal(*labels)  # the tiles did not borrow the resize
+    refused = isnet("predict", image, "--checkpoint", checkpoint, "--tile", 32, 32, "--fit", 32, 24,
+                    "--output", tmp_path / "refused")
+    assert first_line(refused, "predict", 2) == ("--tile streams every image at its own size, --fit resizes it first; "
+                                                 "leave out one of them")
 
 
 def test_threads_is_an_option_of_every_command_that_computes(calibrated, data_root, tmp_path):

@@ -287,6 +287,17 @@ def protocol_line(resize: tuple, config) -> str:
     return f"test protocol: {views}, scale {scales}, {'flip' if config.flip else 'no flip'}; test resize: {words} (from {source})"
 
 
+def tiled_protocol_line(resize: tuple, tiles) -> str:
+    """The test protocol of ``predict --tile``, and that a resize the model records is not applied."""
+    fit, resize_to, source = resize
+    line = (f"test protocol: {tiles.tile[0]}×{tiles.tile[1]} tiles every {tiles.stride[0]}×{tiles.stride[1]} pixels "
+            f"({tiles.blend} blend), scale 1, no flip, at each image's own size")
+    if fit or resize_to:
+        words = f"fit {fit[0]}×{fit[1]}" if fit else f"resize to {resize_to[0]}×{resize_to[1]}"
+        line += f"; the test resize of {source} ({words}) is not applied: drop --tile to predict as the model was evaluated"
+    return line
+
+
 def add_threshold_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=probability, metavar="T",
                         help="binary models: label the foreground where its probability exceeds T (default: the "

@@ -24,6 +24,7 @@ from isnet.cli.common import (
     resolve_device,
     test_resize,
     thresholded,
+    tiled_protocol_line,
     usage_error,
 )
 
@@ -107,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
     if args.tile is not None:
         if config.scales != (1.0,) or config.flip:
             usage_error("--tile streams one scale without flip; leave out --scales / --flip")
+        if args.fit is not None:
+            usage_error("--tile streams every image at its own size, --fit resizes it first; leave out one of them")
         try:
             tiles = tile_config(args.tile, args.overlap, args.blend)
         except ValueError as error:
@@ -133,8 +136,7 @@ def run(args: argparse.Namespace) -> int:
     args.device = str(context.device)  # under torchrun, this process's GPU
     model = thresholded(load_predictor_from_args(args), args)
     resize = test_resize(args, model)
-    if tiles is None:  # tiles stream the image at its own size
-        print(protocol_line(resize, config), file=sys.stderr)
+    print(protocol_line(resize, config) if tiles is None else tiled_protocol_line(resize, tiles), file=sys.stderr)
     classes, palette = class_names(model, args)
     video_failures = _segment_videos(model, videos, context, output, config, palette, args, resize[:2])
     paths = find_images(images, exclude=output) if images else []
@@ -152,6 +154,9 @@ def run(args: argparse.Namespace) -> int:
     if context.enabled:  # one progress bar, on the first process, counting every process's outputs
         on_done = _shared_progress(len(todo), context)
     whole, streamed = split_streamed(mine, tiles, config, tile_above=args.tile_above, max_pixels=args.max_pixels)
+    if streamed and tiles is None and any(resize[:2]):
+        print(f"note: the images streamed tile by tile are predicted at their own size; the test resize of "
+              f"{resize[2]} applies to the others", file=sys.stderr)
     failures = segment_files(model, whole, output, config, classes, palette, max_pixels=args.max_pixels,
                              batch_size=args.batch_size, on_done=on_done, confidence=args.confidence,
                              resize=resize[:2])
