@@ -53,6 +53,12 @@ def first_line(result: subprocess.CompletedProcess, command: str, status: int) -
     return error_message(result, command, status)[0].removeprefix(f"isnet {command}: error: ")
 
 
+def without_busy_note(stderr: str) -> str:
+    """``stderr`` of a ``main()`` called in the test process, without the note a command prints first when the
+    machine is busy and no thread count was chosen (the subprocesses of :func:`isnet` set OMP_NUM_THREADS)."""
+    return "".join(line for line in stderr.splitlines(keepends=True) if not line.startswith("note: this machine is busy"))
+
+
 def tiny_training(data_root: Path, output: Path, *extra: object, max_iters: int = 4) -> list[str]:
     """``isnet train`` arguments for the tiny model of training_helpers.py on its synthetic scenes."""
     return [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 import numpy as np
 from PIL import Image
 
@@ -70,3 +71,22 @@ def test_a_command_that_moved_to_the_benchmarks_says_where(command, module):
     result = isnet(command)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"isnet {command} moved out of the installed package: run `python -m {module}" in result.stderr
+
+
+def test_a_busy_machine_is_noted_unless_the_threads_were_chosen(tmp_path, capsys, monkeypatch):
+    """A load average over twice the cores makes every command slower: a command that computes says so
+    first and points at --threads; with --threads (or OMP_NUM_THREADS) given, it says nothing."""
+    import os
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+    missing = tmp_path / "missing.safetensors"
+    for extra, noted in (((), True), (("--threads", "1"), False)):
+        threads = torch.get_num_threads()
+        try:
+            assert main(["predict", str(tmp_path), "--checkpoint", str(missing), *extra]) != 0
+        finally:
+            torch.set_num_threads(threads)
+        first = capsys.readouterr().err.splitlines()[0]
+        assert first.startswith("note: this machine is busy (load average 64.0 on ") == noted, first
+        assert ("--threads sets how many threads this command takes" in first) == noted

@@ -38,6 +38,41 @@ def test_hostile_fifo_named_like_an_image_is_refused_by_name(tmp_path):
         read_image("/dev/null")
 
 
+def test_hostile_fifo_swapped_in_after_the_check_is_refused_on_the_opened_file(tmp_path):
+    """A FIFO put in an image's place between a check of its name and its opening: the readers check the
+    file they opened (opened without blocking), so they refuse it instead of waiting for a writer for ever.
+    Here ``os.stat`` says "a regular file" as it would have before the swap."""
+    import subprocess
+
+    fifo = tmp_path / "swapped.tif"
+    os.mkfifo(fifo)
+    script = (
+        "import os, stat, sys\n"
+        "from isnet.data.channels import tiff_shape\n"
+        "from isnet.data.image import DataFileError, read_image\n"
+        "real = os.stat\n"
+        "def before_the_swap(path, *args, **kwargs):\n"
+        "    found = real(path, *args, **kwargs)\n"
+        "    if str(path) != sys.argv[1]:\n"
+        "        return found\n"
+        "    fields = list(found)\n"
+        "    fields[0] = stat.S_IFREG | 0o644\n"
+        "    fields[6] = 1000\n"
+        "    return os.stat_result(fields)\n"
+        "os.stat = before_the_swap\n"
+        "for read in (read_image, tiff_shape):\n"
+        "    try:\n"
+        "        read(sys.argv[1])\n"
+        "    except DataFileError as error:\n"
+        "        print(error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(fifo)], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines() == [f"{fifo}: is a FIFO (named pipe), not an image file",
+                                          f"{fifo}: is a FIFO (named pipe), not a TIFF file"]
+
+
 def test_hostile_fifo_in_predict_and_data_check_ends(tmp_path):
     inputs = tmp_path / "inputs"
     inputs.mkdir()

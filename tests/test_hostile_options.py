@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cli_helpers import first_line, isnet, tiny_training  # noqa: E402
+from cli_helpers import first_line, isnet, tiny_training, without_busy_note  # noqa: E402
 from training_helpers import make_data  # noqa: E402
 
 
@@ -57,7 +57,7 @@ def test_hostile_serve_option_is_refused_when_parsed(option, capsys):
     with pytest.raises(SystemExit) as stopped:
         main(["serve", "--checkpoint", "missing.safetensors", *option])
     assert stopped.value.code == 2
-    assert capsys.readouterr().err.splitlines()[0] == f"isnet serve: error: {SERVE_OPTIONS[option]}"
+    assert without_busy_note(capsys.readouterr().err).splitlines()[0] == f"isnet serve: error: {SERVE_OPTIONS[option]}"
 
 
 def test_hostile_serve_port_is_refused_before_the_checkpoint_is_read(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cli_helpers import first_line, isnet, tiny_training  # noqa: E402
+from cli_helpers import first_line, isnet, tiny_training, without_busy_note  # noqa: E402
 from training_helpers import make_data  # noqa: E402
 
 
@@ -78,7 +78,7 @@ def test_malformed_options_more_of_them(arguments, capsys):
     with pytest.raises(SystemExit) as stopped:
         main(list(arguments))
     assert stopped.value.code == 2
-    assert capsys.readouterr().err.splitlines()[0].startswith(f"isnet {arguments[0]}: error: {MORE_MALFORMED[arguments]}")
+    assert without_busy_note(capsys.readouterr().err).splitlines()[0].startswith(f"isnet {arguments[0]}: error: {MORE_MALFORMED[arguments]}")
 
 
 MALFORMED_SETTINGS = {

@@ -21,6 +21,7 @@ from PIL import Image
 pytest.importorskip("starlette", reason="isnet serve needs the serve extra: pip install -e '.[serve]'")
 pytest.importorskip("uvicorn", reason="isnet serve needs the serve extra: pip install -e '.[serve]'")
 
+from cli_helpers import without_busy_note  # noqa: E402
 from serve_helpers import ENV, module_server, predict_classes, random_image, tiny_checkpoint  # noqa: E402
 
 from isnet.weights.checkpoint import load_model  # noqa: E402
@@ -192,4 +193,4 @@ def test_serve_refuses_what_is_not_our_checkpoint(tmp_path, capsys):
         (broken, 1, f"{broken}: not a safetensors model file"),
     ):
         assert main(["serve", "--checkpoint", str(path)]) == status
-        assert capsys.readouterr().err.startswith(f"isnet serve: error: {message}")
+        assert without_busy_note(capsys.readouterr().err).startswith(f"isnet serve: error: {message}")

@@ -23,7 +23,7 @@ from isnet.data.image import (
     decode_upright,
     image_size,
     open_image,
-    require_regular_file,
+    open_regular_file,
 )
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -46,15 +46,15 @@ def tiff_shape(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[in
     import tifffile
 
     path = Path(path)
-    require_regular_file(path, "a TIFF file")
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            axes, shape = series.axes, tuple(series.shape)
-            tag = tif.pages[0].tags.get(_ORIENTATION_TAG)
-            orientation = int(tag.value) if tag is not None else 1
-    except (OSError, ValueError, IndexError, tifffile.TiffFileError) as error:
-        raise ImageReadError(f"{path}: unreadable TIFF: {error}") from None
+    with open_regular_file(path, "a TIFF file") as handle:
+        try:
+            with tifffile.TiffFile(handle, name=path.name) as tif:
+                series = tif.series[0]
+                axes, shape = series.axes, tuple(series.shape)
+                tag = tif.pages[0].tags.get(_ORIENTATION_TAG)
+                orientation = int(tag.value) if tag is not None else 1
+        except (OSError, ValueError, IndexError, tifffile.TiffFileError) as error:
+            raise ImageReadError(f"{path}: unreadable TIFF: {error}") from None
     kept = [size for axis, size in zip(axes, shape) if size > 1 or axis in "YX"]
     y, x, channel = _spatial_layout(path, axes, shape)
     height, width = kept[y], kept[x]
@@ -82,15 +82,16 @@ def _read_tiff(path: Path, max_pixels: int) -> np.ndarray:
     import tifffile
 
     tiff_shape(path, max_pixels)  # the pixel limit, from the header, before decoding
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            axes, shape = series.axes, tuple(series.shape)
-            values = series.asarray()
-            tag = tif.pages[0].tags.get(_ORIENTATION_TAG)
-            orientation = int(tag.value) if tag is not None else 1
-    except (OSError, ValueError, IndexError, tifffile.TiffFileError) as error:
-        raise ImageReadError(f"{path}: unreadable TIFF (truncated or corrupt?): {error}") from None
+    with open_regular_file(path, "a TIFF file") as handle:
+        try:
+            with tifffile.TiffFile(handle, name=path.name) as tif:
+                series = tif.series[0]
+                axes, shape = series.axes, tuple(series.shape)
+                values = series.asarray()
+                tag = tif.pages[0].tags.get(_ORIENTATION_TAG)
+                orientation = int(tag.value) if tag is not None else 1
+        except (OSError, ValueError, IndexError, tifffile.TiffFileError) as error:
+            raise ImageReadError(f"{path}: unreadable TIFF (truncated or corrupt?): {error}") from None
     values = values.reshape([size for axis, size in zip(axes, shape) if size > 1 or axis in "YX"])
     y, x, channel = _spatial_layout(path, axes, shape)
     values = values[..., None] if channel is None else np.moveaxis(values, (y, x, channel), (0, 1, 2))

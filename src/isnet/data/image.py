@@ -18,6 +18,7 @@ import os
 import stat
 import warnings
 from collections.abc import Sequence
+from typing import BinaryIO
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,27 @@ def require_regular_file(path: Path, what: str = "a file") -> int:
     return status.st_size
 
 
+def open_regular_file(path: Path, what: str = "a file") -> BinaryIO:
+    """``path`` opened for reading when it is a regular file, checked on the opened file itself (a FIFO
+    swapped in after a :func:`require_regular_file` would block a reader for ever). Opened without
+    blocking (a FIFO's open waits for a writer), then handed back as a plain blocking file."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file") from None
+    except PermissionError:
+        raise ImageReadError(f"{path}: permission denied") from None
+    except OSError as error:
+        raise ImageReadError(f"{path}: {error.strerror or error}") from None
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+        raise ImageReadError(f"{path}: is {kind}, not {what}")
+    os.set_blocking(descriptor, True)
+    return os.fdopen(descriptor, "rb")
+
+
 def open_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
     """Open an image file and read its header only; the caller closes it.
 
@@ -85,18 +107,31 @@ def open_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Im
     than ``max_pixels``, each with an :class:`ImageReadError` naming the file.
     """
     path = Path(path)
-    size = require_regular_file(path, "an image file")
-    if size == 0:
+    handle = open_regular_file(path, "an image file")  # from here the image owns it: closing the image closes it
+    try:
+        image = _open_with_pillow(handle, path)
+    except BaseException:
+        handle.close()
+        raise
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise ImageReadError(
+            f"{path}: {width}×{height} = {width * height:,} pixels is over the limit of {max_pixels:,} "
+            "(a decompression bomb?); raise max_pixels (TrainConfig.max_image_pixels, --max-pixels) to accept it"
+        )
+    return image
+
+
+def _open_with_pillow(handle: BinaryIO, path: Path) -> Image.Image:
+    """Pillow's image of the opened file (its header read), or an :class:`ImageReadError` naming ``path``."""
+    if os.fstat(handle.fileno()).st_size == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked by the caller
             warnings.simplefilter("ignore", UserWarning)  # damaged metadata ("Truncated File Read"): named below if it matters
-            image = Image.open(path)
-    except FileNotFoundError:
-        raise ImageReadError(f"{path}: no such file") from None
-    except PermissionError:
-        raise ImageReadError(f"{path}: permission denied") from None
+            return Image.open(handle)
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not an image (or an unsupported format)") from None
     except Image.DecompressionBombError as error:
@@ -106,14 +141,6 @@ def open_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Im
         ) from None
     except (OSError, ValueError, SyntaxError) as error:
         raise ImageReadError(f"{path}: unreadable image header: {error}") from None
-    width, height = image.size
-    if width * height > max_pixels:
-        image.close()
-        raise ImageReadError(
-            f"{path}: {width}×{height} = {width * height:,} pixels is over the limit of {max_pixels:,} "
-            "(a decompression bomb?); raise max_pixels (TrainConfig.max_image_pixels, --max-pixels) to accept it"
-        )
-    return image
 
 
 def displayed_size(image: Image.Image) -> tuple[int, int]:
