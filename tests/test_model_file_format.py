@@ -170,3 +170,49 @@ def test_a_training_checkpoint_carries_its_format_version_and_a_newer_one_is_ref
     newer = save_training_checkpoint(tmp_path / "iter_00000002.pt", {**state, FORMAT_METADATA_KEY: str(FILE_FORMAT + 1)})
     with pytest.raises(CheckpointError, match="newer isnet"):
         load_training_checkpoint(newer)
+
+
+# --- the JSON files a run, an evaluation and a model directory write ---------------------------
+
+
+def test_a_runs_config_json_and_an_evaluations_summary_json_carry_their_format_version(tmp_path):
+    from isnet.evaluation.metrics import ConfusionMatrix
+    from isnet.evaluation.report import SUMMARY_FORMAT, write_report
+    from isnet.training.config import RUN_CONFIG_FORMAT, DataConfig, TrainConfig
+
+    config = json.loads(TrainConfig(model=TINY, data=DataConfig(dataset="camvid", root=str(tmp_path))).to_json())
+    assert config[FORMAT_METADATA_KEY] == RUN_CONFIG_FORMAT == 1
+    matrix = ConfusionMatrix(2)
+    matrix.update(torch.tensor([[0, 1, 1]]), torch.tensor([[0, 1, 0]]))
+    returned = write_report(matrix, ["a", "b"], tmp_path)
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written[FORMAT_METADATA_KEY] == SUMMARY_FORMAT == 1
+    assert FORMAT_METADATA_KEY not in returned  # the numbers handed back are the numbers, not the file's layout
+    assert {key: value for key, value in written.items() if key != FORMAT_METADATA_KEY} == json.loads(json.dumps(returned))
+
+
+def test_a_resume_of_a_run_started_before_config_versions_names_no_change(tmp_path):
+    from isnet.training.run_state import resume_changes
+
+    current = {"config": json.dumps({FORMAT_METADATA_KEY: 1, "lr": 0.01, "data": {"dataset": "camvid", "root": "."}}),
+               "data_root": str(Path(".").resolve()), "classes": ["a"]}
+    older = {**current, "config": json.dumps({"lr": 0.01, "data": {"dataset": "camvid", "root": "."}})}
+    assert resume_changes(older, current) == ([], [])
+    newer = {**current, "config": json.dumps({FORMAT_METADATA_KEY: 2, "lr": 0.01, "data": {"dataset": "camvid", "root": "."}})}
+    assert resume_changes(newer, current) == ([], [])  # the layout of the file, not a change of the run
+
+
+def test_a_model_directory_carries_its_format_version_and_a_newer_one_is_refused(tmp_path):
+    from isnet.weights.hub import from_pretrained, save_pretrained
+
+    directory = save_pretrained(build_model(TINY), tmp_path / "hub")
+    config = json.loads((directory / "config.json").read_text())
+    assert config[FORMAT_METADATA_KEY] == FILE_FORMAT
+    assert from_pretrained(directory).config == TINY
+    del config[FORMAT_METADATA_KEY]  # as written before versions
+    (directory / "config.json").write_text(json.dumps(config))
+    assert from_pretrained(directory).config == TINY
+    for version in (FILE_FORMAT + 1, 0, "1", True):
+        (directory / "config.json").write_text(json.dumps({FORMAT_METADATA_KEY: version, **config}))
+        with pytest.raises(CheckpointError, match=f"config.json: its isnet_format entry {version!r} is not a format"):
+            from_pretrained(directory)

@@ -71,13 +71,12 @@ def eval_data(args: argparse.Namespace, predictor):
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
 
     from isnet.evaluation import evaluate, write_report
+    from isnet.evaluation.report import write_summary
     from isnet.evaluation.boundary import BoundaryIoU
     from isnet.evaluation.per_image import PerImageScores
     from isnet.evaluation.calibration import CalibrationBins, write_calibration_report
-    from isnet.utils.atomic_files import write_atomically
 
     predictor = thresholded(load_predictor_from_args(args), args)
     data, resize = eval_data(args, predictor)
@@ -114,8 +113,7 @@ def run(args: argparse.Namespace) -> int:
     if summary:  # the exact path that gave these numbers
         summary["path"] = {"model": predictor.source, "runtime": predictor.runtime, "precision": predictor.precision,
                            "device": str(predictor.device), "temperature": predictor.temperature, "protocol": protocol}
-        text = json.dumps(summary, indent=2)
-        write_atomically(Path(args.output) / "summary.json", lambda path: path.write_text(text))
+        write_summary(Path(args.output), summary)
     print(f"path: {predictor.describe()}; {protocol}")
     print(f"report: {args.output} (per_class_iou.png, confusion_matrix.png, reliability.png, per_class.csv)")
     if per_image is not None:

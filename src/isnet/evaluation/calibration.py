@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from isnet.data.base import IGNORE_INDEX
 from isnet.inference.engine import InferenceConfig, predict
-from isnet.utils.atomic_files import write_atomically, write_text_atomically
+from isnet.utils.atomic_files import write_atomically
 from isnet.inference.predictor import Predictor, as_predictor
 
 ECE_BINS = 15
@@ -97,12 +97,12 @@ class CalibrationBins:
 
 def write_calibration_report(bins: CalibrationBins, output: str | Path, summary: dict, *, title: str = "") -> str:
     """``reliability.png`` and the ECE in ``summary.json`` (updating ``summary``); the line to print."""
-    import json
+    from isnet.evaluation.report import write_summary
 
     output = Path(output)
     bins.plot(output / "reliability.png", title=title)
     summary.update(ece=bins.ece(), ece_bins=bins.bins)
-    write_text_atomically(output / "summary.json", json.dumps(summary, indent=2))
+    write_summary(output, summary)
     return (f"ECE {100 * bins.ece():.2f} % (expected calibration error of the max probability, {bins.bins} "
             f"equal-width bins, {int(bins.count.sum()):,} labelled pixels)")
 

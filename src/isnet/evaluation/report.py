@@ -15,6 +15,16 @@ from isnet.evaluation.metrics import ConfusionMatrix
 from isnet.utils.atomic_files import atomic_path, write_atomically, write_text_atomically
 
 
+SUMMARY_FORMAT_KEY = "isnet_format"
+SUMMARY_FORMAT = 1  # the layout of summary.json; files written before it have no key
+
+
+def write_summary(output: Path, summary: dict) -> Path:
+    """``output/summary.json``: ``summary`` with the version of its layout first (``isnet_format``)."""
+    return write_text_atomically(output / "summary.json",
+                                 json.dumps({SUMMARY_FORMAT_KEY: SUMMARY_FORMAT, **summary}, indent=2))
+
+
 def write_report(matrix: ConfusionMatrix, class_names: Sequence[str], output: str | Path, *, title: str = "",
                  boundary: BoundaryIoU | None = None) -> dict:
     """Write ``scores.txt``, ``per_class.csv``, ``summary.json``, ``per_class_iou.png`` and
@@ -48,7 +58,7 @@ def write_report(matrix: ConfusionMatrix, class_names: Sequence[str], output: st
     if boundary is not None:
         summary["boundary_iou"] = {"mean": boundary.mean(), "per_class": dict(zip(class_names, boundary_iou)),
                                    "band_ratio": boundary.ratio}
-    write_text_atomically(output / "summary.json", json.dumps(summary, indent=2))
+    write_summary(output, summary)
 
     iou = np.nan_to_num(np.asarray(scores.iou) * 100)
     figure, axis = plt.subplots(figsize=(max(6, 0.28 * len(class_names) + 2), 4), dpi=100)

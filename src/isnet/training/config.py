@@ -29,6 +29,8 @@ from isnet.utils.precision import Precision, require_device
 from isnet.weights.checkpoint import config_bounds_problems
 
 Size = tuple[int, int]
+RUN_CONFIG_FORMAT_KEY = "isnet_format"
+RUN_CONFIG_FORMAT = 1  # the layout of TrainConfig.to_json (config.json); files written before it have no key
 
 
 # Validators: each raises a ConfigError naming the field, the rule and the value.
@@ -266,6 +268,8 @@ class TrainConfig:
                               f"scales must be ≥ {1 / side:.3g} for images of that size", field="eval.scales")
 
     def to_json(self) -> str:
+        """The run's configuration as ``config.json`` and the checkpoints' start record hold it, with the
+        version of this layout (:data:`RUN_CONFIG_FORMAT`, under ``isnet_format``)."""
         data = asdict(self)
         data["model"] = self.model.to_dict()
-        return json.dumps(data, sort_keys=True, default=str)
+        return json.dumps({RUN_CONFIG_FORMAT_KEY: RUN_CONFIG_FORMAT, **data}, sort_keys=True, default=str)

@@ -65,6 +65,7 @@ from isnet.utils.distributed import (
     from_first_process,
     init_distributed,
 )
+from isnet.utils.atomic_files import write_text_atomically
 from isnet.utils.errors import ConfigError
 from isnet.utils.machine import resolve_training_precision, slow_bf16_note
 from isnet.utils.precision import Precision, autocast, require_device
@@ -107,7 +108,7 @@ def train(config: TrainConfig, *, allow_changed_data: bool = False) -> dict[str,
                                                   allow_changed_data, kit=kit)
     if context.is_main and start_iteration == 0:  # the run as it started: a resume never rewrites it
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "config.json").write_text(config.to_json())
+        write_text_atomically(output_dir / "config.json", config.to_json())
     log = MetricsLog(output_dir, start_iteration, context.is_main)
     trained = DistributedDataParallel(model) if context.enabled else model
     batches = training_batches(train_set, config, context, micro_batch, start_iteration,

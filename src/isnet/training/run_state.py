@@ -28,7 +28,7 @@ from isnet.utils.distributed import DistributedContext
 from isnet.utils.errors import CheckpointError, ConfigError
 
 CHANGES_FILE = "config_changes.txt"
-IGNORED_FIELDS = ("output_dir",)  # where the run is, not what it does
+IGNORED_FIELDS = ("output_dir", "isnet_format")  # where the run is, and the file's layout: not what it does
 DATA_FIELDS = ("data.dataset", "data.root")  # compared as a dataset (the root as a full path), below
 
 

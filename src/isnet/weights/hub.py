@@ -19,6 +19,7 @@ from torch import nn
 
 from isnet.utils.json_text import load_json
 from isnet.weights.checkpoint import CheckpointError, load_model, save_model, write_atomically
+from isnet.weights.inspection import FILE_FORMAT, FORMAT_METADATA_KEY
 
 CONFIG_FILE, WEIGHTS_FILE, CARD_FILE = "config.json", "model.safetensors", "README.md"
 
@@ -77,7 +78,7 @@ def save_pretrained(
     directory.mkdir(parents=True, exist_ok=True)
     save_model(model, directory / WEIGHTS_FILE)
     dataset = getattr(model, "dataset", None)
-    config = {"isnet_version": _isnet_version(), "model": model.config.to_dict(),
+    config = {FORMAT_METADATA_KEY: FILE_FORMAT, "isnet_version": _isnet_version(), "model": model.config.to_dict(),
               "dataset": None if dataset is None else json.loads(dataset.to_json())}
     write_atomically(directory / CONFIG_FILE, lambda temporary: temporary.write_text(json.dumps(config, indent=1)))
     card = model_card(model, recipe=recipe, metrics=metrics)
@@ -124,10 +125,14 @@ def check_config_file(path: Path, model: nn.Module) -> None:
         raise CheckpointError(f"{path}: damaged model directory configuration: not JSON ({error})") from None
     except OSError as error:
         raise CheckpointError(f"{path}: unreadable: {error.strerror or error}") from None
-    if not isinstance(config, dict) or set(config) != {"isnet_version", "model", "dataset"} or not isinstance(
-            config["isnet_version"], str):
+    if not isinstance(config, dict) or set(config) - {FORMAT_METADATA_KEY} != {"isnet_version", "model", "dataset"} \
+            or not isinstance(config["isnet_version"], str):
         raise CheckpointError(f"{path}: not the {CONFIG_FILE} of an isnet model directory (its entries are "
-                              "isnet_version, model and dataset)")
+                              f"{FORMAT_METADATA_KEY}, isnet_version, model and dataset)")
+    version = config.get(FORMAT_METADATA_KEY, FILE_FORMAT)  # absent: written before the file had a version; read alike
+    if type(version) is not int or not 1 <= version <= FILE_FORMAT:
+        raise CheckpointError(f"{path}: its {FORMAT_METADATA_KEY} entry {version!r} is not a format this version of "
+                              f"isnet reads (1 to {FILE_FORMAT}; a newer isnet wrote it? upgrade isnet)")
     dataset = getattr(model, "dataset", None)
     described = {"model": json.loads(json.dumps(model.config.to_dict())),
                  "dataset": None if dataset is None else json.loads(dataset.to_json())}
