@@ -100,3 +100,30 @@ def test_a_model_transformation_is_carried_as_gdal_reads_it(tmp_path):
     with rasterio.open(tmp_path / "in.tif") as original, rasterio.open(tmp_path / "out.tif") as written:
         assert written.transform == original.transform and written.transform.b == pytest.approx(0.1)
         assert written.crs == original.crs and (written.read(1) == 2).all()
+
+
+def test_a_model_of_more_classes_than_a_byte_gives_16_bit_labels_with_a_free_nodata_value(tmp_path):
+    """300 classes: the label GeoTIFF is uint16 and its nodata label 65535, which no class has (255 is one);
+    256 classes leave no 8-bit value free, and the image is refused by name."""
+    from test_hostile_options import tiny_checkpoint
+
+    pixels = scene(60, 80, seed=5)
+    pixels[:10, :12] = 0
+    source = _geotiff(tmp_path / "wide.tif", pixels)
+    result = isnet("predict", source, "--checkpoint", tiny_checkpoint(tmp_path, 300), "--tile", 32, 32,
+                   "--precision", "fp32", "--output", tmp_path / "out")
+    assert result.returncode == 0, result.stdout + result.stderr
+    labels_png = np.asarray(Image.open(tmp_path / "out" / "wide_labels.png"))
+    with tifffile.TiffFile(tmp_path / "out" / "wide_labels.tif") as tiff:
+        labels = tiff.pages[0].asarray()
+        assert labels.dtype == np.uint16 and tiff.pages[0].tags[GDAL_NODATA].value == "65535"
+    assert labels.tolist() == labels_png.tolist()
+    assert (labels[:10, :12] == 65535).all() and (labels[10:] < 300).all() and (labels[:, 12:] < 300).all()
+    assert (labels[10:] > 255).any() or (labels[:, 12:] > 255).any()  # classes a byte cannot hold
+
+    refused = isnet("predict", source, "--checkpoint", tiny_checkpoint(tmp_path / "k256", 256), "--tile", 32, 32,
+                    "--output", tmp_path / "refused")
+    assert refused.returncode == 1
+    assert f"{source}: a model of 256 classes leaves no 8-bit label value free for the GeoTIFF's nodata pixels" \
+        in refused.stderr
+    assert not (tmp_path / "refused" / "wide_labels.tif").exists()

@@ -159,7 +159,8 @@ def segment_large_image(
             writers += [PngRowWriter(partials[0], width, height, palette=flat_palette, bitdepth=8)]
         if confidence:
             writers.append(PngRowWriter(partials[2], width, height, greyscale=True, bitdepth=16))
-        geo = GeoOutputs.open(path, outputs[0], width, height, confidence=confidence)  # None unless a GeoTIFF
+        geo = GeoOutputs.open(path, outputs[0], width, height, confidence=confidence,
+                              num_classes=len(palette))  # None unless a GeoTIFF
         bar = progress_bar(total=height, desc=f"{path.name} rows", unit="row", disable=not progress, leave=False)
 
         def reduce(scores: torch.Tensor) -> tuple[torch.Tensor, ...]:  # a final cell, to what the writers take

@@ -38,7 +38,8 @@ def label_image(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> Image.I
 
 def colourise(labels: np.ndarray, palette: Sequence[Sequence[int]], ignore_index: int = 255) -> np.ndarray:
     """(H, W) class indices → (H, W, 3) uint8 colours; ignored pixels are black."""
-    table = np.zeros((max(PALETTE_CLASSES, len(palette)), 3), np.uint8)
+    rows = 1 << 16 if labels.dtype == np.uint16 else max(PALETTE_CLASSES, len(palette))  # any value it may hold
+    table = np.zeros((max(rows, len(palette)), 3), np.uint8)
     table[: len(palette)] = np.asarray(palette, np.uint8)
     if len(palette) <= ignore_index < len(table):  # never the colour of a class
         table[ignore_index] = IGNORE_COLOUR
