@@ -188,7 +188,9 @@ def test_cli_trains_in_the_measured_precision(cache, monkeypatch, tmp_path, caps
     from isnet.data import synthetic
 
     synthetic.write_dataset(tmp_path / "data", num_train=4, num_val=1, height=48, width=64)
-    monkeypatch.setattr(precision, "measure_peaks", lambda device: PEAKS)  # a CPU where bf16 pays
+    # A CPU where bf16 pays: training reads PyTorch's peaks (utils/machine.py), whatever this machine's are
+    # (the test once patched the deploy profile's peaks, which training never reads, and so followed the machine).
+    monkeypatch.setattr(machine, "measure_torch_peaks", lambda device: PEAKS)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     arguments = tiny_training(tmp_path / "data", tmp_path / "run", "--precision", "auto", max_iters=1)
     assert main([str(argument) for argument in arguments]) == 0
