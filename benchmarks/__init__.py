@@ -17,7 +17,7 @@ Every CPU path (``python -m benchmarks --cases runtimes [trained]``): :mod:`~ben
 Studies: :mod:`~benchmarks.bf16_agreement` (where bfloat16 loses argmax agreement),
 :mod:`~benchmarks.int8_sensitivity` (which parts INT8 must leave in float),
 :mod:`~benchmarks.camvid_ablation` (Tables 1 and 3 in miniature on CamVid),
-:mod:`~benchmarks.onnx_memory` (ONNX Runtime's peak memory with ILCM's query blocks).
+:mod:`~benchmarks.onnx_memory` (ONNX Runtime and OpenVINO peak memory with ILCM in blocks of queries).
 """
 
 from __future__ import annotations

@@ -163,3 +163,61 @@ def test_the_memory_benchmark_prints_both_kernels_side_by_side():
     assert "thread(s), tiny ISNet" in lines[0]
     rows = [line for line in lines if line.startswith(("| 64×64", "| 96×96"))]
     assert len(rows) == 2 and all(row.count(" MiB (+") == 2 for row in rows), finished.stdout
+
+
+ORT_GROWTH = """
+import json, sys
+import numpy as np, onnxruntime as ort
+
+def peak_mib():
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) / 1024
+
+options = ort.SessionOptions()
+options.intra_op_num_threads = 1
+session = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
+size = int(sys.argv[2])
+image = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
+start = peak_mib()
+session.run(None, {"images": image})
+print(json.dumps(peak_mib() - start))
+"""
+
+
+@pytest.mark.slow  # two exports and four fresh processes
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the resident peak from /proc")
+def test_onnx_runtime_holds_a_block_of_scores_and_grows_linearly_in_pixels(tmp_path):
+    """The exported graph's attention is a Loop over blocks of queries: ONNX Runtime's peak grows with
+    the pixels, far below ILCM's HW×HW scores, which the same graph without the Loop does hold."""
+    pytest.importorskip("onnxruntime")
+    from isnet.deploy.export import export_onnx
+
+    torch.manual_seed(0)
+    model = build_model(ISNET).eval()
+    graphs = {"looped": export_onnx(model, tmp_path / "looped.onnx", sample_size=(64, 64)),
+              "whole": export_onnx(model, tmp_path / "whole.onnx", sample_size=(64, 64), query_block=None)}
+
+    def growth(name: str, size: int) -> float:
+        finished = subprocess.run([sys.executable, "-c", ORT_GROWTH, str(graphs[name]), str(size)],
+                                  capture_output=True, text=True, timeout=600)
+        assert finished.returncode == 0, finished.stderr[-2000:]
+        return json.loads(finished.stdout)
+
+    matrix_mib = hw_squared(1024) * 4 / 2**20  # ILCM's float32 scores at 1024²: 1 GiB
+    whole = growth("whole", 1024)
+    assert whole > matrix_mib, whole  # the measurement sees the matrix where it is held
+    looped = {size: growth("looped", size) for size in (512, 1024)}
+    assert looped[1024] < matrix_mib / 2, looped  # the features, the image and 1,024 × HW scores
+    assert looped[1024] < 6 * looped[512], looped  # 4× the pixels, about 4× the memory (an HW×HW matrix: 16×)
+
+
+@pytest.mark.slow  # two exports and four fresh processes
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_the_onnx_memory_benchmark_prints_both_graphs_side_by_side(runtime):
+    pytest.importorskip(runtime)
+    root = Path(__file__).resolve().parents[1]
+    finished = subprocess.run([sys.executable, "-m", "benchmarks.onnx_memory", "--runtime", runtime, "--sizes", "64x64", "96x128"],
+                              cwd=root, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    lines = finished.stdout.splitlines()
+    assert len(lines) == 2 and all(f"tiny ISNet, {runtime}, 1×3×" in line and line.endswith("same logits: True")
+                                   for line in lines), finished.stdout

@@ -47,12 +47,11 @@ def tiny(tmp_path_factory):
     return model, path
 
 
-def test_onnx_has_dynamic_batch_and_size_and_no_control_flow(tiny):
+def test_onnx_has_dynamic_batch_and_size_and_no_control_flow_but_the_attention_loop(tiny):
     model, path = tiny
-    assert control_flow_ops(path) == []
+    assert control_flow_ops(path) == ["Loop"]  # ILCM's query blocks; its trip count is the image's size
     session = OnnxSegmentor(path)
     assert session.config == TINY
-    # 57×91: ILCM's 96 queries in 16 blocks of 6; 17×23: 9 queries, so 7 of the blocks are empty.
     for shape in [(1, 3, 64, 64), (3, 3, 57, 91), (1, 3, 17, 23)]:
         images = torch.randn(shape)
         with torch.no_grad():
@@ -80,19 +79,34 @@ def test_onnx_runtime_reproduces_the_reference_fixture(stem, tmp_path):
     assert relative_error(predict(session, image, config), arrays["seg_logit_msflip"]) <= ONNX_TOLERANCE
 
 
-def test_the_onnx_graph_computes_ilcm_attention_in_query_blocks(tiny, tmp_path):
-    """Segmentor.exportable() chooses the kernel (the model reads no export state): ILCM's
-    softmax over all pixels is split into EXPORT_QUERY_BLOCKS blocks, and into one when asked."""
+def test_the_onnx_graph_computes_ilcm_attention_a_block_of_queries_at_a_time(tiny, tmp_path):
+    """Segmentor.exportable() chooses explicit attention (the model reads no export state) and the
+    exporter loops over blocks of queries: the softmax over all pixels is inside the Loop's body, and
+    with blocks of 7 (96 queries of a 57×91 image: 14 blocks, the last padded) ONNX Runtime and
+    OpenVINO give PyTorch's logits."""
     import onnx
 
-    from isnet.model.context.attention import EXPORT_QUERY_BLOCKS
-
     model, path = tiny
-    whole = export_onnx(model, tmp_path / "one_block.onnx", sample_size=(64, 64), query_blocks=1)
-    softmaxes = {name: sum(node.op_type == "Softmax" for node in onnx.load(str(graph)).graph.node)
-                 for name, graph in (("split", path), ("whole", whole))}
-    assert softmaxes["split"] - softmaxes["whole"] == EXPORT_QUERY_BLOCKS - 1
-    assert model.head.image_context.attention.export_query_blocks is None  # the model itself is left as it was
+    whole = export_onnx(model, tmp_path / "whole.onnx", sample_size=(64, 64), query_block=None)
+    blocks_of_7 = export_onnx(model, tmp_path / "blocks_of_7.onnx", sample_size=(64, 64), query_block=7)
+
+    def softmaxes(graph) -> tuple[int, int]:  # (at the top, inside loops)
+        loops = [node.attribute[0].g for node in graph.node if node.op_type == "Loop"]
+        return (sum(node.op_type == "Softmax" for node in graph.node),
+                sum(node.op_type == "Softmax" for body in loops for node in body.node))
+
+    top, looped = softmaxes(onnx.load(str(path)).graph)
+    assert looped == 1 and softmaxes(onnx.load(str(whole)).graph) == (top + 1, 0)
+    assert control_flow_ops(whole) == []
+    assert model.head.image_context.attention.explicit_attention is False  # the model itself is left as it was
+    images = torch.randn(2, 3, 57, 91)
+    with torch.no_grad():
+        expected = model.logits(images)
+    assert relative_error(OnnxSegmentor(blocks_of_7).logits(images), expected) < 1e-5
+    pytest.importorskip("openvino")
+    from isnet.deploy.runtimes.openvino import OpenVinoSegmentor
+
+    assert relative_error(OpenVinoSegmentor(blocks_of_7).logits(images), expected) < 1e-5
 
 
 def test_torch_export_has_dynamic_batch_and_size(tmp_path):

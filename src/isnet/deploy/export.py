@@ -6,9 +6,10 @@ flow: SLCM's regions come from one-hot matrix products of the argmax (data decid
 not the path), and SLCM attends over the K region representations weighted by their pixel
 counts (:func:`isnet.deploy.runtimes.pytorch.use_region_attention`), so the exported graph never forms an
 HW×HW matrix for SLCM. ILCM's attention over all pixels is exported as matrix products and
-a softmax over a fixed number of query blocks (:func:`isnet.model.context.attention.split_query_attention`),
-so ONNX Runtime holds 1/16 of its HW×HW scores at a time (268 MB instead of 4.3 GB at
-1024×2048; ``python -m benchmarks.onnx_memory``).
+a softmax (:func:`isnet.model.context.attention.explicit_attention`), which
+:func:`isnet.deploy.onnx_attention.loop_attention` turns into an ONNX ``Loop`` over blocks of
+1,024 queries: ONNX Runtime and OpenVINO hold 1,024 × HW scores at a time, linear in the pixels
+(``python -m benchmarks.onnx_memory``).
 
 Both files carry the model's configuration and dataset record (``isnet_config`` and
 ``isnet_dataset``: ONNX metadata properties, ``.pt2`` extra files), so
@@ -26,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from isnet.deploy.runtimes.pytorch import use_region_attention
-from isnet.model.context.attention import EXPORT_QUERY_BLOCKS
+from isnet.deploy.onnx_attention import QUERY_BLOCK, loop_attention
 from isnet.utils.atomic_files import atomic_path
 from isnet.utils.errors import CheckpointError
 from isnet.utils.seal import PLACEHOLDER, SEAL_KEY, seal
@@ -59,10 +60,10 @@ class LogitsModule(nn.Module):
         return self.model.logits(images)
 
 
-def exportable(model: nn.Module, *, query_blocks: int | None = None) -> LogitsModule:
+def exportable(model: nn.Module, *, explicit_attention: bool = False) -> LogitsModule:
     """An eval-mode copy of ``model`` with region attention, wrapped for export; for a graph
-    without a fused attention kernel, with attention in ``query_blocks`` (:meth:`Segmentor.exportable`)."""
-    model = use_region_attention(copy.deepcopy(model).eval().float()).exportable(query_blocks)
+    without a fused attention operator, with attention as matrix products (:meth:`Segmentor.exportable`)."""
+    model = use_region_attention(copy.deepcopy(model).eval().float()).exportable(explicit_attention)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return LogitsModule(model).eval()
@@ -74,17 +75,19 @@ def export_onnx(
     *,
     sample_size: tuple[int, int] = (512, 512),
     opset: int = ONNX_OPSET,
-    query_blocks: int = EXPORT_QUERY_BLOCKS,
+    query_block: int | None = QUERY_BLOCK,
 ) -> Path:
     """Write ``model`` as ONNX with dynamic batch, height and width; returns the path.
 
     Uses the TorchScript-based exporter (the dynamo-based one needs ``onnxscript``). The
-    sample input only guides tracing; the graph accepts other sizes.
+    sample input only guides tracing; the graph accepts other sizes. Attention takes
+    ``query_block`` queries at a time (:func:`~isnet.deploy.onnx_attention.loop_attention`);
+    ``None`` leaves it whole (HW×HW scores: for comparisons only).
     """
     import onnx
 
     path = Path(path)
-    module = exportable(model, query_blocks=query_blocks)
+    module = exportable(model, explicit_attention=True)
     sample = torch.randn(1, model.config.backbone.in_channels, *sample_size)
     with atomic_path(path) as temporary, warnings.catch_warnings():  # a kill leaves the old file or the new one
         warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic
@@ -99,6 +102,8 @@ def export_onnx(
             dynamo=False,
         )
         graph = onnx.load(str(temporary))
+        if query_block is not None:
+            loop_attention(graph, query_block)
         for key, value in {**model_metadata(model), SEAL_KEY: PLACEHOLDER}.items():
             entry = graph.metadata_props.add()
             entry.key, entry.value = key, value
@@ -152,7 +157,8 @@ def program_metadata(path: str | Path) -> dict[str, str]:
 
 
 def control_flow_ops(path: str | Path) -> list[str]:
-    """ONNX control-flow nodes (If, Loop, Scan) in the graph at ``path``: none are expected."""
+    """ONNX control-flow nodes (If, Loop, Scan) in the graph at ``path``: none are expected but the Loops
+    of :func:`~isnet.deploy.onnx_attention.loop_attention` (whose trip count is the image's size, not its data)."""
     import onnx
 
     graph = onnx.load(str(path)).graph

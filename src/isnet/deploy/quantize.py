@@ -152,7 +152,9 @@ def quantize_model(
     if not images:
         raise ValueError("quantisation needs at least one calibration image")
     with tempfile.TemporaryDirectory(prefix="isnet-quantize-", dir=workdir) as tmp:
-        onnx_path = export_onnx(model, Path(tmp) / "model.onnx", sample_size=tuple(images[0].shape[2:]))
+        # NNCF cannot follow an ONNX Loop: the attention stays whole here, and OpenVINO's own attention
+        # fusion bounds its memory (docs/benchmarks.md, "ONNX Runtime and OpenVINO memory").
+        onnx_path = export_onnx(model, Path(tmp) / "model.onnx", sample_size=tuple(images[0].shape[2:]), query_block=None)
         return quantize_onnx(onnx_path, images, ignored=ignored_scope(model, scope), fast_bias_correction=fast_bias_correction)
 
 

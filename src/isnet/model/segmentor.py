@@ -12,7 +12,7 @@ from isnet.model.config import (
     ModelConfig,
 )
 from isnet.model.context.aspp import ASPP
-from isnet.model.context.attention import EXPORT_QUERY_BLOCKS, SelfAttention
+from isnet.model.context.attention import SelfAttention
 from isnet.model.context.ilcm import ImageLevelContext
 from isnet.model.context.slcm import SemanticLevelContext
 from isnet.model.heads.fcn import FCNAuxHead
@@ -56,14 +56,14 @@ class Segmentor(nn.Module):
         self.backbone.set_grad_checkpointing(enable)
         return self
 
-    def exportable(self, query_blocks: int | None = EXPORT_QUERY_BLOCKS) -> Segmentor:
-        """Choose kernels an exported graph can hold: attention as matrix products over
-        ``query_blocks`` blocks of queries (ONNX has no fused attention kernel; a fixed count
-        keeps the graph free of loops for any image size), or the fused kernel for ``None``.
-        The results are the same; a runtime switch, like :meth:`set_grad_checkpointing`."""
+    def exportable(self, explicit_attention: bool = True) -> Segmentor:
+        """Choose kernels an exported graph can hold: attention as matrix products and a softmax
+        (ONNX has no fused attention operator; its exporter then takes the queries a block at a
+        time), or the fused kernel for ``False``. The results are the same; a runtime switch, like
+        :meth:`set_grad_checkpointing`."""
         for module in self.modules():
             if isinstance(module, SelfAttention):
-                module.export_query_blocks = query_blocks
+                module.explicit_attention = explicit_attention
         return self
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:

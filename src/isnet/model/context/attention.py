@@ -81,27 +81,12 @@ def tokens_as_map(tokens: Tensor, height: int, width: int) -> Tensor:
     return tokens.squeeze(1).transpose(1, 2).reshape(tokens.shape[0], -1, height, width)
 
 
-# ONNX (opset 17) has no fused attention kernel, so an exported graph builds the scores
-# explicitly; split into this many query blocks, it holds HW²/16 of them at a time.
-EXPORT_QUERY_BLOCKS = 16
-
-
-def split_query_attention(query: Tensor, key: Tensor, value: Tensor, blocks: int = EXPORT_QUERY_BLOCKS) -> Tensor:
-    """``softmax(Q Kᵀ / √T) V`` over a fixed number of query blocks, for exported graphs.
-
-    The block count is fixed (not the block size), so the traced graph has neither loop
-    nor branch and takes any HW: block i is the slice ``[i·b, (i+1)·b)`` of the queries,
-    ``b = ⌈HW / blocks⌉`` computed in the graph (trailing blocks may be empty); each
-    block's scores are ``b × HW``.
-    """
-    key_t = key.transpose(-1, -2)
-    query = query * query.shape[-1] ** -0.5
-    size = (query.shape[-2] + blocks - 1) // blocks
-    parts = []
-    for index in range(blocks):
-        scores = torch.matmul(query[..., index * size : (index + 1) * size, :], key_t)
-        parts.append(torch.matmul(scores.softmax(dim=-1), value))
-    return torch.cat(parts, dim=-2)
+def explicit_attention(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+    """``softmax(Q Kᵀ / √T) V`` as two matrix products and a softmax, for exported graphs: ONNX (opset 17)
+    has no fused attention operator. Eager, this holds the whole L×S score matrix; an exporter
+    rewrites the chain to take a block of queries at a time (:mod:`isnet.deploy.onnx_attention`)."""
+    scores = torch.matmul(query * query.shape[-1] ** -0.5, key.transpose(-1, -2))
+    return torch.matmul(scores.softmax(dim=-1), value)
 
 
 class SelfAttention(nn.Module):
@@ -129,8 +114,8 @@ class SelfAttention(nn.Module):
         self.value_project = ConvBNReLU(key_channels, t)
         self.out_project = ConvBNReLU(t, out_channels)
         # A kernel choice, not part of the model: set by Segmentor.exportable() for graphs
-        # without a fused attention kernel (ONNX), None for the fused kernel.
-        self.export_query_blocks: int | None = None
+        # without a fused attention operator (ONNX); False: the fused kernel.
+        self.explicit_attention = False
 
     def forward(self, query_feats: Tensor, key_feats: Tensor) -> Tensor:
         """Every pixel of ``query_feats`` (N, Cq, h, w) attends over every pixel of ``key_feats``."""
@@ -181,8 +166,8 @@ class SelfAttention(nn.Module):
         height, width = query_feats.shape[2:]
         query = pixels_as_tokens(self.query_project(query_feats))
         # Eqs. (4)–(5): similarities softmax(QKᵀ/√T) over the keys; (7)–(8): their weighted sum of V.
-        if bias is None and self.export_query_blocks:
-            context = split_query_attention(query, key, value, self.export_query_blocks)
+        if bias is None and self.explicit_attention:
+            context = explicit_attention(query, key, value)
         elif bias is None:
             context = bounded_attention(query, key, value)
         else:
