@@ -60,8 +60,9 @@ PATHS = {
     "channels-last": lambda model, images: (model.to(memory_format=torch.channels_last),
                                             images.contiguous(memory_format=torch.channels_last)),
     "bf16": lambda model, images: (model.bfloat16(), images.bfloat16()),
-    "export blocks": lambda model, images: (model.exportable(), images),
 }
+# The exported graphs' path (Segmentor.exportable: explicit products, traced, then looped over blocks of
+# queries by the exporter) is measured in the runtimes that run it: test_onnx_runtime_holds_a_block_of_scores_...
 
 
 @pytest.mark.parametrize("path", sorted(PATHS))
