@@ -127,3 +127,16 @@ def test_a_model_of_more_classes_than_a_byte_gives_16_bit_labels_with_a_free_nod
     assert f"{source}: a model of 256 classes leaves no 8-bit label value free for the GeoTIFF's nodata pixels" \
         in refused.stderr
     assert not (tmp_path / "refused" / "wide_labels.tif").exists()
+
+
+def test_the_georeference_is_read_while_the_file_is_open(tmp_path):
+    """tifffile reads the larger tag values (the GeoKey directory) only when asked: asked after the file
+    was closed, it warned on every GeoTIFF a user predicted ("reading value from closed file")."""
+    import warnings
+
+    source = _geotiff(tmp_path / "field.tif", scene(40, 60, seed=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        georeference = read_georeference(source)
+    assert georeference is not None and georeference.nodata == 0.0
+    assert {code: value for code, _, _, value, _ in georeference.tags} == {code: value for code, _, _, value, _ in TAGS[:3]}

@@ -42,16 +42,18 @@ def read_georeference(path: str | Path) -> GeoReference | None:
     try:
         with tifffile.TiffFile(path) as tiff:
             found = {tag.code: tag for tag in tiff.pages[0].tags.values()}
+            if not any(code in found for code in GEO_TAGS if code not in (34736, 34737)):
+                return None
+            # the values while the file is open: tifffile reads the larger ones only when asked
+            tags = tuple((code, int(found[code].dtype), found[code].count, found[code].value, True)
+                         for code in GEO_TAGS if code in found)
+            nodata_text = str(found[GDAL_NODATA].value).strip("\x00 ") if GDAL_NODATA in found else None
     except (tifffile.TiffFileError, OSError, ValueError):
         return None  # the image reader says what is wrong with it
-    if not any(code in found for code in GEO_TAGS if code not in (34736, 34737)):
-        return None
-    tags = tuple((code, int(found[code].dtype), found[code].count, found[code].value, True)
-                 for code in GEO_TAGS if code in found)
     nodata = None
-    if GDAL_NODATA in found:
+    if nodata_text is not None:
         try:
-            nodata = float(str(found[GDAL_NODATA].value).strip("\x00 "))
+            nodata = float(nodata_text)
         except ValueError:
             nodata = None
     return GeoReference(tags, nodata)
