@@ -114,7 +114,13 @@ def _body(prefix: str, padded: str, key_t: str, value: str, block: str):
     def name(suffix: str) -> str:
         return f"{prefix}_body_{suffix}"
 
+    def constant(suffix: str, value: int):
+        return helper.make_node("Constant", [], [name(suffix)],
+                                value=helper.make_tensor(name(suffix), TensorProto.INT64, [1], [value]))
+
     nodes = [
+        constant("axis0", 0),
+        constant("axis_rows", -2),
         helper.make_node("Identity", [f"{prefix}_body_condition_in"], [name("condition_out")]),
         helper.make_node("Unsqueeze", [name("iteration"), name("axis0")], [name("iteration_1d")]),
         helper.make_node("Mul", [name("iteration_1d"), block], [name("start")]),
@@ -124,10 +130,6 @@ def _body(prefix: str, padded: str, key_t: str, value: str, block: str):
         helper.make_node("Softmax", [name("scores")], [name("weights")], axis=-1),
         helper.make_node("MatMul", [name("weights"), value], [name("rows")]),
     ]
-    nodes.insert(0, helper.make_node("Constant", [], [name("axis0")],
-                                     value=helper.make_tensor(name("axis0"), TensorProto.INT64, [1], [0])))
-    nodes.insert(0, helper.make_node("Constant", [], [name("axis_rows")],
-                                     value=helper.make_tensor(name("axis_rows"), TensorProto.INT64, [1], [-2])))
     return helper.make_graph(
         nodes,
         f"{prefix}_body",
