@@ -19,10 +19,8 @@ scores.
 from __future__ import annotations
 
 import math
-import queue
 import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +38,7 @@ from isnet.inference.predictor import Predictor, as_predictor
 from isnet.inference.streaming import SpillError, stream_slide
 from isnet.inference.temperature import confidence_uint16
 from isnet.utils.atomic_files import PendingFiles
+from isnet.utils.background_encoder import BackgroundEncoder
 from isnet.utils.errors import describe_os_error
 from isnet.utils.progress import progress_bar
 from isnet.utils.visualize import MAX_OVERLAY_SIDE, PALETTE_CLASSES, label_dtype, save_overlay_with_legend
@@ -55,9 +54,6 @@ class TileConfig:
     max_batch: int = 8
 
 
-_END = object()  # the end of a PngRowWriter's rows
-
-
 class PngRowWriter:
     """A PNG written row by row: pypng encodes from an iterator, fed here from another thread.
 
@@ -68,42 +64,20 @@ class PngRowWriter:
     def __init__(self, path: Path, width: int, height: int, **png_options) -> None:
         import png
 
-        self._rows: queue.Queue = queue.Queue(maxsize=4)
-        self._error: BaseException | None = None
         self._file = open(path, "wb")
         writer = png.Writer(width, height, **png_options)
-
-        ended = threading.Event()  # the encoder has taken _END
-
-        def bands() -> Iterator[np.ndarray]:
-            while (band := self._rows.get()) is not _END:
-                yield from band
-            ended.set()
-
-        def encode() -> None:
-            try:
-                writer.write(self._file, bands())
-            except BaseException as error:  # handed to the caller by put / close
-                self._error = error
-                while not ended.is_set() and self._rows.get() is not _END:  # let put() go on, to hear of the error
-                    pass
-
-        self._thread = threading.Thread(target=encode, name=f"png-{path.name}", daemon=True)
-        self._thread.start()
+        self._encoder = BackgroundEncoder(lambda bands: writer.write(self._file, (row for band in bands for row in band)),
+                                          name=f"png-{path.name}", queue_size=4)
 
     def put(self, rows: np.ndarray) -> None:
-        if self._error is not None:
-            raise self._error
-        self._rows.put(rows)
+        self._encoder.put(rows)
 
     def close(self) -> None:
         """Finish the file (a second call does nothing); raise what the encoder raised."""
-        if self._thread.is_alive():
-            self._rows.put(_END)
-            self._thread.join()
-        self._file.close()
-        if self._error is not None:
-            raise self._error
+        try:
+            self._encoder.close()
+        finally:
+            self._file.close()
 
 
 def segment_large_image(

@@ -10,13 +10,13 @@ they were, on a tiled, deflate-compressed (Big)TIFF whose tiles are encoded as r
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from isnet.utils.background_encoder import BackgroundEncoder
 
 GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737)  # pixel scale, tiepoints, transformation, GeoKeys, doubles, ASCII
 GDAL_NODATA = 42113
@@ -93,7 +93,6 @@ class NodataRows:
         return (values == self.nodata).all(axis=2)
 
 
-_END = object()
 
 
 class GeoTiffRowWriter:
@@ -111,51 +110,35 @@ class GeoTiffRowWriter:
 
         self.width, self.height, self.dtype = width, height, np.dtype(dtype)
         self._pending = np.zeros((0, width), self.dtype)
-        self._bands: queue.Queue = queue.Queue(maxsize=2)
-        self._error: BaseException | None = None
         tags = list(georeference.tags)
         if nodata is not None:
             tags.append((GDAL_NODATA, 2, 0, f"{nodata:g}", True))
         bigtiff = width * height * self.dtype.itemsize > BIGTIFF_ABOVE
-        ended = threading.Event()  # the encoder has taken _END
 
-        def tiles() -> Iterator[np.ndarray]:
-            while (band := self._bands.get()) is not _END:
+        def tiles(bands: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+            for band in bands:
                 for left in range(0, width, TILE):
                     tile = np.zeros((TILE, TILE), self.dtype)
                     part = band[:, left:left + TILE]
                     tile[: part.shape[0], : part.shape[1]] = part
                     yield tile
-            ended.set()
 
-        def encode() -> None:
-            try:
-                with tifffile.TiffWriter(path, bigtiff=bigtiff) as tiff:
-                    tiff.write(tiles(), shape=(height, width), dtype=self.dtype, tile=(TILE, TILE),
-                               compression="zlib", photometric="minisblack", extratags=tags, metadata=None)
-            except BaseException as error:  # handed to the caller by put / close
-                self._error = error
-                while not ended.is_set() and self._bands.get() is not _END:  # let put() go on, to hear of it
-                    pass
+        def encode(bands: Iterator[np.ndarray]) -> None:
+            with tifffile.TiffWriter(path, bigtiff=bigtiff) as tiff:
+                tiff.write(tiles(bands), shape=(height, width), dtype=self.dtype, tile=(TILE, TILE),
+                           compression="zlib", photometric="minisblack", extratags=tags, metadata=None)
 
-        self._thread = threading.Thread(target=encode, name=f"geotiff-{path.name}", daemon=True)
-        self._thread.start()
+        self._encoder = BackgroundEncoder(encode, name=f"geotiff-{path.name}", queue_size=2)
 
     def put(self, rows: np.ndarray) -> None:
-        if self._error is not None:
-            raise self._error
         self._pending = np.concatenate([self._pending, rows.astype(self.dtype, copy=False)])
         while len(self._pending) >= TILE:
-            self._bands.put(self._pending[:TILE].copy())
+            self._encoder.put(self._pending[:TILE].copy())
             self._pending = self._pending[TILE:]
 
     def close(self) -> None:
         """Finish the file (a second call does nothing); raise what the encoder raised."""
-        if self._thread.is_alive():
-            if len(self._pending) and self._error is None:
-                self._bands.put(self._pending)
-                self._pending = self._pending[:0]
-            self._bands.put(_END)
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
+        if len(self._pending) and not self._encoder.failed:
+            self._encoder.put(self._pending)
+        self._pending = self._pending[:0]
+        self._encoder.close()
